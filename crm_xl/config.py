@@ -1,0 +1,352 @@
+"""Settings of the pipeline: defaults in code, validated once at the boundary.
+
+Every setting has a name (the key used on the Config sheet and in ``run(config={...})``), a
+default, and a one-line description in :data:`SETTINGS_HELP`. :meth:`Config.from_mapping` accepts
+the loose values a spreadsheet gives (text numbers, comma-separated lists, ``2024-12`` or a date
+for a month) and raises :class:`~crm_xl.errors.ConfigError` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from crm_xl.errors import ConfigError
+
+TIERS = ("Diamond", "Platinum", "Gold", "Silver", "Bronze", "Passive")
+STATUSES = ("Active", "Not Active")
+EVENTS = ("New", "Lost", "Reactivated")
+STATES = ("prospect", "new", "active", "lapsing", "lost", "reactivated")
+SCORE_FIELDS = ("recency", "frequency", "monetary", "tenure")
+
+# The widely used 11 RFM segments on (R score, FM score); every one of the 25 cells exactly once.
+DEFAULT_SEGMENT_MAP: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Champions", ("55", "54", "45")),
+    ("Loyal Customers", ("53", "44", "35", "34")),
+    ("Potential Loyalist", ("52", "42", "43", "33")),
+    ("Recent Customers", ("51",)),
+    ("Promising", ("41", "31")),
+    ("Customers Needing Attention", ("32", "23", "22")),
+    ("About To Sleep", ("21",)),
+    ("At Risk", ("25", "24", "13")),
+    ("Can't Lose Them", ("15", "14")),
+    ("Hibernating", ("12",)),
+    ("Lost", ("11",)),
+)
+
+SETTINGS_HELP: dict[str, str] = {
+    "report_month": "Last month to report (YYYY-MM); blank = the last month that has transactions",
+    "history_months": "How many month-end snapshots to compute, ending with the report month",
+    "core_categories": "Product categories that count toward engagement (recurring consumables)",
+    "entry_categories": "Product categories whose first purchase marks entry into the base (devices)",
+    "other_categories": "Other known non-core categories (accessories, spare parts); any other is flagged",
+    "anonymous_groups": "Customer groups excluded from all analysis (compared ignoring case and spaces)",
+    "measure": "Engagement measure: units (quantity x unit_size) or revenue",
+    "use_created_date": "A customer enters the base at created_date (or first purchase if earlier)",
+    "active_window_months": "Active when the measure over this many months is > 0 (M12)",
+    "tier_window_months": "Window for AMC, O and AOS (6: AMC = M6/6, O6, AOS = M6/O6)",
+    "reactivation_gap_months": "Silent months before a purchase counts as a reactivation",
+    "t_high": "AMC threshold for Platinum and Diamond (T_high)",
+    "t_mid_high": "AMC threshold for Gold (T_mid_high)",
+    "t_mid": "AMC threshold for Silver (T_mid)",
+    "a_high": "AOS threshold for Diamond (A_high)",
+    "f_high": "Order-count threshold for Diamond (F_high, invoices in the tier window)",
+    "f_mid": "Order-count threshold for Platinum (F_mid, invoices in the tier window)",
+    "rfm_window_months": "Window for RFM frequency and monetary",
+    "rfm_monetary": "RFM monetary value: units or revenue",
+    "rfm_method": "quantile (quintile cut points per month) or fixed (the cut points below)",
+    "rfm_cuts_recency": "Fixed cut points for recency days: <= 1st -> R5 ... > 4th -> R1",
+    "rfm_cuts_frequency": "Fixed cut points for frequency (orders): <= 1st -> F1 ... > 4th -> F5",
+    "rfm_cuts_monetary": "Fixed cut points for monetary: <= 1st -> M1 ... > 4th -> M5",
+    "rfm_cuts_tenure": "Fixed cut points for tenure months: <= 1st -> T1 ... > 4th -> T5",
+    "segment_map": "RFM segment per (R, FM) cell, first match wins; every cell exactly once",
+    "udf_segment": "What CRM_SEGMENT returns: value_tier or rfm_segment",
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "measure": ("units", "revenue"),
+    "rfm_monetary": ("units", "revenue"),
+    "rfm_method": ("quantile", "fixed"),
+    "udf_segment": ("value_tier", "rfm_segment"),
+}
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "history_months": (1, 600),
+    "active_window_months": (1, 24),
+    "tier_window_months": (1, 24),
+    "reactivation_gap_months": (1, 24),
+    "rfm_window_months": (1, 60),
+}
+_THRESHOLDS = ("t_high", "t_mid_high", "t_mid", "a_high", "f_high", "f_mid")
+_CATEGORY_LISTS = ("core_categories", "entry_categories", "other_categories", "anonymous_groups")
+_CUTS = ("rfm_cuts_recency", "rfm_cuts_frequency", "rfm_cuts_monetary", "rfm_cuts_tenure")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """All settings of one run. Build it with :meth:`from_mapping` to get validation and parsing."""
+
+    report_month: pd.Period | None = None
+    history_months: int = 24
+    core_categories: tuple[str, ...] = ("consumable",)
+    entry_categories: tuple[str, ...] = ("device",)
+    other_categories: tuple[str, ...] = ("accessories", "spare_parts")
+    anonymous_groups: tuple[str, ...] = ("General",)
+    measure: str = "units"
+    use_created_date: bool = True
+    active_window_months: int = 12
+    tier_window_months: int = 6
+    reactivation_gap_months: int = 12
+    t_high: float = 1000.0
+    t_mid_high: float = 200.0
+    t_mid: float = 50.0
+    a_high: float = 1500.0
+    f_high: float = 6.0
+    f_mid: float = 3.0
+    rfm_window_months: int = 12
+    rfm_monetary: str = "units"
+    rfm_method: str = "quantile"
+    rfm_cuts_recency: tuple[float, ...] = (30.0, 60.0, 120.0, 240.0)
+    rfm_cuts_frequency: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    rfm_cuts_monetary: tuple[float, ...] = (100.0, 500.0, 2000.0, 10000.0)
+    rfm_cuts_tenure: tuple[float, ...] = (3.0, 6.0, 12.0, 24.0)
+    segment_map: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_SEGMENT_MAP
+    udf_segment: str = "value_tier"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | Config | None = None) -> Config:
+        """Parse settings given as ``{name: value}``; blank values (None, "") mean the default."""
+        if mapping is None:
+            return cls()
+        if isinstance(mapping, Config):
+            return mapping
+        known = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for raw_key, value in mapping.items():
+            key = str(raw_key).strip()
+            if key not in known:
+                raise ConfigError(key, f"unknown setting; known settings: {', '.join(sorted(known))}")
+            if _is_blank(value):
+                continue
+            values[key] = _parse(key, value)
+        return cls(**values)
+
+    def as_rows(self) -> list[tuple[str, str, str]]:
+        """(setting, value as text, description) for every setting, in declaration order."""
+        return [(f.name, format_value(getattr(self, f.name)), SETTINGS_HELP[f.name])
+                for f in dataclasses.fields(self)]
+
+    @property
+    def segment_lookup(self) -> dict[tuple[int, int], str]:
+        """(R, FM) -> segment name, from the first map row that lists the cell."""
+        lookup: dict[tuple[int, int], str] = {}
+        for name, codes in self.segment_map:
+            for code in codes:
+                lookup.setdefault((int(code[0]), int(code[1])), name)
+        return lookup
+
+    def cuts_for(self, field: str) -> tuple[float, ...]:
+        return getattr(self, f"rfm_cuts_{field}")
+
+
+def format_value(value: Any) -> str:
+    """A setting as the text a user would type on the Config sheet."""
+    if value is None:
+        return ""
+    if isinstance(value, pd.Period):
+        return str(value)
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return "; ".join(f"{name}: {' '.join(codes)}" for name, codes in value)
+    if isinstance(value, tuple):
+        return ", ".join(format_value(v) for v in value)
+    return str(value)
+
+
+def _is_blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _parse(key: str, value: Any) -> Any:
+    if key == "report_month":
+        return parse_month(value, key)
+    if key in _INT_RANGES:
+        return _parse_int(key, value)
+    if key in _THRESHOLDS:
+        return _parse_number(key, value)
+    if key in _CATEGORY_LISTS:
+        return _parse_text_list(key, value)
+    if key in _CUTS:
+        return tuple(_parse_number(key, v) for v in _split_list(value))
+    if key == "use_created_date":
+        return _parse_bool(key, value)
+    if key == "segment_map":
+        return parse_segment_map(value)
+    return str(value).strip().lower()
+
+
+def parse_month(value: Any, key: str = "report_month") -> pd.Period:
+    """A calendar month from ``2024-12``, ``2024-12-31``, a date, a Period or an Excel serial."""
+    if isinstance(value, pd.Period):
+        return value.asfreq("M")
+    try:
+        if isinstance(value, (dt.date, pd.Timestamp)):
+            return pd.Period(value, freq="M")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return pd.Period(pd.Timestamp("1899-12-30") + pd.Timedelta(days=float(value)), freq="M")
+        text = str(value).strip()
+        return pd.Period(pd.Timestamp(text), freq="M")
+    except (ValueError, TypeError, OverflowError):
+        raise ConfigError(key, f"expected a month like 2024-12, got {value!r}") from None
+
+
+def _parse_int(key: str, value: Any) -> int:
+    number = _parse_number(key, value)
+    if number != int(number):
+        raise ConfigError(key, f"expected a whole number, got {value!r}")
+    return int(number)
+
+
+def _parse_number(key: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(key, f"expected a number, got {value!r}")
+    try:
+        number = float(str(value).strip().replace(" ", "")) if isinstance(value, str) else float(value)
+    except (ValueError, TypeError):
+        raise ConfigError(key, f"expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(key, f"expected a finite number, got {value!r}")
+    return number
+
+
+def _parse_bool(key: str, value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "1.0", "true", "yes", "y"):
+        return True
+    if text in ("0", "0.0", "false", "no", "n"):
+        return False
+    raise ConfigError(key, f"expected TRUE or FALSE, got {value!r}")
+
+
+def _split_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+    if isinstance(value, Iterable):
+        return [v for v in value if not _is_blank(v)]
+    return [value]
+
+
+def _parse_text_list(key: str, value: Any) -> tuple[str, ...]:
+    return tuple(str(v).strip() for v in _split_list(value))
+
+
+def parse_segment_map(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """A segment map from ``{name: "55 54"}``, ``[(name, codes), ...]``, a DataFrame or its text form.
+
+    Codes are two digits, R score then FM score, separated by spaces or commas.
+    """
+    if isinstance(value, pd.DataFrame):
+        if value.shape[1] < 2:
+            raise ConfigError("segment_map", "expected a table with columns segment and cells")
+        pairs = list(value.iloc[:, :2].itertuples(index=False, name=None))
+    elif isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, str):
+        pairs = []
+        for part in value.split(";"):
+            if part.strip():
+                name, sep, codes = part.partition(":")
+                if not sep:
+                    raise ConfigError("segment_map", f"expected 'Segment: 55 54; ...', got {part.strip()!r}")
+                pairs.append((name, codes))
+    else:
+        pairs = list(value)
+    rows = []
+    for pair in pairs:
+        name, codes = pair
+        if _is_blank(name) and _is_blank(codes):
+            continue
+        code_list = codes.replace(",", " ").split() if isinstance(codes, str) else [str(c) for c in codes]
+        rows.append((str(name).strip(), tuple(_normalise_code(c, str(name).strip()) for c in code_list)))
+    return tuple(rows)
+
+
+def _normalise_code(code: str, segment: str) -> str:
+    text = str(code).strip()
+    if text.endswith(".0"):
+        text = text[:-2]
+    if len(text) != 2 or not all(ch in "12345" for ch in text):
+        raise ConfigError("segment_map", f"segment {segment!r}: cell {code!r} is not two scores 1-5 (R then FM)")
+    return text
+
+
+def _validate(cfg: Config) -> None:
+    for key, allowed in _CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(key, f"got {getattr(cfg, key)!r}; allowed: {', '.join(allowed)}")
+    for key, (low, high) in _INT_RANGES.items():
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(key, f"got {value!r}; allowed: a whole number from {low} to {high}")
+    for key in _THRESHOLDS:
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ConfigError(key, f"got {value!r}; allowed: a number >= 0")
+    if not cfg.t_mid <= cfg.t_mid_high <= cfg.t_high:
+        raise ConfigError("t_mid_high", f"thresholds must satisfy t_mid ({cfg.t_mid:g}) <= t_mid_high "
+                                        f"({cfg.t_mid_high:g}) <= t_high ({cfg.t_high:g})")
+    if not cfg.f_mid <= cfg.f_high:
+        raise ConfigError("f_mid", f"f_mid ({cfg.f_mid:g}) must not exceed f_high ({cfg.f_high:g})")
+    if cfg.active_window_months >= 24:
+        raise ConfigError("active_window_months", "allowed: a whole number from 1 to 23 (Lost needs one more month)")
+    for key in _CATEGORY_LISTS:
+        value = getattr(cfg, key)
+        if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(key, f"expected a list of names, got {value!r}")
+    if not cfg.core_categories:
+        raise ConfigError("core_categories", "at least one core category is needed")
+    overlap = set(map(str.lower, cfg.core_categories)) & set(map(str.lower, cfg.entry_categories))
+    if overlap:
+        raise ConfigError("entry_categories", f"{sorted(overlap)} cannot be both core and entry categories")
+    for key in _CUTS:
+        cuts = getattr(cfg, key)
+        if len(cuts) != 4 or any(b < a for a, b in zip(cuts, cuts[1:], strict=False)):
+            raise ConfigError(key, f"expected 4 ascending numbers, got {format_value(tuple(cuts))!r}")
+    if cfg.report_month is not None and not isinstance(cfg.report_month, pd.Period):
+        object.__setattr__(cfg, "report_month", parse_month(cfg.report_month))
+    _check_segment_coverage(cfg.segment_map)
+
+
+def _check_segment_coverage(segment_map: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
+    seen: dict[str, list[str]] = {}
+    for name, codes in segment_map:
+        if not name:
+            raise ConfigError("segment_map", f"a row with cells {' '.join(codes)} has no segment name")
+        for code in codes:
+            seen.setdefault(code, []).append(name)
+    all_cells = [f"{r}{fm}" for r in range(5, 0, -1) for fm in range(5, 0, -1)]
+    missing = [c for c in all_cells if c not in seen]
+    twice = {c: names for c, names in seen.items() if len(names) > 1}
+    problems = []
+    if missing:
+        problems.append(f"cells not covered: {' '.join(missing)}")
+    if twice:
+        problems.append("cells listed more than once: "
+                        + ", ".join(f"{c} ({' and '.join(n)})" for c, n in sorted(twice.items())))
+    if problems:
+        raise ConfigError("segment_map", "every (R, FM) cell 11..55 must be listed exactly once; "
+                          + "; ".join(problems))

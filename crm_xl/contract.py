@@ -1,0 +1,166 @@
+"""The output contract: table names, column names, types and meanings.
+
+These names become the Excel table names and what Power BI reads, so they change only with a
+major version. ``docs/outputs.md`` is generated from this module (``python -m crm_xl.contract``)
+and a test keeps the two equal.
+
+Types: ``month`` (a date, the first day of the month), ``date``, ``text``, ``label`` (text from a
+fixed list), ``integer``, ``decimal``; "blank" in a meaning says when a cell may be empty.
+"""
+
+from __future__ import annotations
+
+from crm_xl.config import EVENTS, STATES, STATUSES, TIERS
+
+Column = tuple[str, str, str]  # name, type, meaning
+
+_FIGURES: list[Column] = [
+    ("m_total", "decimal", "Engagement measure (units by default) of core purchases, all history up to the month's end"),
+    ("m1", "decimal", "Measure in the report month itself"),
+    ("m6", "decimal", "Measure in the last 6 calendar months ending with the report month"),
+    ("m12", "decimal", "Measure in the last 12 months (Active when > 0)"),
+    ("m13", "decimal", "Measure in the last 13 months (m13 - m12 = the month 13 back)"),
+    ("m24", "decimal", "Measure in the last 24 months"),
+    ("m25", "decimal", "Measure in the last 25 months (m25 - m24 = the month 25 back)"),
+    ("o6", "integer", "Distinct core invoices (orders) in the last 6 months"),
+    ("revenue_m1", "decimal", "Revenue of core purchases in the report month"),
+    ("revenue_m12", "decimal", "Revenue of core purchases in the last 12 months"),
+    ("revenue_total", "decimal", "Revenue of core purchases, all history up to the month's end"),
+    ("first_device_date", "date", "First purchase of an entry category (device); blank if none yet"),
+    ("first_core_date", "date", "First core purchase; blank if none yet"),
+    ("last_core_date", "date", "Latest core purchase up to the month's end; blank if none yet"),
+    ("tenure_months", "integer", "Calendar months from the first core month to the report month, both "
+                                 "included; blank before the first core purchase"),
+    ("amc", "decimal", "Average monthly consumption: M6 / 6 (tier window)"),
+    ("aos", "decimal", "Average order size: M6 / O6 (tier window); blank when there was no order"),
+    ("activity_status", "label", f"{' or '.join(STATUSES)}: Active when there was a core purchase in the last 12 months"),
+    ("value_tier", "label", f"{', '.join(TIERS)}; blank when Not Active"),
+    ("lifecycle_event", "label", f"{', '.join(EVENTS)}; blank when no event this month"),
+    ("lifecycle_state", "label", f"Exactly one of {', '.join(STATES)}"),
+    ("recency_days", "integer", "Days from the last core purchase to the month's end; blank if none yet"),
+    ("frequency", "integer", "Core orders in the RFM window (12 months by default)"),
+    ("monetary", "decimal", "Core units (or revenue, per rfm_monetary) in the RFM window"),
+    ("r_score", "integer", "Recency score 1-5 (5 = most recent); blank when not scored (no core purchase yet)"),
+    ("f_score", "integer", "Frequency score 1-5 (5 = most orders); blank when not scored"),
+    ("m_score", "integer", "Monetary score 1-5 (5 = most volume); blank when not scored"),
+    ("t_score", "integer", "Tenure score 1-5 (5 = longest tenure); blank when not scored"),
+    ("fm_score", "integer", "ceil((F + M) / 2), the FM axis of the segment map; blank when not scored"),
+    ("rfm_code", "text", "The four scores as one code, e.g. R5F4M3T2; blank when not scored"),
+    ("rfm_segment", "label", "Named RFM segment from the segment map; blank when not scored"),
+    ("tier_reason", "text", "Which tier rule matched, with the numbers that decided it"),
+    ("segment_reason", "text", "The RFM scores and the values behind them"),
+]
+
+_MASTER: list[Column] = [
+    ("customer_id", "text", "Customer key as text (leading zeros kept; 123 and 123.0 are the same id)"),
+    ("customer_name", "text", "From the customer master"),
+    ("customer_group", "text", "From the customer master"),
+    ("city", "text", "From the customer master"),
+    ("created_date", "date", "From the customer master"),
+    ("email", "text", "From the customer master"),
+    ("mobile_number", "text", "From the customer master, as text"),
+    ("opt_email", "integer", "Marketing opt-in 0/1; blank when unknown"),
+    ("opt_sms", "integer", "Marketing opt-in 0/1; blank when unknown"),
+    ("opt_phone", "integer", "Marketing opt-in 0/1; blank when unknown"),
+]
+
+TABLES: dict[str, tuple[str, list[Column]]] = {
+    "customer_snapshot": (
+        "One row per analysed customer as of the report month: master attributes (and any extra master "
+        "columns, after these), every figure, state and segment, and last month's tier and state. "
+        "Doubles as the campaign list.",
+        [*_MASTER, ("report_month", "month", "The snapshot month (figures as of its last day)"),
+         *_FIGURES,
+         ("previous_value_tier", "label", "value_tier one month earlier; blank when Not Active or not yet in the base"),
+         ("previous_lifecycle_state", "label", "lifecycle_state one month earlier; blank when not yet in the base")],
+    ),
+    "customer_history": (
+        "One row per customer and report month of the history range (month-end snapshots), for "
+        "every customer in the base at that month's end.",
+        [("report_month", "month", "The snapshot month (figures as of its last day)"),
+         ("customer_id", "text", "Customer key, as in customer_snapshot"), *_FIGURES],
+    ),
+    "monthly_summary": (
+        "Counts by report month for each dimension (lifecycle_state, activity_status, value_tier, "
+        "lifecycle_event, rfm_segment), every category of each dimension every month (zeros included).",
+        [("report_month", "month", "The snapshot month"),
+         ("dimension", "text", "Which label is counted: lifecycle_state, activity_status, value_tier, "
+                               "lifecycle_event or rfm_segment"),
+         ("category", "text", "The label's value"),
+         ("customers", "integer", "Customers with that label in that month"),
+         ("share", "decimal", "customers / all customers in the base that month"),
+         ("volume_m1", "decimal", "Their measure (units by default) in that month"),
+         ("revenue_m1", "decimal", "Their core revenue in that month")],
+    ),
+    "tier_transitions": (
+        "How customers moved between tiers from one month to the next; the tier of a customer who is "
+        "not active is 'Not Active' (bought before) or 'Prospect' (never bought core), and 'New to base' "
+        "before a customer enters the base. Only moves that happened are listed.",
+        [("report_month", "month", "The month moved into"),
+         ("from_tier", "text", "Tier at the previous month's end"),
+         ("to_tier", "text", "Tier at this month's end"),
+         ("customers", "integer", "Customers who made that move")],
+    ),
+    "rfm_cut_points": (
+        "The four cut points used for each RFM field and month: a value at or below cut_1 scores 1 "
+        "(recency: 5), above cut_4 scores 5 (recency: 1).",
+        [("report_month", "month", "The snapshot month"),
+         ("field", "text", "recency, frequency, monetary or tenure"),
+         ("method", "text", "quantile (quintiles of that month's values) or fixed (from the config)"),
+         ("cut_1", "decimal", "1st cut point"), ("cut_2", "decimal", "2nd cut point"),
+         ("cut_3", "decimal", "3rd cut point"), ("cut_4", "decimal", "4th cut point"),
+         ("customers_scored", "integer", "Customers scored that month (those with a core purchase)")],
+    ),
+    "segment_map": (
+        "The RFM segment map used: one row per (R, FM) cell.",
+        [("rfm_segment", "text", "Segment name"), ("r_score", "integer", "Recency score 1-5"),
+         ("fm_score", "integer", "FM score 1-5"), ("cell", "text", "R and FM as a two-digit code, e.g. 54")],
+    ),
+    "data_quality": (
+        "One row per data-quality rule that fired while reading the inputs.",
+        [("table", "text", "transactions, customers or products"),
+         ("column", "text", "The column the rule checks"),
+         ("rule", "text", "Rule name, e.g. unknown_customer, bad_date, return_line"),
+         ("severity", "text", "warning (rows left out or changed) or info (expected, by design)"),
+         ("rows", "integer", "How many rows"),
+         ("example_rows", "text", "Up to five row numbers (1 = first data row under the header)"),
+         ("example_values", "text", "The offending values of those rows"),
+         ("message", "text", "What was done with those rows")],
+    ),
+    "run_info": (
+        "The settings and counts of this run, for the record (no clock time: same inputs, same table).",
+        [("item", "text", "Setting or count name"), ("value", "text", "Its value"),
+         ("description", "text", "What it means")],
+    ),
+}
+
+TABLE_NAMES = tuple(TABLES)
+
+
+def columns(table: str) -> list[str]:
+    """The contract's column names of a table, in order."""
+    return [name for name, _, _ in TABLES[table][1]]
+
+
+def contract_markdown() -> str:
+    """The text of ``docs/outputs.md``."""
+    lines = [
+        "# Output tables",
+        "",
+        "The contract of what `crm_xl.run` returns and the workbook holds: the same names become Excel "
+        "table names and what Power BI reads. Generated from `crm_xl/contract.py` "
+        "(`python -m crm_xl.contract > docs/outputs.md`); a test keeps them equal.",
+        "",
+        "Types: `month` is a date, the first day of the month (figures are as of its last day); `label` "
+        "is text from a fixed list; `integer` and `decimal` cells may be blank where the meaning says so.",
+        "",
+    ]
+    for name, (meaning, cols) in TABLES.items():
+        lines += [f"## `{name}`", "", meaning, "", "| column | type | meaning |", "|---|---|---|"]
+        lines += [f"| `{c}` | {t} | {m} |" for c, t, m in cols]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(contract_markdown(), end="")

@@ -1,0 +1,206 @@
+"""Outputs layer (marts): the contract tables of :mod:`crm_xl.contract`, built from the layers below.
+
+Rows of the extra month before the history range are dropped here; they exist only to give the
+first history month its "previous" tier and state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from crm_xl import contract
+from crm_xl.config import EVENTS, STATES, STATUSES, TIERS, Config
+from crm_xl.reasons import segment_reasons, tier_reasons
+from crm_xl.rfm import Scores, rfm_code_categories, rfm_code_index
+from crm_xl.rules import Labels
+from crm_xl.snapshots import _BLANK, Panel
+from crm_xl.staging import Staged
+
+_NOT_ACTIVE, _PROSPECT, _NEW_TO_BASE = "Not Active", "Prospect", "New to base"
+_SUMMARY_DIMENSIONS = ("lifecycle_state", "activity_status", "value_tier", "lifecycle_event", "rfm_segment")
+
+
+def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, config: Config,
+                  counts: dict[str, int]) -> dict[str, pd.DataFrame]:
+    """All contract tables, in contract order."""
+    full = _history_frame(staged, panel, labels, scores, config)
+    in_range = panel.month_pos >= 1
+    history = full[in_range].reset_index(drop=True)
+    tables = {
+        "customer_snapshot": _snapshot(staged, panel, full),
+        "customer_history": history,
+        "monthly_summary": _monthly_summary(history, scores),
+        "tier_transitions": _tier_transitions(panel, labels),
+        "rfm_cut_points": _cut_points(scores, panel),
+        "segment_map": _segment_map(config),
+        "data_quality": staged.quality.to_frame(),
+        "run_info": _run_info(staged, config, counts, len(history)),
+    }
+    return {name: tables[name] for name in contract.TABLE_NAMES}
+
+
+def _labels(codes: np.ndarray, names: tuple[str, ...] | list[str]) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes.astype("int32"), categories=list(names))
+
+
+def _dates(days: np.ndarray) -> np.ndarray:
+    out = days.astype("datetime64[D]").astype("datetime64[s]")
+    out[days == _BLANK] = np.datetime64("NaT")
+    return out
+
+
+def _blank_int(values: np.ndarray, blank: np.ndarray) -> pd.arrays.IntegerArray:
+    return pd.arrays.IntegerArray(np.where(blank, 0, values).astype("int64"), blank)
+
+
+def _history_frame(staged: Staged, panel: Panel, labels: Labels, scores: Scores,
+                   config: Config) -> pd.DataFrame:
+    """customer_history's columns for every panel row, including the extra first month."""
+    m, r = panel.measure, panel.revenue
+    not_scored = ~labels.has_core
+    s = scores.scores
+    ids = staged.customers["customer_id"].to_numpy()
+    columns = {
+        "report_month": panel.months.to_timestamp().to_numpy().astype("datetime64[s]")[panel.month_pos],
+        "customer_id": pd.array(ids[panel.customer_key], dtype="str"),
+        "m_total": m[0], "m1": m[1], "m6": m[6], "m12": m[12], "m13": m[13], "m24": m[24], "m25": m[25],
+        "o6": panel.invoices[6],
+        "revenue_m1": np.round(r[1], 6), "revenue_m12": np.round(r[12], 6), "revenue_total": np.round(r[0], 6),
+        "first_device_date": _dates(panel.first_device_day),
+        "first_core_date": _dates(panel.first_core_day),
+        "last_core_date": _dates(panel.last_core_day),
+        "tenure_months": _blank_int(labels.tenure_months, not_scored),
+        "amc": labels.amc, "aos": labels.aos,
+        "activity_status": _labels(np.where(labels.active, 0, 1), STATUSES),
+        "value_tier": _labels(labels.tier, TIERS),
+        "lifecycle_event": _labels(labels.event, EVENTS),
+        "lifecycle_state": _labels(labels.state, STATES),
+        "recency_days": _blank_int(np.nan_to_num(scores.values["recency"]), not_scored),
+        "frequency": panel.invoices[config.rfm_window_months],
+        "monetary": np.round(panel.rfm_monetary, 6),
+        "r_score": _blank_int(s["recency"], not_scored), "f_score": _blank_int(s["frequency"], not_scored),
+        "m_score": _blank_int(s["monetary"], not_scored), "t_score": _blank_int(s["tenure"], not_scored),
+        "fm_score": _blank_int(scores.fm, not_scored),
+        "rfm_code": _labels(rfm_code_index(scores), rfm_code_categories()),
+        "rfm_segment": _labels(scores.segment, scores.segment_names),
+        "tier_reason": pd.array(tier_reasons(panel, labels, config), dtype="str"),
+        "segment_reason": pd.array(segment_reasons(panel, scores, config), dtype="str"),
+    }
+    frame = pd.DataFrame(columns)
+    return frame[contract.columns("customer_history")]
+
+
+def _snapshot(staged: Staged, panel: Panel, full: pd.DataFrame) -> pd.DataFrame:
+    last = len(panel.months) - 1
+    latest = full[panel.month_pos == last].set_index(panel.customer_key[panel.month_pos == last])
+    previous = full[panel.month_pos == last - 1].set_index(panel.customer_key[panel.month_pos == last - 1])
+    master = staged.customers.drop(columns=["entry_date"]).loc[latest.index]
+    for name, kind, _ in contract.TABLES["customer_snapshot"][1][: len(contract._MASTER)]:
+        if name not in master:
+            master[name] = pd.Series(pd.NaT if kind == "date" else pd.NA, index=master.index,
+                                     dtype={"date": "datetime64[s]", "integer": "Int8"}.get(kind, "str"))
+    figures = latest.drop(columns=["customer_id"])
+    snapshot = pd.concat([master, figures], axis=1)
+    snapshot["previous_value_tier"] = previous["value_tier"].reindex(latest.index)
+    snapshot["previous_lifecycle_state"] = previous["lifecycle_state"].reindex(latest.index)
+    ordered = contract.columns("customer_snapshot")
+    extras = [c for c in master.columns if c not in ordered]
+    return snapshot[ordered + extras].reset_index(drop=True)
+
+
+def _monthly_summary(history: pd.DataFrame, scores: Scores) -> pd.DataFrame:
+    months = history["report_month"].to_numpy()
+    month_values, month_codes = np.unique(months, return_inverse=True)
+    base = np.bincount(month_codes, minlength=len(month_values))
+    categories = {"lifecycle_state": STATES, "activity_status": STATUSES, "value_tier": TIERS,
+                  "lifecycle_event": EVENTS, "rfm_segment": scores.segment_names}
+    frames = []
+    for dimension in _SUMMARY_DIMENSIONS:
+        codes = history[dimension].cat.codes.to_numpy().astype("int64")
+        names = categories[dimension]
+        keep = codes >= 0
+        cell = month_codes[keep] * len(names) + codes[keep]
+        size = len(month_values) * len(names)
+        customers = np.bincount(cell, minlength=size)
+        volume = np.bincount(cell, weights=history["m1"].to_numpy()[keep], minlength=size)
+        revenue = np.bincount(cell, weights=history["revenue_m1"].to_numpy()[keep], minlength=size)
+        frames.append(pd.DataFrame({
+            "report_month": np.repeat(month_values, len(names)),
+            "dimension": dimension,
+            "category": np.tile(np.asarray(names, dtype=object), len(month_values)),
+            "customers": customers.astype("int64"),
+            "share": np.round(customers / np.repeat(np.maximum(base, 1), len(names)), 6),
+            "volume_m1": np.round(volume, 6),
+            "revenue_m1": np.round(revenue, 6),
+        }))
+    summary = pd.concat(frames, ignore_index=True)
+    for column in ("dimension", "category"):
+        summary[column] = summary[column].astype("str")
+    return summary
+
+
+def _tier_transitions(panel: Panel, labels: Labels) -> pd.DataFrame:
+    names = [*TIERS, _NOT_ACTIVE, _PROSPECT, _NEW_TO_BASE]
+    label = np.where(labels.tier >= 0, labels.tier,
+                     np.where(labels.has_core, len(TIERS), len(TIERS) + 1)).astype("int64")
+    n_cust = int(panel.customer_key.max()) + 1 if panel.rows else 0
+    grid = np.full((len(panel.months), n_cust), len(TIERS) + 2, dtype="int64")
+    grid[panel.month_pos, panel.customer_key] = label
+    came_from = grid[:-1][panel.month_pos[panel.month_pos >= 1] - 1, panel.customer_key[panel.month_pos >= 1]] \
+        if panel.rows else np.array([], dtype="int64")
+    now = label[panel.month_pos >= 1]
+    month = panel.month_pos[panel.month_pos >= 1]
+    size = len(names) * len(names)
+    cell = month * size + came_from * len(names) + now
+    counts = np.bincount(cell, minlength=len(panel.months) * size)
+    nonzero = np.flatnonzero(counts)
+    month_start = panel.months.to_timestamp().to_numpy().astype("datetime64[s]")
+    names_arr = np.asarray(names, dtype=object)
+    frame = pd.DataFrame({
+        "report_month": month_start[nonzero // size],
+        "from_tier": names_arr[(nonzero % size) // len(names)],
+        "to_tier": names_arr[nonzero % len(names)],
+        "customers": counts[nonzero].astype("int64"),
+    })
+    for column in ("from_tier", "to_tier"):
+        frame[column] = frame[column].astype("str")
+    return frame
+
+
+def _cut_points(scores: Scores, panel: Panel) -> pd.DataFrame:
+    cuts = scores.cut_points
+    first_history = panel.months[1].to_timestamp()
+    frame = cuts[cuts["report_month"] >= first_history].reset_index(drop=True)
+    frame["report_month"] = frame["report_month"].astype("datetime64[s]")
+    for column in ("field", "method"):
+        frame[column] = frame[column].astype("str")
+    frame["customers_scored"] = frame["customers_scored"].astype("int64")
+    return frame
+
+
+def _segment_map(config: Config) -> pd.DataFrame:
+    rows = [(name, int(code[0]), int(code[1]), code) for name, codes in config.segment_map for code in codes]
+    frame = pd.DataFrame(rows, columns=contract.columns("segment_map"))
+    frame["rfm_segment"] = frame["rfm_segment"].astype("str")
+    frame["cell"] = frame["cell"].astype("str")
+    return frame
+
+
+def _run_info(staged: Staged, config: Config, counts: dict[str, int], history_rows: int) -> pd.DataFrame:
+    from crm_xl import __version__
+
+    rows = [("crm_xl_version", __version__, "Version of crm_xl that produced these tables"),
+            ("report_month_used", str(staged.report_month), "The report month of this run (resolved if blank)")]
+    rows += [(f"setting.{name}", value, help_) for name, value, help_ in config.as_rows()]
+    rows += [
+        ("transactions_read", str(counts["transactions"]), "Transaction lines given"),
+        ("transactions_used", str(len(staged.lines)), "Lines used (known customer and product, valid date "
+                                                      "and quantity, up to the report month)"),
+        ("customers_read", str(counts["customers"]), "Customer master rows given"),
+        ("customers_analysed", str(len(staged.customers)), "Customers analysed (anonymous and invalid rows removed)"),
+        ("products_read", str(counts["products"]), "Product master rows given"),
+        ("history_rows", str(history_rows), "Rows of customer_history"),
+    ]
+    frame = pd.DataFrame(rows, columns=["item", "value", "description"])
+    return frame.astype("str")

@@ -1,0 +1,98 @@
+"""RFMT layer: recency, frequency, monetary and tenure scores 1-5 per snapshot month, and segments.
+
+Scores come from four cut points per field and month: quintiles of that month's values
+(``rfm_method = quantile``) or the fixed cut points of the config. A value's score depends only
+on how many cut points lie below it, so equal values always share a score. Higher is better:
+recent purchases, more orders, more volume and longer tenure score 5.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from crm_xl.config import SCORE_FIELDS, Config
+from crm_xl.rules import Labels
+from crm_xl.snapshots import Panel
+
+_QUANTILES = (0.2, 0.4, 0.6, 0.8)
+_CUT_DIGITS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """Values and scores per panel row (score 0 = not scored: no core purchase yet)."""
+
+    values: dict[str, np.ndarray]   # field -> value (NaN when not scored)
+    scores: dict[str, np.ndarray]   # field -> 0..5 (int8)
+    fm: np.ndarray                  # ceil((F + M) / 2), 0 when not scored
+    segment: np.ndarray             # index into ``segment_names``, -1 when not scored
+    segment_names: tuple[str, ...]
+    cut_points: pd.DataFrame
+
+
+def score_rfm(panel: Panel, labels: Labels, config: Config) -> Scores:
+    """Score every customer with a core purchase, month by month."""
+    scored = labels.has_core
+    values = {
+        "recency": np.where(scored, panel.month_end_day - panel.last_core_day, np.nan).astype("float64"),
+        "frequency": np.where(scored, panel.invoices[config.rfm_window_months], np.nan).astype("float64"),
+        "monetary": np.where(scored, panel.rfm_monetary, np.nan),
+        "tenure": np.where(scored, labels.tenure_months, np.nan).astype("float64"),
+    }
+    scores = {field: np.zeros(panel.rows, dtype="int8") for field in SCORE_FIELDS}
+    bounds = np.searchsorted(panel.month_pos, np.arange(len(panel.months) + 1))
+    cut_rows = []
+    for m, month in enumerate(panel.months):
+        rows = slice(bounds[m], bounds[m + 1])
+        in_month = scored[rows]
+        for field in SCORE_FIELDS:
+            month_values = values[field][rows][in_month]
+            cuts = _cut_points(month_values, field, config)
+            if cuts is None:
+                continue
+            below = np.searchsorted(cuts, month_values, side="left")   # cut points strictly below
+            field_scores = np.empty(len(month_values), dtype="int8")
+            field_scores[:] = 5 - below if field == "recency" else 1 + below
+            target = scores[field][rows]
+            target[in_month] = field_scores
+            cut_rows.append((month.to_timestamp(), field, config.rfm_method, *cuts, len(month_values)))
+    fm = np.where(scored, np.ceil((scores["frequency"] + scores["monetary"]) / 2), 0).astype("int8")
+    segment_names, grid = _segment_grid(config)
+    segment = np.where(scored, grid[scores["recency"], fm], -1).astype("int8")
+    cut_points = pd.DataFrame(cut_rows, columns=["report_month", "field", "method", "cut_1", "cut_2",
+                                                 "cut_3", "cut_4", "customers_scored"])
+    return Scores(values=values, scores=scores, fm=fm, segment=segment, segment_names=segment_names,
+                  cut_points=cut_points)
+
+
+def _cut_points(values: np.ndarray, field: str, config: Config) -> np.ndarray | None:
+    if config.rfm_method == "fixed":
+        return np.asarray(config.cuts_for(field), dtype="float64")
+    if len(values) == 0:
+        return None
+    return np.round(np.quantile(values, _QUANTILES), _CUT_DIGITS)
+
+
+def _segment_grid(config: Config) -> tuple[tuple[str, ...], np.ndarray]:
+    """A 6x6 lookup (R, FM) -> segment index; row/column 0 unused (not scored)."""
+    names = tuple(dict.fromkeys(name for name, _ in config.segment_map))
+    grid = np.full((6, 6), -1, dtype="int8")
+    for (r, fm), name in config.segment_lookup.items():
+        grid[r, fm] = names.index(name)
+    return names, grid
+
+
+def rfm_code_categories() -> list[str]:
+    """All 625 codes R?F?M?T? in code order: index (r-1)*125 + (f-1)*25 + (m-1)*5 + (t-1)."""
+    return [f"R{r}F{f}M{m}T{t}" for r in range(1, 6) for f in range(1, 6) for m in range(1, 6) for t in range(1, 6)]
+
+
+def rfm_code_index(scores: Scores) -> np.ndarray:
+    """Index into :func:`rfm_code_categories` per row, -1 when not scored."""
+    s = scores.scores
+    code = ((s["recency"].astype("int32") - 1) * 125 + (s["frequency"] - 1) * 25
+            + (s["monetary"] - 1) * 5 + (s["tenure"] - 1))
+    return np.where(s["recency"] > 0, code, -1)

@@ -1,0 +1,179 @@
+"""Intermediate layer: month-end snapshots of every customer, computed from the facts only.
+
+For each report month and each customer in the base, the calendar-month windows (M1 ... M25,
+M_total), order counts, first/last dates, tenure, AMC and AOS. Everything is computed on a dense
+customers x months grid with numpy, for all customers and months at once.
+
+Windows are sliding sums of non-negative monthly values (never differences of running totals), so
+a month without purchases is exactly 0 and no rounding noise decides a rule. Rules about
+"bought or not" read purchase-month counts (integers), see :attr:`Panel.purchase_months`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from crm_xl.config import Config
+
+_BLANK = np.iinfo(np.int64).min  # "no date" in day-number arrays
+OUTPUT_WINDOWS = (1, 6, 12, 13, 24, 25)
+
+
+@dataclasses.dataclass(frozen=True)
+class Panel:
+    """Customer x report-month snapshot values, one entry per row of the history.
+
+    Rows are ordered by report month, then by customer_key (= customer_id order). ``months`` are
+    the report months computed; the first one precedes the requested history and exists only so
+    the first history month has a "last month" for transitions.
+    """
+
+    months: pd.PeriodIndex
+    month_pos: np.ndarray          # index into ``months`` per row
+    customer_key: np.ndarray       # index into staged customers per row
+    measure: dict[int, np.ndarray]           # window length -> measure sum (0 = M_total)
+    revenue: dict[int, np.ndarray]           # window length -> core revenue sum
+    invoices: dict[int, np.ndarray]          # window length -> distinct core invoices
+    purchase_months: dict[int, np.ndarray]   # window length -> months with a core purchase
+    rfm_monetary: np.ndarray
+    first_core_day: np.ndarray     # int day numbers, _BLANK when none yet
+    last_core_day: np.ndarray
+    first_device_day: np.ndarray
+    month_end_day: np.ndarray      # last day of the report month, per row
+
+    @property
+    def rows(self) -> int:
+        return len(self.customer_key)
+
+
+def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.Period,
+                config: Config) -> Panel:
+    """Snapshots for ``history_months`` report months ending at ``report_month`` (plus one before)."""
+    n_cust = len(customers)
+    n_months = config.history_months + 1
+    last = _ordinal(report_month)
+    first = last - n_months + 1
+    lookback = max(max(OUTPUT_WINDOWS), config.active_window_months + 1, config.tier_window_months,
+                   config.reactivation_gap_months + 1, config.rfm_window_months)
+    base = first - lookback + 1                       # grid column 1; column 0 gathers all earlier months
+    n_cols = last - base + 2
+    report_cols = np.arange(first, last + 1) - base + 1
+
+    month = facts["month"].to_numpy().astype("datetime64[M]").astype("int64") + 1970 * 12
+    cust = facts["customer_key"].to_numpy()
+    col = np.clip(month - base + 1, 0, None)
+    flat = cust * n_cols + col
+    size = n_cust * n_cols
+
+    def grid(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(flat, weights=weights, minlength=size).reshape(n_cust, n_cols)
+
+    measure_col = "core_units" if config.measure == "units" else "core_revenue"
+    monetary_col = "core_units" if config.rfm_monetary == "units" else "core_revenue"
+    invoices = facts["core_invoices"].to_numpy()
+    bought = (invoices > 0).astype("float64")
+    grids = {"measure": grid(facts[measure_col].to_numpy()), "revenue": grid(facts["core_revenue"].to_numpy()),
+             "invoices": grid(invoices.astype("float64")), "purchase_months": grid(bought)}
+    grids["monetary"] = grids["measure"] if monetary_col == measure_col else grid(facts[monetary_col].to_numpy())
+
+    windows = {
+        "measure": {*OUTPUT_WINDOWS, config.active_window_months, config.tier_window_months},
+        "revenue": {1, 12},
+        "invoices": {6, config.tier_window_months, config.rfm_window_months},
+        "purchase_months": {1, config.active_window_months, config.active_window_months + 1,
+                            config.tier_window_months, config.reactivation_gap_months + 1},
+        "monetary": {config.rfm_window_months},
+    }
+    sums = {name: _window_sums(grids[name], report_cols, windows[name]) for name in grids}
+
+    last_core = _running_last(facts, flat, size, n_cust, n_cols, "last_core_date")
+    first_core = _first_per_customer(facts, n_cust, "first_core_date")
+    first_device = _first_per_customer(facts, n_cust, "first_entry_date")
+    present = _presence(facts, customers, n_cust, first, n_months, config)
+
+    month_pos, customer_key = np.nonzero(present)        # month-major: rows by month, then customer
+    months = pd.period_range(end=report_month, periods=n_months, freq="M")
+    month_ends = months.to_timestamp(how="end").normalize().to_numpy().astype("datetime64[D]").astype("int64")
+
+    def rows(matrix: np.ndarray) -> np.ndarray:       # (customers x months) -> one value per row
+        return matrix[customer_key, month_pos]
+
+    def as_of(day_per_customer: np.ndarray) -> np.ndarray:  # a once-only date, blank before it happened
+        day = day_per_customer[customer_key]
+        return np.where(day <= month_ends[month_pos], day, _BLANK)
+
+    return Panel(
+        months=months, month_pos=month_pos, customer_key=customer_key,
+        measure={k: rows(v) for k, v in sums["measure"].items()},
+        revenue={k: rows(v) for k, v in sums["revenue"].items()},
+        invoices={k: rows(v).astype("int64") for k, v in sums["invoices"].items()},
+        purchase_months={k: rows(v).astype("int64") for k, v in sums["purchase_months"].items()},
+        rfm_monetary=rows(sums["monetary"][config.rfm_window_months]),
+        first_core_day=as_of(first_core), last_core_day=rows(last_core[:, report_cols]),
+        first_device_day=as_of(first_device), month_end_day=month_ends[month_pos],
+    )
+
+
+def _ordinal(month: pd.Period) -> int:
+    return month.year * 12 + month.month - 1
+
+
+def _window_sums(grid: np.ndarray, report_cols: np.ndarray, lengths: set[int]) -> dict[int, np.ndarray]:
+    """Sum of the last k months up to each report month, for each k in ``lengths``; 0 = all history."""
+    out: dict[int, np.ndarray] = {0: np.cumsum(grid, axis=1)[:, report_cols]}
+    running = np.zeros((grid.shape[0], len(report_cols)))
+    for back in range(max(lengths)):
+        running += grid[:, report_cols - back]
+        if back + 1 in lengths:
+            out[back + 1] = running.copy()
+    return out
+
+
+def _day_numbers(dates: pd.Series) -> np.ndarray:
+    values = dates.to_numpy().astype("datetime64[D]")
+    days = values.astype("int64")
+    return np.where(np.isnat(values), _BLANK, days)
+
+
+def _running_last(facts: pd.DataFrame, flat: np.ndarray, size: int, n_cust: int, n_cols: int,
+                  column: str) -> np.ndarray:
+    """Latest date up to each grid month (customers x months), _BLANK before the first."""
+    days = _day_numbers(facts[column])
+    grid = np.full(size, _BLANK, dtype="int64")
+    np.maximum.at(grid, flat, days)
+    return np.maximum.accumulate(grid.reshape(n_cust, n_cols), axis=1)
+
+
+def _first_per_customer(facts: pd.DataFrame, n_cust: int, column: str) -> np.ndarray:
+    """Earliest date per customer over all history; a far-future day number when none."""
+    days = _day_numbers(facts[column])
+    days = np.where(days == _BLANK, np.iinfo(np.int64).max, days)
+    first = np.full(n_cust, np.iinfo(np.int64).max, dtype="int64")
+    np.minimum.at(first, facts["customer_key"].to_numpy(), days)
+    return first
+
+
+def _presence(facts: pd.DataFrame, customers: pd.DataFrame, n_cust: int, first: int, n_months: int,
+              config: Config) -> np.ndarray:
+    """(months x customers) True where the customer is in the base at that month's end.
+
+    With ``use_created_date`` a customer enters at the month of created_date or of the first
+    transaction line, whichever is earlier; without either (or with the setting off) always.
+    """
+    if not config.use_created_date:
+        return np.ones((n_months, n_cust), dtype=bool)
+    first_line = _first_per_customer(facts, n_cust, "first_line_date")
+    created = _day_numbers(customers["entry_date"])
+    created = np.where(created == _BLANK, np.iinfo(np.int64).max, created)
+    entry_day = np.minimum(first_line, created)
+    never = entry_day == np.iinfo(np.int64).max
+    entry_month = np.where(never, 0, _month_of_day(np.where(never, 0, entry_day)))
+    month_ord = np.arange(first, first + n_months)
+    return (entry_month[None, :] <= month_ord[:, None]) | never[None, :]
+
+
+def _month_of_day(days: np.ndarray) -> np.ndarray:
+    return days.astype("datetime64[D]").astype("datetime64[M]").astype("int64") + 1970 * 12

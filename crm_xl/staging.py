@@ -1,0 +1,280 @@
+"""Staging layer: the three raw tables typed, validated and keyed; unusable rows logged, never dropped silently.
+
+Raw tables are never modified. The result holds integer keys (customer_key, product_key,
+invoice_key) so the facts layer works on numbers only, and a data-quality log with one row per
+rule that fired (see ``docs/business_logic.md``, "Staging").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from crm_xl.coerce import blank_mask, normalize_ids, to_dates, to_numbers
+from crm_xl.config import Config
+from crm_xl.errors import InputError
+from crm_xl.quality import QualityLog
+
+TRANSACTION_COLUMNS = ("invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue")
+CUSTOMER_COLUMNS = ("customer_id",)
+PRODUCT_COLUMNS = ("product_id", "category", "unit_size")
+OPT_IN_COLUMNS = ("opt_email", "opt_sms", "opt_phone")
+TEXT_CUSTOMER_COLUMNS = ("customer_name", "customer_group", "city", "email", "mobile_number")
+
+KIND_OTHER, KIND_CORE, KIND_ENTRY = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Staged:
+    """Typed inputs for one run.
+
+    ``lines``: usable transaction lines up to the report month's end, columns
+    customer_key, invoice_key, date, quantity, units, revenue, kind (0 other, 1 core, 2 entry).
+    ``customers``: the analysed customers (anonymous ones removed), sorted by customer_id, row i
+    having customer_key i, typed master columns plus ``entry_date`` (created_date or blank).
+    ``report_month``: the resolved report month.
+    """
+
+    lines: pd.DataFrame
+    customers: pd.DataFrame
+    products: pd.DataFrame
+    report_month: pd.Period
+    quality: QualityLog
+    empty_months: tuple[pd.Period, ...]
+
+
+def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,
+          config: Config) -> Staged:
+    """Type and validate the raw tables; resolve the report month."""
+    log = QualityLog()
+    _require(transactions, "transactions", TRANSACTION_COLUMNS)
+    _require(customers, "customers", CUSTOMER_COLUMNS)
+    _require(products, "products", PRODUCT_COLUMNS)
+    master, anonymous_ids = _stage_customers(customers, config, log)
+    product_table = _stage_products(products, config, log)
+    lines = _stage_lines(transactions, master, anonymous_ids, product_table, log)
+    if lines.empty:
+        raise InputError("transactions", "no usable transactions (every line has a problem: "
+                         "see the data-quality table)" if len(transactions) else "the table is empty")
+    report_month = config.report_month or lines["month"].max()
+    lines = _cut_at_report_month(lines, report_month, log)
+    history = pd.period_range(end=report_month, periods=config.history_months, freq="M")
+    empty = _empty_months(lines, history, log)
+    keep = ["customer_key", "invoice_key", "date", "quantity", "units", "revenue", "kind"]
+    return Staged(lines=lines[keep].reset_index(drop=True), customers=master, products=product_table,
+                  report_month=report_month, quality=log, empty_months=empty)
+
+
+def _require(table: pd.DataFrame, name: str, columns: tuple[str, ...]) -> None:
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(name, f"expected a table (pandas DataFrame), got {type(table).__name__}")
+    present = {str(c).strip().lower() for c in table.columns}
+    for column in columns:
+        if column not in present:
+            found = ", ".join(map(str, table.columns)) or "none"
+            raise InputError(name, f"required column '{column}' is missing (columns found: {found})", column)
+
+
+def _column(table: pd.DataFrame, name: str) -> pd.Series:
+    """A column by name, ignoring case and surrounding spaces in headers; reset to positions."""
+    for column in table.columns:
+        if str(column).strip().lower() == name:
+            return table[column].reset_index(drop=True)
+    raise KeyError(name)
+
+
+def _optional(table: pd.DataFrame, name: str) -> pd.Series | None:
+    try:
+        return _column(table, name)
+    except KeyError:
+        return None
+
+
+def _stage_customers(raw: pd.DataFrame, config: Config, log: QualityLog) -> tuple[pd.DataFrame, pd.Index]:
+    ids = normalize_ids(_column(raw, "customer_id"))
+    rows = pd.DataFrame({"customer_id": ids})
+    for column in raw.columns:
+        name = str(column).strip()
+        if name.lower() != "customer_id" and name not in rows:
+            rows[name] = raw[column].reset_index(drop=True)
+    missing = ids.isna().to_numpy()
+    log.add("customers", "customer_id", "missing_customer_id", "warning", missing,
+            "row ignored: a customer needs an id")
+    dup = ids.duplicated(keep="first").to_numpy() & ~missing
+    log.add("customers", "customer_id", "duplicate_customer_id", "warning", dup,
+            "later rows with the same id ignored; the first row is used", values=ids)
+    rows = rows[~missing & ~dup]
+    rows = _type_customer_columns(rows, log)
+    group = rows["customer_group"] if "customer_group" in rows else pd.Series(pd.NA, index=rows.index, dtype="str")
+    anonymous_names = {g.strip().lower() for g in config.anonymous_groups}
+    is_anon = group.astype("str").str.strip().str.lower().isin(anonymous_names).to_numpy()
+    log.add("customers", "customer_group", "anonymous_customer", "info", _positions(rows.index, is_anon),
+            f"excluded from all analysis (anonymous groups: {', '.join(config.anonymous_groups)})",
+            values=rows["customer_id"])
+    anonymous_ids = pd.Index(rows.loc[is_anon, "customer_id"])
+    master = rows[~is_anon].sort_values("customer_id", kind="stable").reset_index(drop=True)
+    master["entry_date"] = master["created_date"] if (config.use_created_date and "created_date" in master) \
+        else pd.Series(pd.NaT, index=master.index, dtype="datetime64[s]")
+    return master, anonymous_ids
+
+
+def _positions(index: pd.Index, mask: np.ndarray) -> np.ndarray:
+    """A mask over the filtered rows, expressed as positions in the raw table."""
+    return np.asarray(index)[mask]
+
+
+def _type_customer_columns(rows: pd.DataFrame, log: QualityLog) -> pd.DataFrame:
+    out = rows.copy()
+    for name in TEXT_CUSTOMER_COLUMNS:
+        if name in out:
+            out[name] = _as_text(out[name])
+    if "created_date" in out:
+        dates, bad = to_dates(out["created_date"])
+        log.add("customers", "created_date", "bad_date", "warning", _positions(out.index, bad),
+                "not a date: treated as blank", values=out["created_date"])
+        out["created_date"] = dates.to_numpy()
+    for name in OPT_IN_COLUMNS:
+        if name in out:
+            numbers, bad = to_numbers(out[name])
+            bad |= ~numbers.isin([0, 1]).to_numpy() & numbers.notna().to_numpy()
+            log.add("customers", name, "bad_opt_in", "warning", _positions(out.index, bad),
+                    "expected 0, 1 or blank: treated as blank", values=out[name])
+            out[name] = pd.array(numbers.where(~bad).to_numpy(), dtype="Int8")
+    return out
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Master text columns as text; numbers that Excel made floats lose the '.0'."""
+    if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+        return values
+    return normalize_ids(values)
+
+
+def _stage_products(raw: pd.DataFrame, config: Config, log: QualityLog) -> pd.DataFrame:
+    ids = normalize_ids(_column(raw, "product_id"))
+    missing = ids.isna().to_numpy()
+    log.add("products", "product_id", "missing_product_id", "warning", missing,
+            "row ignored: a product needs an id")
+    dup = ids.duplicated(keep="first").to_numpy() & ~missing
+    log.add("products", "product_id", "duplicate_product_id", "warning", dup,
+            "later rows with the same id ignored; the first row is used", values=ids)
+    category = _column(raw, "category").astype("str").str.strip()
+    unit_size, bad_size = to_numbers(_column(raw, "unit_size"))
+    bad_size |= ~(unit_size > 0).to_numpy()
+    keep = ~missing & ~dup
+    log.add("products", "unit_size", "bad_unit_size", "warning", bad_size & keep,
+            "unit_size must be a number > 0: lines of this product are left out", values=_column(raw, "unit_size"))
+    lower = category.str.lower()
+    core = lower.isin([c.lower() for c in config.core_categories]).to_numpy()
+    entry = lower.isin([c.lower() for c in config.entry_categories]).to_numpy()
+    known = core | entry | lower.isin([c.lower() for c in config.other_categories]).to_numpy()
+    log.add("products", "category", "unknown_category", "warning", ~known & keep,
+            "category not in core, entry or other categories: treated as non-core", values=category)
+    kind = np.where(core, KIND_CORE, np.where(entry, KIND_ENTRY, KIND_OTHER)).astype("int8")
+    table = pd.DataFrame({"product_id": ids, "category": category, "unit_size": unit_size,
+                          "kind": kind, "usable": ~bad_size})
+    return table[keep].reset_index(drop=True)
+
+
+def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Index,
+                 products: pd.DataFrame, log: QualityLog) -> pd.DataFrame:
+    n = len(raw)
+    cust_ids = normalize_ids(_column(raw, "customer_id"))
+    customer_key = pd.Index(master["customer_id"]).get_indexer(cust_ids)
+    product_ids = normalize_ids(_column(raw, "product_id"))
+    product_pos = pd.Index(products["product_id"]).get_indexer(product_ids)
+    dates, bad_date = to_dates(_column(raw, "invoice_date"))
+    quantity, bad_qty = to_numbers(_column(raw, "quantity"))
+    revenue, bad_rev = to_numbers(_column(raw, "revenue"))
+
+    no_cust = cust_ids.isna().to_numpy()
+    anonymous = cust_ids.isin(anonymous_ids).to_numpy() & ~no_cust
+    unknown_cust = (customer_key < 0) & ~no_cust & ~anonymous
+    no_prod = product_ids.isna().to_numpy()
+    unknown_prod = (product_pos < 0) & ~no_prod
+    no_date = dates.isna().to_numpy()
+    no_qty = quantity.isna().to_numpy()
+    unusable_prod = np.zeros(n, dtype=bool)
+    found = product_pos >= 0
+    unusable_prod[found] = ~products["usable"].to_numpy()[product_pos[found]]
+
+    log.add("transactions", "customer_id", "missing_customer_id", "warning", no_cust,
+            "line left out: no customer id")
+    log.add("transactions", "customer_id", "anonymous_customer", "info", anonymous,
+            "line left out: customer in an anonymous group", values=cust_ids)
+    log.add("transactions", "customer_id", "unknown_customer", "warning", unknown_cust,
+            "line left out: customer id not in the customer master", values=cust_ids)
+    log.add("transactions", "product_id", "missing_product_id", "warning", no_prod,
+            "line left out: no product id")
+    log.add("transactions", "product_id", "unknown_product", "warning", unknown_prod,
+            "line left out: product id not in the product master", values=product_ids)
+    log.add("transactions", "product_id", "bad_unit_size", "warning", unusable_prod,
+            "line left out: its product has no valid unit_size", values=product_ids)
+    log.add("transactions", "invoice_date", "bad_date", "warning", bad_date,
+            "line left out: invoice_date is not a date", values=_column(raw, "invoice_date"))
+    log.add("transactions", "invoice_date", "missing_date", "warning", no_date & ~bad_date,
+            "line left out: no invoice_date")
+    log.add("transactions", "quantity", "bad_quantity", "warning", no_qty,
+            "line left out: quantity is blank or not a number", values=_column(raw, "quantity"))
+    log.add("transactions", "revenue", "bad_revenue", "warning", bad_rev,
+            "revenue is not a number: counted as 0", values=_column(raw, "revenue"))
+
+    usable = ~(no_cust | anonymous | unknown_cust | no_prod | unknown_prod | unusable_prod | no_date | no_qty)
+    kind = np.zeros(n, dtype="int8")
+    unit_size = np.zeros(n)
+    kind[found] = products["kind"].to_numpy()[product_pos[found]]
+    unit_size[found] = products["unit_size"].to_numpy()[product_pos[found]]
+    qty = quantity.to_numpy()
+    log.add("transactions", "quantity", "return_line", "info", usable & (qty < 0),
+            "return (quantity < 0): left out of every engagement figure; the original purchase stays")
+    log.add("transactions", "quantity", "zero_quantity", "info", usable & (qty == 0),
+            "quantity 0: left out of every engagement figure")
+
+    invoice_key = _invoice_keys(_column(raw, "invoice_id"), cust_ids, dates, log)
+    lines = pd.DataFrame({
+        "row": np.arange(1, n + 1),
+        "customer_key": customer_key.astype("int64"),
+        "invoice_key": invoice_key,
+        "date": dates.to_numpy(),
+        "quantity": qty,
+        "units": qty * unit_size,
+        "revenue": revenue.fillna(0.0).to_numpy(),
+        "kind": kind,
+    })[usable]
+    lines["month"] = lines["date"].dt.to_period("M")
+    return lines
+
+
+def _invoice_keys(invoice_ids: pd.Series, cust_ids: pd.Series, dates: pd.Series, log: QualityLog) -> np.ndarray:
+    """Integer invoice keys; a line without invoice id is its customer's invoice of that day."""
+    missing = blank_mask(invoice_ids)
+    log.add("transactions", "invoice_id", "missing_invoice_id", "info", missing,
+            "no invoice id: the customer's lines of that day count as one invoice")
+    codes, _ = pd.factorize(invoice_ids.astype("str").str.strip(), use_na_sentinel=True)
+    if missing.any():
+        day_key = cust_ids.astype("str").fillna("") + "|" + dates.astype("str").fillna("")
+        extra, _ = pd.factorize(day_key[missing])
+        codes = codes.astype("int64")
+        codes[missing] = codes.max(initial=-1) + 1 + extra
+    return codes.astype("int64")
+
+
+def _cut_at_report_month(lines: pd.DataFrame, report_month: pd.Period, log: QualityLog) -> pd.DataFrame:
+    after = (lines["month"] > report_month).to_numpy()
+    log.add("transactions", "invoice_date", "after_report_month", "info", lines["row"].to_numpy()[after] - 1,
+            f"line dated after the report month {report_month}: not counted in any snapshot")
+    return lines[~after]
+
+
+def _empty_months(lines: pd.DataFrame, history: pd.PeriodIndex, log: QualityLog) -> tuple[pd.Period, ...]:
+    """Months of the history range without a single usable line: usually a missing extract."""
+    present = set(lines["month"].unique())
+    first = lines["month"].min()
+    empty = tuple(m for m in history if m not in present and m >= first)
+    if empty:
+        log.add_note("transactions", "invoice_date", "empty_month", "warning", len(empty),
+                     ", ".join(str(m) for m in empty[:12]),
+                     "no transactions at all in these history months: check the extract is complete")
+    return empty
