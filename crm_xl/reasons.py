@@ -64,10 +64,10 @@ def segment_reasons(panel: Panel, scores: Scores, config: Config) -> pa.Array:
     for index, name in enumerate(names):
         variants.append((scores.segment == index, [
             f"{name}: R", s["recency"], " FM", scores.fm,
-            " (", v["recency"], " days since last core purchase → R", s["recency"],
-            "; ", v["frequency"], f" orders in {window} months → F", s["frequency"],
-            "; ", v["monetary"], f" {unit} → M", s["monetary"],
-            "; FM = ceil((F + M) / 2))",
+            " (recency ", v["recency"], " days → R", s["recency"],
+            "; frequency ", v["frequency"], " → F", s["frequency"],
+            "; monetary ", v["monetary"], f" {unit} → M", s["monetary"],
+            f"; last {window} months)",
         ]))
     return _assemble(panel.rows, variants)
 

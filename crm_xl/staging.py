@@ -228,7 +228,8 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
     unit_size[found] = products["unit_size"].to_numpy()[product_pos[found]]
     qty = quantity.to_numpy()
     log.add("transactions", "quantity", "return_line", "info", usable & (qty < 0),
-            "return (quantity < 0): left out of every engagement figure; the original purchase stays")
+            "return (quantity < 0): left out of every engagement figure; the original purchase stays",
+            values=quantity)
     log.add("transactions", "quantity", "zero_quantity", "info", usable & (qty == 0),
             "quantity 0: left out of every engagement figure")
 
