@@ -25,8 +25,7 @@ def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, 
                   counts: dict[str, int]) -> dict[str, pd.DataFrame]:
     """All contract tables, in contract order."""
     full = _history_frame(staged, panel, labels, scores, config)
-    in_range = panel.month_pos >= 1
-    history = full[in_range].reset_index(drop=True)
+    history = full.iloc[panel.month_rows(1).start:].reset_index(drop=True)
     tables = {
         "customer_snapshot": _snapshot(staged, panel, full),
         "customer_history": history,
@@ -84,17 +83,18 @@ def _history_frame(staged: Staged, panel: Panel, labels: Labels, scores: Scores,
         "fm_score": _blank_int(scores.fm, not_scored),
         "rfm_code": _labels(rfm_code_index(scores), rfm_code_categories()),
         "rfm_segment": _labels(scores.segment, scores.segment_names),
-        "tier_reason": pd.array(tier_reasons(panel, labels, config), dtype="str"),
-        "segment_reason": pd.array(segment_reasons(panel, scores, config), dtype="str"),
+        "tier_reason": tier_reasons(panel, labels, config),
+        "segment_reason": segment_reasons(panel, scores, config),
     }
-    frame = pd.DataFrame(columns)
-    return frame[contract.columns("customer_history")]
+    assert list(columns) == contract.columns("customer_history")
+    return pd.DataFrame(columns, copy=False)
 
 
 def _snapshot(staged: Staged, panel: Panel, full: pd.DataFrame) -> pd.DataFrame:
     last = len(panel.months) - 1
-    latest = full[panel.month_pos == last].set_index(panel.customer_key[panel.month_pos == last])
-    previous = full[panel.month_pos == last - 1].set_index(panel.customer_key[panel.month_pos == last - 1])
+    latest_rows, previous_rows = panel.month_rows(last), panel.month_rows(last - 1)
+    latest = full.iloc[latest_rows].set_index(panel.customer_key[latest_rows])
+    previous = full.iloc[previous_rows].set_index(panel.customer_key[previous_rows])
     master = staged.customers.drop(columns=["entry_date"]).loc[latest.index]
     for name, kind, _ in contract.TABLES["customer_snapshot"][1][: len(contract._MASTER)]:
         if name not in master:

@@ -6,8 +6,9 @@ raw --stage--> staged --customer_month_facts--> facts --build_panel--> snapshots
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -18,6 +19,8 @@ from crm_xl.rfm import score_rfm
 from crm_xl.rules import apply_rules
 from crm_xl.snapshots import build_panel
 from crm_xl.staging import stage
+
+T = TypeVar("T")
 
 
 def run(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,
@@ -45,11 +48,33 @@ def run(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFr
     InputError
         A table cannot be used at all (a required column missing, no usable transaction).
     """
+    return run_timed(transactions, customers, products, config)[0]
+
+
+def run_timed(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,
+              config: Mapping[str, Any] | Config | None = None
+              ) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """:func:`run`, also returning the seconds each layer took (for the CLI and the benchmark)."""
+    clock = _Clock()
     cfg = Config.from_mapping(config)
-    staged = stage(transactions, customers, products, cfg)
-    facts = customer_month_facts(staged.lines)
-    panel = build_panel(facts, staged.customers, staged.report_month, cfg)
-    labels = apply_rules(panel, cfg)
-    scores = score_rfm(panel, labels, cfg)
+    staged = clock("staging", stage, transactions, customers, products, cfg)
+    facts = clock("facts", customer_month_facts, staged.lines)
+    panel = clock("snapshots", build_panel, facts, staged.customers, staged.report_month, cfg)
+    labels = clock("rules", apply_rules, panel, cfg)
+    scores = clock("rfm", score_rfm, panel, labels, cfg)
     counts = {"transactions": len(transactions), "customers": len(customers), "products": len(products)}
-    return build_outputs(staged, panel, labels, scores, cfg, counts)
+    tables = clock("outputs", build_outputs, staged, panel, labels, scores, cfg, counts)
+    return tables, clock.seconds
+
+
+class _Clock:
+    """Runs a step and keeps how long it took."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, step: Callable[..., T], *args: Any) -> T:
+        started = time.perf_counter()
+        result = step(*args)
+        self.seconds[name] = time.perf_counter() - started
+        return result

@@ -1,25 +1,28 @@
 """Explanations: one short text per customer-month saying which rule decided its tier and segment,
 with the numbers that decided it, e.g. ``Gold: AMC 240 ≥ 200 (T_mid_high), < 1000 (T_high)``.
 
-Texts are assembled with pyarrow string kernels, one template per rule outcome, so millions of
-rows cost seconds, not minutes.
+Each outcome has a template; a row's text is its template filled with the row's numbers. The same
+text recurs across many customer-months, so texts are built once per distinct (template, numbers)
+combination and stored as a categorical: millions of rows cost a few hash passes, not millions of
+string formats.
 """
 
 from __future__ import annotations
 
+import string
+
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import pandas as pd
 
 from crm_xl.config import Config
 from crm_xl.rfm import Scores
 from crm_xl.rules import BRONZE, DIAMOND, GOLD, PASSIVE, PLATINUM, SILVER, Labels
 from crm_xl.snapshots import Panel
 
-Piece = str | np.ndarray
+Variant = tuple[np.ndarray, str]   # (rows it applies to, template with {field} placeholders)
 
 
-def tier_reasons(panel: Panel, labels: Labels, config: Config) -> pa.Array:
+def tier_reasons(panel: Panel, labels: Labels, config: Config) -> pd.Categorical:
     """Why each row has its value tier (or none)."""
     c = config
     tw, aw = c.tier_window_months, c.active_window_months
@@ -29,83 +32,91 @@ def tier_reasons(panel: Panel, labels: Labels, config: Config) -> pa.Array:
     low_aos = ~(labels.aos >= c.a_high)
     amc_high = labels.amc >= c.t_high
     o, t = f"O{tw}", _g
-    variants: list[tuple[np.ndarray, list[Piece]]] = [
-        (~labels.has_core, ["Not Active: no core purchase yet"]),
-        (labels.has_core & ~labels.active, [f"Not Active: no core purchase in the last {aw} months (M{aw} = 0)"]),
-        (tier == PASSIVE, [f"Passive: active (M{aw} ", m_active, f" > 0) but M{tw} = 0"]),
-        (tier == DIAMOND, [f"Diamond: AMC ", amc, f" ≥ {t(c.t_high)} (T_high), AOS ", aos,
-                           f" ≥ {t(c.a_high)} (A_high), {o} ", orders, f" ≥ {t(c.f_high)} (F_high)"]),
-        ((tier == PLATINUM) & low_aos, ["Platinum: AMC ", amc, f" ≥ {t(c.t_high)} (T_high), {o} ", orders,
-                                        f" ≥ {t(c.f_mid)} (F_mid); not Diamond: AOS ", aos,
-                                        f" < {t(c.a_high)} (A_high)"]),
-        ((tier == PLATINUM) & ~low_aos, ["Platinum: AMC ", amc, f" ≥ {t(c.t_high)} (T_high), {o} ", orders,
-                                         f" ≥ {t(c.f_mid)} (F_mid); not Diamond: {o} ", orders,
-                                         f" < {t(c.f_high)} (F_high)"]),
-        ((tier == GOLD) & ~amc_high, ["Gold: AMC ", amc, f" ≥ {t(c.t_mid_high)} (T_mid_high), "
-                                      f"< {t(c.t_high)} (T_high)"]),
-        ((tier == GOLD) & amc_high, ["Gold: AMC ", amc, f" ≥ {t(c.t_mid_high)} (T_mid_high); not Platinum: {o} ",
-                                     orders, f" < {t(c.f_mid)} (F_mid)"]),
-        (tier == SILVER, ["Silver: AMC ", amc, f" ≥ {t(c.t_mid)} (T_mid), < {t(c.t_mid_high)} (T_mid_high)"]),
-        (tier == BRONZE, ["Bronze: AMC ", amc, f" < {t(c.t_mid)} (T_mid)"]),
+    variants: list[Variant] = [
+        (~labels.has_core, "Not Active: no core purchase yet"),
+        (labels.has_core & ~labels.active, f"Not Active: no core purchase in the last {aw} months (M{aw} = 0)"),
+        (tier == PASSIVE, f"Passive: active (M{aw} {{m_active}} > 0) but M{tw} = 0"),
+        (tier == DIAMOND, f"Diamond: AMC {{amc}} ≥ {t(c.t_high)} (T_high), AOS {{aos}} ≥ {t(c.a_high)} (A_high), "
+                          f"{o} {{orders}} ≥ {t(c.f_high)} (F_high)"),
+        ((tier == PLATINUM) & low_aos, f"Platinum: AMC {{amc}} ≥ {t(c.t_high)} (T_high), {o} {{orders}} ≥ "
+                                       f"{t(c.f_mid)} (F_mid); not Diamond: AOS {{aos}} < {t(c.a_high)} (A_high)"),
+        ((tier == PLATINUM) & ~low_aos, f"Platinum: AMC {{amc}} ≥ {t(c.t_high)} (T_high), {o} {{orders}} ≥ "
+                                        f"{t(c.f_mid)} (F_mid); not Diamond: {o} {{orders}} < {t(c.f_high)} (F_high)"),
+        ((tier == GOLD) & ~amc_high, f"Gold: AMC {{amc}} ≥ {t(c.t_mid_high)} (T_mid_high), < {t(c.t_high)} (T_high)"),
+        ((tier == GOLD) & amc_high, f"Gold: AMC {{amc}} ≥ {t(c.t_mid_high)} (T_mid_high); not Platinum: "
+                                    f"{o} {{orders}} < {t(c.f_mid)} (F_mid)"),
+        (tier == SILVER, f"Silver: AMC {{amc}} ≥ {t(c.t_mid)} (T_mid), < {t(c.t_mid_high)} (T_mid_high)"),
+        (tier == BRONZE, f"Bronze: AMC {{amc}} < {t(c.t_mid)} (T_mid)"),
     ]
-    return _assemble(panel.rows, variants)
+    numbers = {"amc": amc, "aos": aos, "orders": orders, "m_active": m_active}
+    return explain(panel.rows, variants, numbers)
 
 
-def segment_reasons(panel: Panel, scores: Scores, config: Config) -> pa.Array:
-    """Why each row has its RFM segment: the scores and the values behind them."""
+def segment_reasons(panel: Panel, scores: Scores, config: Config) -> pd.Categorical:
+    """Why each row has its RFM segment: the (R, FM) cell, and the recency and orders behind it.
+
+    The monetary and tenure values are the row's own ``monetary`` and ``tenure_months`` columns;
+    the cut points that turned values into scores are in ``rfm_cut_points``.
+    """
     s, v = scores.scores, scores.values
     window = config.rfm_window_months
     unit = "units" if config.rfm_monetary == "units" else "revenue"
-    names = np.asarray(scores.segment_names, dtype=object)
-    scored = scores.segment >= 0
-    variants: list[tuple[np.ndarray, list[Piece]]] = [
-        (~scored, ["Not scored: no core purchase yet"]),
-    ]
-    for index, name in enumerate(names):
-        variants.append((scores.segment == index, [
-            f"{name}: R", s["recency"], " FM", scores.fm,
-            " (recency ", v["recency"], " days → R", s["recency"],
-            "; frequency ", v["frequency"], " → F", s["frequency"],
-            "; monetary ", v["monetary"], f" {unit} → M", s["monetary"],
-            f"; last {window} months)",
-        ]))
-    return _assemble(panel.rows, variants)
+    variants: list[Variant] = [(scores.segment < 0, "Not scored: no core purchase yet")]
+    for index, name in enumerate(scores.segment_names):
+        variants.append((scores.segment == index,
+                         f"{name}: R{{r}} FM{{fm}} (recency {{recency}} days → R{{r}}; {{orders}} orders in "
+                         f"{window} months → F{{f}}; {unit} → M{{m}}; FM = ceil((F + M) / 2))"))
+    numbers = {"r": s["recency"], "fm": scores.fm, "f": s["frequency"], "m": s["monetary"],
+               "recency": v["recency"], "orders": v["frequency"]}
+    return explain(panel.rows, variants, numbers)
 
 
 def _g(value: float) -> str:
     return f"{value:g}"
 
 
+def _show(value: float) -> str:
+    """A number as it appears in a text: at most 2 decimals, no trailing zeros."""
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
-def _texts(values: np.ndarray) -> pa.Array:
-    if values.dtype.kind in "iu":
-        return pa.array(values).cast(pa.string())
-    return pc.round(pa.array(values, type=pa.float64()), 2).cast(pa.string())
 
+def explain(n: int, variants: list[Variant], numbers: dict[str, np.ndarray]) -> pd.Categorical:
+    """One text per row from the first variant whose mask holds, filled with that row's numbers.
 
-def _assemble(n: int, variants: list[tuple[np.ndarray, list[Piece]]]) -> pa.Array:
-    """One text per row: each row takes the template of the first variant whose mask holds."""
-    taken = np.zeros(n, dtype=bool)
-    chunks, order = [], []
-    for mask, pieces in variants:
-        rows = np.flatnonzero(mask & ~taken)
-        taken[rows] = True
-        if len(rows) == 0:
+    Rows are grouped by (variant, the numbers its template uses, rounded to 2 decimals); each
+    group's text is formatted once.
+    """
+    choice = np.full(n, -1, dtype="int64")
+    for index, (mask, _) in enumerate(variants):
+        choice[(choice < 0) & mask] = index
+    fields_of = [_fields(template) for _, template in variants]
+    key = choice + 1
+    parts: dict[str, np.ndarray] = {}
+    for name, values in numbers.items():
+        users = [i for i, fields in enumerate(fields_of) if name in fields]
+        if not users:
             continue
-        parts = [p if isinstance(p, str) else _texts(p[rows]) for p in pieces]
-        if all(isinstance(p, str) for p in parts):
-            chunk = pa.array(["".join(parts)] * len(rows), type=pa.string())  # type: ignore[arg-type]
-        else:
-            chunk = pc.binary_join_element_wise(*parts, "")
-        chunks.append(chunk)
-        order.append(rows)
-    rest = np.flatnonzero(~taken)
-    if len(rest):
-        chunks.append(pa.nulls(len(rest), type=pa.string()))
-        order.append(rest)
-    if not chunks:
-        return pa.array([], type=pa.string())
-    joined = pa.concat_arrays(chunks)
-    position = np.empty(n, dtype="int64")
-    position[np.concatenate(order)] = np.arange(n)
-    return joined.take(pa.array(position))
+        used = np.isin(choice, users)
+        codes, uniques = pd.factorize(np.where(used, np.round(values.astype("float64"), 2), np.nan))
+        parts[name] = np.asarray(uniques, dtype="float64")
+        key, _ = pd.factorize(key * (len(uniques) + 1) + (codes + 1))   # keep the key dense
+        key = key.astype("int64")
+        parts[name + "_codes"] = codes
+    group, _ = pd.factorize(key)
+    first = np.flatnonzero(group > np.maximum.accumulate(np.concatenate(([-1], group[:-1]))))
+    texts = []
+    for row in first:
+        index = choice[row]
+        if index < 0:
+            texts.append(None)
+            continue
+        values = {name: _show(parts[name][parts[name + "_codes"][row]]) for name in fields_of[index]}
+        texts.append(variants[index][1].format(**values))
+    # Two groups may read the same once rounded: factorize the texts so categories are unique.
+    text_codes, labels = pd.factorize(pd.Series(texts, dtype="str"))
+    return pd.Categorical.from_codes(text_codes[group], categories=list(labels))
+
+
+def _fields(template: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(template) if name))

@@ -122,7 +122,7 @@ LEVELS: dict[str, Level] = {
     "occasional": Level(0.3, 0.0, (40, 180), (("P2010", 0.3), ("P2011", 0.2), ("P2050", 0.2),
                                               ("P3025", 0.15), ("P3026", 0.15)),
                         0.2, 0.08, (0.5, 0.4, 0.1, 0), (0.85, 0.1, 0.05)),
-    "walkin": Level(0.7, 1.0, (10, 40), (("P2010", 0.4), ("P2011", 0.2), ("P2012", 0.1),
+    "walkin": Level(0.6, 0.5, (10, 40), (("P2010", 0.4), ("P2011", 0.2), ("P2012", 0.1),
                                          ("P2013", 0.1), ("P3025", 0.1), ("P3026", 0.1)),
                     0.2, 0.1, (0.5, 0.5, 0, 0), (1, 0, 0)),
     # never a core line: accessories and spare parts only, one or two of each
@@ -166,7 +166,7 @@ PERSONAS: tuple[Persona, ...] = (
 )
 # anonymous till sales: pseudo customers (not in the master) whose orders are booked on the
 # General ids; share relative to the master size
-_WALKIN_SHARE = 0.03
+_WALKIN_SHARE = 0.02
 _N_GENERAL = 4
 
 _STORES = tuple(f"S{i:02d}" for i in range(1, 9))
@@ -211,30 +211,44 @@ PRODUCT_COLUMNS = ("product_id", "product_name", "brand", "category", "unit_size
 # --------------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------------
+_TWO_DIGITS = np.array([[48 + i // 10, 48 + i % 10] for i in range(100)], dtype=np.uint8)
+
+
 def _digits(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
     """Arrow strings ``prefix + zero-padded number`` built from raw bytes (no Python objects)."""
-    numbers = np.asarray(numbers, dtype=np.int64)
+    numbers = np.asarray(numbers)
     n = len(numbers)
     head = prefix.encode()
-    size = len(head) + width
+    h = len(head)
+    size = h + width
     buf = np.empty((n, size), dtype=np.uint8)
-    if head:
-        buf[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
-    x = numbers.copy()
-    for i in range(width - 1, -1, -1):
-        buf[:, len(head) + i] = 48 + x % 10
-        x //= 10
+    if h:
+        buf[:, :h] = np.frombuffer(head, dtype=np.uint8)
+    x = numbers.astype(np.uint64 if n and int(numbers.max()) >= 2**32 else np.uint32)
+    pos = size
+    while pos - 2 >= h:  # two digits per pass
+        q = x // 100
+        buf[:, pos - 2 : pos] = _TWO_DIGITS[x - q * 100]
+        x = q
+        pos -= 2
+    if pos > h:
+        buf[:, h] = 48 + x % 10
     large = n * size >= 2**31 - 1
     offsets = np.arange(0, (n + 1) * size, size, dtype=np.int64 if large else np.int32)
     cls = pa.LargeStringArray if large else pa.StringArray
     return cls.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buf))
 
 
-def _str_series(arr: pa.Array | pa.ChunkedArray, mask: np.ndarray | None = None) -> pd.Series:
+def _str_series(arr: pa.Array, mask: np.ndarray | None = None) -> pd.Series:
     """pandas ``str`` Series from arrow strings; ``mask`` True -> missing."""
     if mask is not None and mask.any():
         arr = pc.if_else(pa.array(mask), pa.scalar(None, arr.type), arr)
     return pd.Series(arr, dtype="str")
+
+
+def _take(values, idx: np.ndarray) -> pa.Array:
+    """Arrow strings ``values[idx]``."""
+    return pa.array(list(values), pa.string()).take(pa.array(idx))
 
 
 def _allocate(total: int, shares: np.ndarray) -> np.ndarray:
@@ -243,7 +257,7 @@ def _allocate(total: int, shares: np.ndarray) -> np.ndarray:
         return np.zeros(len(shares), dtype=np.int64)
     raw = shares / shares.sum() * total
     counts = np.floor(raw).astype(np.int64)
-    rest = total - counts.sum()
+    rest = total - int(counts.sum())
     if rest:
         order = np.lexsort((np.arange(len(raw)), -(raw - counts)))
         counts[order[:rest]] += 1
@@ -251,15 +265,20 @@ def _allocate(total: int, shares: np.ndarray) -> np.ndarray:
 
 
 def _pick(rng: np.random.Generator, weights, size: int) -> np.ndarray:
+    """Indices drawn with the given weights (inverse CDF: faster than ``rng.choice(p=...)``)."""
     w = np.asarray(weights, dtype=float)
-    return rng.choice(len(w), size=size, p=w / w.sum())
+    cdf = np.cumsum(w / w.sum())
+    return np.minimum(np.searchsorted(cdf, rng.random(size), side="right"), len(w) - 1)
 
 
 def _month_start_days(start: np.datetime64, months: int) -> tuple[np.ndarray, np.ndarray]:
     """Days since epoch of the first day of each month, and days in each month."""
-    mm = start + np.arange(months + 1)
-    first = mm.astype("datetime64[D]").astype(np.int64)
+    first = (start + np.arange(months + 1)).astype("datetime64[D]").astype(np.int64)
     return first[:-1], np.diff(first)
+
+
+def _as_dates(days: np.ndarray) -> pd.Series:
+    return pd.Series(days.astype("datetime64[D]").astype(_DATE_UNIT))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -267,13 +286,13 @@ def _month_start_days(start: np.datetime64, months: int) -> tuple[np.ndarray, np
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class _Timing:
-    fc: np.ndarray  # first month of the active stretch (first core month); months = never
+    fc: np.ndarray  # first month of the active stretch (= first core month); months = never
     la: np.ndarray  # last eligible month; -1 = never
     g0: np.ndarray  # silent gap [g0, g1): no purchases
     g1: np.ndarray
     dm: np.ndarray  # device month, -1 = no device line
-    f_last: np.ndarray  # forced purchase month (churners: la; reactivators: g0 - 1), -1 = none
-    f_back: np.ndarray  # forced purchase month (reactivators: g1), -1 = none
+    f_last: np.ndarray  # forced purchase (churners: la; reactivators: g0 - 1), -1 = none
+    f_back: np.ndarray  # forced purchase (reactivators: g1, the month they come back), -1 = none
 
 
 def _timing(kind: str, size: int, months: int, device_p: float, rng: np.random.Generator) -> _Timing:
@@ -284,18 +303,17 @@ def _timing(kind: str, size: int, months: int, device_p: float, rng: np.random.G
     g1 = np.zeros(size, dtype=np.int64)
     f_last = np.full(size, -1, dtype=np.int64)
     f_back = np.full(size, -1, dtype=np.int64)
-    lag = _pick(rng, (0.5, 0.3, 0.2), size)  # months from device to first pods
+    lag = _pick(rng, (0.5, 0.3, 0.2), size)  # months from the device to the first pods
     no_device = np.zeros(size, dtype=bool)
 
-    def uniform(lo, hi):  # inclusive integer range, element-wise, hi >= lo
+    def uniform(lo, hi) -> np.ndarray:  # element-wise integer in lo..hi (inclusive; hi < lo -> lo)
         lo = np.broadcast_to(np.asarray(lo, dtype=np.int64), (size,))
         hi = np.maximum(np.broadcast_to(np.asarray(hi, dtype=np.int64), (size,)), lo)
         return lo + np.floor(rng.random(size) * (hi - lo + 1)).astype(np.int64)
 
     if kind in ("loyal", "walkin"):
-        base = rng.random(size) < (0.4 if kind == "loyal" else 0.7)  # already customers at start
-        fc = np.where(base, 0, uniform(1, max(1, months // 2)))
-        fc = np.minimum(fc, m_last)
+        base = rng.random(size) < (0.4 if kind == "loyal" else 0.7)  # customers before the data starts
+        fc = np.minimum(np.where(base, 0, uniform(1, max(1, months // 2))), m_last)
         no_device = base
     elif kind == "new":
         fc = uniform(0, m_last)
@@ -311,24 +329,18 @@ def _timing(kind: str, size: int, months: int, device_p: float, rng: np.random.G
             fc = np.minimum(uniform(0, np.maximum(la - 2, 0)), la)
         f_last = la.copy()
     elif kind in ("reactivate", "reactivate_last"):
-        gap = uniform(12, min(18, max(12, months - 2)))
-        if kind == "reactivate_last":
-            back = np.full(size, m_last, dtype=np.int64)
-        else:
-            back = uniform(gap + 1, m_last)
-        g0_ = back - gap
-        ok = (g0_ >= 1) & (back <= m_last)
-        fc = np.where(ok, np.floor(rng.random(size) ** 2 * np.maximum(g0_, 1)).astype(np.int64), 0)
-        g0 = np.where(ok, g0_, 0)
+        gap = uniform(12, min(18, max(12, months - 2)))  # whole silent months
+        back = np.full(size, m_last) if kind == "reactivate_last" else uniform(gap + 1, m_last)
+        start_gap = back - gap
+        ok = start_gap >= 1  # too short a history: they simply stay loyal
+        fc = np.where(ok, np.floor(rng.random(size) ** 2 * np.maximum(start_gap, 1)).astype(np.int64), 0)
+        g0 = np.where(ok, start_gap, 0)
         g1 = np.where(ok, back, 0)
-        f_last = np.where(ok, g0_ - 1, -1)
+        f_last = np.where(ok, start_gap - 1, -1)
         f_back = np.where(ok, back, -1)
-        # infeasible when the history is too short: they simply stay loyal
     elif kind == "device_only":
-        fc = np.full(size, months, dtype=np.int64)
-        la = np.full(size, -1, dtype=np.int64)
         dm = uniform(0, m_last)
-        return _Timing(fc, la, g0, g1, dm, f_last, f_back)
+        return _Timing(np.full(size, months), np.full(size, -1), g0, g1, dm, f_last, f_back)
     elif kind == "accessory_only":
         fc = uniform(0, m_last)
         no_device = np.ones(size, dtype=bool)
@@ -341,7 +353,7 @@ def _timing(kind: str, size: int, months: int, device_p: float, rng: np.random.G
 
     has_device = ~no_device & (rng.random(size) < device_p)
     dm = np.where(has_device, fc - lag, -1)
-    dm = np.where(dm < 0, -1, dm)  # device bought before the history starts: not in the data
+    dm = np.where(dm < 0, -1, dm)  # device bought before the data starts: not in the data
     return _Timing(fc, la, g0, g1, dm, f_last, f_back)
 
 
@@ -358,9 +370,11 @@ def generate(
 ) -> dict[str, pd.DataFrame]:
     """Generate ``{"transactions", "customers", "products"}`` for ``months`` months ending ``end_month``.
 
-    ``n_customers`` is the size of the customer master (plus one duplicated row when ``messy``),
-    including the few anonymous ``General`` ids. ``target_transactions`` scales the purchase rates
-    so the number of transaction lines lands close to it (within a few %).
+    ``n_customers`` is the size of the customer master including the few anonymous ``General``
+    ids (plus one duplicated row when ``messy``). ``target_transactions`` scales the purchase rates
+    so that the number of transaction lines lands close to it (within a few %; the expected count
+    is solved exactly, only the random draws differ). ``messy`` adds the deliberate data-quality
+    problems listed in the module docstring. Same arguments -> identical frames.
     """
     if n_customers < 1:
         raise ValueError("n_customers must be at least 1")
@@ -372,6 +386,7 @@ def generate(
     end = np.datetime64(end_month, "M")
     start = end - (months - 1)
     month_first, month_days = _month_start_days(start, months)
+    first_day_all = int(month_first[0])
     end_day = int(month_first[-1] + month_days[-1] - 1)
     moy = (start + np.arange(months)).astype(np.int64) % 12  # 0 = January
     season = np.where(np.isin(moy, (10, 11)), 1.12, np.where(np.isin(moy, (6, 7)), 0.9, 1.0))
@@ -382,53 +397,43 @@ def generate(
     code_index = {c: i for i, c in enumerate(codes)}
     price = np.array([row[5] for row in catalogue] + ([0.0] if messy else []))
     unit_size = np.array([row[4] for row in catalogue] + ([1] if messy else []), dtype=np.int64)
-    prod_rank = np.argsort(np.argsort(np.array(codes), kind="stable"), kind="stable")
+    prod_rank = np.argsort(np.argsort(np.array(codes), kind="stable"), kind="stable").astype(np.int16)
     device_idx = np.array([code_index[c] for c in ("P1001", "P1002", "P1003", "P1004")])
     acc_idx = np.array([code_index[c] for c, _ in _ACC_MIX])
     acc_w = np.array([w for _, w in _ACC_MIX])
 
     # ---- actors: master customers by persona, General ids, walk-in pseudo customers -------------
     n_general = min(_N_GENERAL, max(1, n_customers // 50)) if n_customers > 1 else 0
-    n_real = n_customers - n_general
     n_walkin = round(_WALKIN_SHARE * n_customers) if n_general else 0
-    counts = _allocate(n_real, np.array([p.share for p in PERSONAS]))
-
+    counts = _allocate(n_customers - n_general, np.array([p.share for p in PERSONAS]))
     level_names = list(_LEVEL_NAMES)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in
-                                          ("persona", "level", "fc", "la", "g0", "g1", "dm", "fl", "fb")}
-
-    def add(persona_id: int, persona: Persona | None, kind: str, size: int, levels, device_p: float):
+    n_levels = len(level_names)
+    walkin_pid, general_pid = len(PERSONAS), len(PERSONAS) + 1
+    groups = [(pid, p.timing, int(c), p.levels, p.device_p)
+              for pid, (p, c) in enumerate(zip(PERSONAS, counts, strict=True))]
+    groups += [(walkin_pid, "walkin", n_walkin, (("walkin", 1),), 0.0),
+               (general_pid, "never", n_general, (), 0.0)]  # the General ids themselves never buy
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("persona", "level", *_Timing.__annotations__)}
+    for pid, kind, size, levels, device_p in groups:
         t = _timing(kind, size, months, device_p, rng)
         if levels:
             lv = np.array([level_names.index(name) for name, _ in levels])
-            level = lv[_pick(rng, [w for _, w in levels], size)]
+            parts["level"].append(lv[_pick(rng, [w for _, w in levels], size)])
         else:
-            level = np.full(size, -1)
-        parts["persona"].append(np.full(size, persona_id))
-        parts["level"].append(level)
-        for key, arr in (("fc", t.fc), ("la", t.la), ("g0", t.g0), ("g1", t.g1), ("dm", t.dm),
-                         ("fl", t.f_last), ("fb", t.f_back)):
-            parts[key].append(arr)
-
-    for pid, (persona, cnt) in enumerate(zip(PERSONAS, counts, strict=True)):
-        add(pid, persona, persona.timing, int(cnt), persona.levels, persona.device_p)
-    walkin_pid = len(PERSONAS)
-    general_pid = walkin_pid + 1
-    add(walkin_pid, None, "walkin", n_walkin, (("walkin", 1),), 0.0)
-    add(general_pid, None, "never", n_general, (), 0.0)  # the General ids themselves never buy
-
+            parts["level"].append(np.full(size, -1))
+        parts["persona"].append(np.full(size, pid))
+        for key in _Timing.__annotations__:
+            parts[key].append(getattr(t, key))
     persona = np.concatenate(parts["persona"]).astype(np.int16)
     level = np.concatenate(parts["level"]).astype(np.int16)
-    fc, la, g0, g1, dm, f_last, f_back = (np.concatenate(parts[k]) for k in
-                                          ("fc", "la", "g0", "g1", "dm", "fl", "fb"))
+    fc, la, g0, g1, dm, f_last, f_back = (np.concatenate(parts[k]) for k in _Timing.__annotations__)
+    del parts
     n_actors = len(persona)
     is_walkin = persona == walkin_pid
     is_general = persona == general_pid
-    in_master = ~is_walkin
     has_level = level >= 0
     lvl = np.where(has_level, level, 0)
 
-    # per-actor traits
     home = _pick(rng, _STORE_W, n_actors)
     general_actor = np.flatnonzero(is_general)
     if n_general:
@@ -437,8 +442,7 @@ def generate(
     vol_floor = np.array([LEVELS[k].vol_floor for k in level_names])[lvl]
     vol_mult = np.clip(rng.lognormal(0.0, 0.2, n_actors), vol_floor, 1.5)
 
-    # ---- level parameter tables -----------------------------------------------------------------
-    n_levels = len(level_names)
+    # ---- order rates: expected counts per (level, month), scale solved for target_transactions --
     lp = np.array([LEVELS[k].p for k in level_names])
     le = np.array([LEVELS[k].extra for k in level_names])
     lines_per_order = np.array([1 + (LEVELS[k].p_second if len(LEVELS[k].packs) > 1 else 0)
@@ -457,7 +461,8 @@ def generate(
         n_forced[:, m] = np.bincount(lvl[forced], minlength=n_levels)
 
     def rates(s: float) -> tuple[np.ndarray, np.ndarray]:
-        mean = (lp * (1 + le))[:, None] * s * season[None, :]  # expected orders, free month
+        """P(order in a free month) and mean extra orders, per (level, month), at rate scale s."""
+        mean = (lp * (1 + le))[:, None] * s * season[None, :]
         p_eff = np.minimum(1.0, lp[:, None] * s * season[None, :])
         extra = np.where(p_eff > 0, mean / np.maximum(p_eff, 1e-12) - 1.0, le[:, None])
         return p_eff, np.maximum(extra, 0.0)
@@ -473,20 +478,21 @@ def generate(
 
     scale = 1.0
     if target_transactions is not None:
-        lo, hi = 0.0, 1.0
-        while expected_lines(hi) < target_transactions and hi < 1e6:
-            hi *= 2
-        if expected_lines(lo) >= target_transactions:
+        if expected_lines(0.0) >= target_transactions:
             scale = 0.0
         else:
-            for _ in range(60):
+            lo, hi = 0.0, 1.0
+            while expected_lines(hi) < target_transactions and hi < 1e6:
+                lo, hi = hi, hi * 2
+            for _ in range(50):
                 mid = (lo + hi) / 2
                 lo, hi = (mid, hi) if expected_lines(mid) < target_transactions else (lo, mid)
             scale = (lo + hi) / 2
+    # bigger orders when orders are rarer, so that the volume (and the tiers) stays about the same
     vol_scale = float(np.clip(1.0 / scale, 1 / 3, 3.0)) if scale > 0 else 3.0
     p_eff, extra = rates(scale)
 
-    # ---- device invoices --------------------------------------------------------------------------
+    # ---- device purchases -----------------------------------------------------------------------
     dev_w = np.array([LEVELS[k].devices for k in level_names] + [_NO_LEVEL_DEVICES])
     dev_row = np.where(has_level, lvl, n_levels)[dev_actor]
     dev_choice = np.empty(len(dev_actor), dtype=np.int64)
@@ -495,7 +501,7 @@ def generate(
         dev_choice[sel] = device_idx[_pick(rng, dev_w[r], int(sel.sum()))]
     dev_month = dm[dev_actor]
     dev_day = np.floor(rng.random(len(dev_actor)) * month_days[dev_month]).astype(np.int64)
-    actor_dev_day = np.full(n_actors, -1, dtype=np.int64)
+    actor_dev_day = np.zeros(n_actors, dtype=np.int64)
     actor_dev_day[dev_actor] = dev_day
 
     # ---- core / accessory orders, one month at a time ---------------------------------------------
@@ -507,19 +513,31 @@ def generate(
         buy = forced[idx] | (rng.random(len(idx)) < p_eff[k, m])
         idx, k = idx[buy], k[buy]
         n_ord = 1 + rng.poisson(extra[k, m])
-        o_actor_parts.append(np.repeat(idx, n_ord))
-        o_month_parts.append(np.full(int(n_ord.sum()), m, dtype=np.int64))
-    o_actor = np.concatenate(o_actor_parts) if o_actor_parts else np.zeros(0, dtype=np.int64)
-    o_month = np.concatenate(o_month_parts) if o_month_parts else np.zeros(0, dtype=np.int64)
+        o_actor_parts.append(np.repeat(idx.astype(np.int32), n_ord))
+        o_month_parts.append(np.full(int(n_ord.sum()), m, dtype=np.int16))
+    o_actor = np.concatenate(o_actor_parts)
+    o_month = np.concatenate(o_month_parts)
     del o_actor_parts, o_month_parts
     n_orders = len(o_actor)
-    # the day: after the device purchase when both fall in the same month
-    lb = np.where(dm[o_actor] == o_month, np.maximum(actor_dev_day[o_actor], 0), 0)
+    # a first order in the device's month comes after the device
+    lb = np.where(dm[o_actor] == o_month, actor_dev_day[o_actor], 0)
     o_day = lb + np.floor(rng.random(n_orders) * (month_days[o_month] - lb)).astype(np.int64)
+    o_date = month_first[o_month] + o_day
     o_level = lvl[o_actor]
+    del lb, o_day
 
-    # lines of the orders (per level: pack choice, second line, accessory line)
-    l_order, l_prod, l_qty = [], [], []
+    # ---- lines of the orders: slot 0 main pack, 1 second pack, 2 accessory ----------------------
+    l_inv: list[np.ndarray] = []
+    l_prod: list[np.ndarray] = []
+    l_qty: list[np.ndarray] = []
+    l_slot: list[np.ndarray] = []
+
+    def add_lines(inv, prod, qty, slot: int) -> None:
+        l_inv.append(np.asarray(inv, dtype=np.int32))
+        l_prod.append(np.asarray(prod, dtype=np.int16))
+        l_qty.append(np.asarray(qty, dtype=np.int32))
+        l_slot.append(np.full(len(inv), slot, dtype=np.int8))
+
     for ki, name in enumerate(level_names):
         sel = np.flatnonzero(o_level == ki)
         if not len(sel):
@@ -528,195 +546,142 @@ def generate(
         lo_u, hi_u = spec.units
         units = (lo_u + rng.random(len(sel)) * (hi_u - lo_u)) * vol_mult[o_actor[sel]]
         if name != "accessory":
-            units = units * vol_scale
+            units *= vol_scale
         pack_idx = np.array([code_index[c] for c, _ in spec.packs])
-        main = _pick(rng, [w for _, w in spec.packs], len(sel))
         n_p = len(pack_idx)
+        main = _pick(rng, [w for _, w in spec.packs], len(sel))
         second = (rng.random(len(sel)) < spec.p_second) if n_p > 1 else np.zeros(len(sel), dtype=bool)
-        frac = np.where(second, 0.55 + 0.3 * rng.random(len(sel)), 1.0)
+        frac = np.where(second, 0.55 + 0.3 * rng.random(len(sel)), 1.0)  # share of the main line
         p_main = pack_idx[main]
-        q_main = np.maximum(1, np.rint(units * frac / unit_size[p_main])).astype(np.int64)
-        l_order.append(sel)
-        l_prod.append(p_main)
-        l_qty.append(q_main)
+        add_lines(sel, p_main, np.maximum(1, np.rint(units * frac / unit_size[p_main])), 0)
         if second.any():
             s_sel = np.flatnonzero(second)
-            other = (main[s_sel] + 1 + rng.integers(0, n_p - 1, size=len(s_sel))) % n_p
-            p_sec = pack_idx[other]
+            p_sec = pack_idx[(main[s_sel] + 1 + rng.integers(0, n_p - 1, size=len(s_sel))) % n_p]
             q_sec = np.maximum(1, np.rint(units[s_sel] * (1 - frac[s_sel]) / unit_size[p_sec]))
-            l_order.append(sel[s_sel])
-            l_prod.append(p_sec)
-            l_qty.append(q_sec.astype(np.int64))
+            add_lines(sel[s_sel], p_sec, q_sec, 1)
         if spec.p_acc > 0:
             a_sel = np.flatnonzero(rng.random(len(sel)) < spec.p_acc)
-            l_order.append(sel[a_sel])
-            l_prod.append(acc_idx[_pick(rng, acc_w, len(a_sel))])
-            l_qty.append(np.where(rng.random(len(a_sel)) < 0.9, 1, 2))
+            add_lines(sel[a_sel], acc_idx[_pick(rng, acc_w, len(a_sel))],
+                      np.where(rng.random(len(a_sel)) < 0.9, 1, 2), 2)
+    del o_level
 
-    # device orders appended after the core orders; their lines: device (+ accessory)
+    # device invoices follow the orders: device (+ accessory)
     n_dev = len(dev_actor)
-    dev_order = n_orders + np.arange(n_dev)
-    l_order.append(dev_order)
-    l_prod.append(dev_choice)
-    l_qty.append(np.ones(n_dev, dtype=np.int64))
+    dev_inv = n_orders + np.arange(n_dev)
+    add_lines(dev_inv, dev_choice, np.ones(n_dev), 0)
     acc_on_dev = np.flatnonzero(rng.random(n_dev) < _P_DEVICE_ACC)
-    l_order.append(dev_order[acc_on_dev])
-    l_prod.append(acc_idx[_pick(rng, acc_w, len(acc_on_dev))])
-    l_qty.append(np.ones(len(acc_on_dev), dtype=np.int64))
+    add_lines(dev_inv[acc_on_dev], acc_idx[_pick(rng, acc_w, len(acc_on_dev))], np.ones(len(acc_on_dev)), 2)
 
-    inv_actor = np.concatenate([o_actor, dev_actor])
-    inv_date = np.concatenate([month_first[o_month] + o_day, month_first[dev_month] + dev_day])
-    del o_month, o_day, lb, o_level
+    inv_actor = np.concatenate([o_actor, dev_actor.astype(np.int32)])
+    inv_date = np.concatenate([o_date, month_first[dev_month] + dev_day]).astype(np.int32)
+    del o_actor, o_month, o_date
     n_inv = len(inv_actor)
-    away = rng.random(n_inv) >= _P_HOME_STORE
-    inv_store = home[inv_actor].copy()
-    movable = away & ~is_walkin[inv_actor]
-    inv_store[movable] = _pick(rng, _STORE_W, int(movable.sum()))
+    inv_store = home[inv_actor].astype(np.int8)
+    away = (rng.random(n_inv) >= _P_HOME_STORE) & ~is_walkin[inv_actor]
+    inv_store[away] = _pick(rng, _STORE_W, int(away.sum()))
 
-    line_inv = np.concatenate(l_order).astype(np.int64)
-    line_prod = np.concatenate(l_prod).astype(np.int64)
-    line_qty = np.concatenate(l_qty).astype(np.int64)
-    del l_order, l_prod, l_qty
+    line_inv = np.concatenate(l_inv)
+    line_prod = np.concatenate(l_prod)
+    line_qty = np.concatenate(l_qty)
+    line_slot = np.concatenate(l_slot)
+    for lst in (l_inv, l_prod, l_qty, l_slot):
+        lst.clear()
     disc = _DISCOUNTS[_pick(rng, _DISCOUNT_W, len(line_inv))]
     disc[is_walkin[inv_actor[line_inv]]] = 0.0
     line_rev = np.round(line_qty * price[line_prod] * (1 - disc), 2)
     del disc
 
-    # ---- customer ids ---------------------------------------------------------------------------
-    master_actor = np.flatnonzero(in_master)  # one master row per actor in the master
+    # ---- customer ids -----------------------------------------------------------------------------
+    master_actor = np.flatnonzero(~is_walkin)  # one master row per actor, walk-ins excepted
     n_master = len(master_actor)
     n_unknown = max(3, round(n_customers / 1000)) if messy else 0
-    width = max(6, len(str(n_master + n_unknown * 7 + 1000)))
+    width = max(6, len(str(n_master + 7 * n_unknown + 7)))
     numbers = rng.permutation(n_master) + 1
-    legacy = (rng.random(n_master) < _LEGACY_ID_RATE) if messy else np.zeros(n_master, dtype=bool)
-    legacy &= ~is_general[master_actor]
-    unknown_numbers = n_master + 1 + np.arange(n_unknown) * 7 + rng.integers(0, 7, size=n_unknown)
-    id_c = _digits("C", np.concatenate([numbers, unknown_numbers]), width)
-    id_d = _digits("", np.concatenate([numbers, unknown_numbers]), width + 2)
-    id_all = pc.if_else(pa.array(np.concatenate([legacy, np.zeros(n_unknown, dtype=bool)])), id_d, id_c)
-    # actor -> id row (walk-ins are booked on their store's General id)
+    legacy = (rng.random(n_master) < _LEGACY_ID_RATE) & ~is_general[master_actor] if messy \
+        else np.zeros(n_master, dtype=bool)
+    unknown_numbers = n_master + 1 + 7 * np.arange(n_unknown) + rng.integers(0, 7, size=n_unknown)
+    all_numbers = np.concatenate([numbers, unknown_numbers])
+    id_all = _digits("C", all_numbers, width)
+    if legacy.any():
+        id_all = pc.if_else(pa.array(np.r_[legacy, np.zeros(n_unknown, dtype=bool)]),
+                            _digits("", all_numbers, width + 2), id_all)
     actor_cid = np.full(n_actors, -1, dtype=np.int64)
     actor_cid[master_actor] = np.arange(n_master)
-    if n_general:
-        general_cid = actor_cid[general_actor]
-        actor_cid[is_walkin] = general_cid[home[is_walkin]]
-    inv_cid = actor_cid[inv_actor]
+    if n_general:  # walk-in sales are booked on their store's General id
+        actor_cid[is_walkin] = actor_cid[general_actor][home[is_walkin]]
+    inv_cid = actor_cid[inv_actor].astype(np.int32)
     if messy and n_unknown:
         rel = np.flatnonzero(rng.random(n_inv) < _UNKNOWN_CUSTOMER_RATE)
         inv_cid[rel] = n_master + rng.integers(0, n_unknown, size=len(rel))
 
-    # first activity of each actor (for created_date)
-    first_day = np.full(n_actors, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_day, inv_actor, inv_date)
+    first_day = np.full(n_actors, np.iinfo(np.int64).max, dtype=np.int64)  # for created_date
+    np.minimum.at(first_day, inv_actor, inv_date.astype(np.int64))
+    del inv_actor
 
-    # ---- gift cards (messy), voided orders and returns: new invoices ------------------------------
-    n_sales_lines = len(line_inv)
-    new_inv_cid, new_inv_date, new_inv_store = [], [], []
-    new_line_prod, new_line_qty, new_line_rev = [], [], []
+    # ---- single-line invoices: gift cards (messy), voided orders, returns -------------------------
+    n_sales = len(line_inv)
+    s_cid, s_date, s_store, s_prod, s_qty, s_rev = [], [], [], [], [], []
 
-    if messy:
-        n_gift = max(2, round(_GIFT_RATE * n_sales_lines))
-        buyers = np.flatnonzero(in_master & ~is_general & (persona != len(PERSONAS) - 1))  # not "never"
-        if len(buyers):
-            g_actor = buyers[rng.integers(0, len(buyers), size=n_gift)]
-            g_qty = np.where(rng.random(n_gift) < 0.8, 1, 2)
-            new_inv_cid.append(actor_cid[g_actor])
-            new_inv_date.append(month_first[0] + rng.integers(0, end_day - month_first[0] + 1, n_gift))
-            new_inv_store.append(home[g_actor])
-            new_line_prod.append(np.full(n_gift, code_index[_GIFT_CARD[0]]))
-            new_line_qty.append(g_qty)
-            new_line_rev.append(np.round(g_qty * _GIFT_CARD[5], 2))
+    def add_single(cid, date, store, prod, qty, rev) -> None:
+        s_cid.append(np.asarray(cid, dtype=np.int32))
+        s_date.append(np.asarray(date, dtype=np.int32))
+        s_store.append(np.asarray(store, dtype=np.int8))
+        s_prod.append(np.asarray(prod, dtype=np.int16))
+        s_qty.append(np.asarray(qty, dtype=np.int32))
+        s_rev.append(np.asarray(rev, dtype=np.float64))
 
-    zero = np.flatnonzero(rng.random(n_sales_lines) < _ZERO_RATE)
+    never_pid = [p.timing for p in PERSONAS].index("never")
+    buyers = np.flatnonzero(~is_walkin & ~is_general & (persona != never_pid))
+    if messy and len(buyers):
+        n_gift = max(2, round(_GIFT_RATE * n_sales))
+        g_actor = buyers[rng.integers(0, len(buyers), size=n_gift)]
+        g_qty = np.where(rng.random(n_gift) < 0.8, 1, 2)
+        add_single(actor_cid[g_actor], rng.integers(first_day_all, end_day + 1, size=n_gift), home[g_actor],
+                   np.full(n_gift, code_index[_GIFT_CARD[0]]), g_qty, g_qty * _GIFT_CARD[5])
+
+    zero = np.flatnonzero(rng.random(n_sales) < _ZERO_RATE)
     zi = line_inv[zero]
-    new_inv_cid.append(inv_cid[zi])
-    new_inv_date.append(inv_date[zi])
-    new_inv_store.append(inv_store[zi])
-    new_line_prod.append(line_prod[zero])
-    new_line_qty.append(np.zeros(len(zero), dtype=np.int64))
-    new_line_rev.append(np.zeros(len(zero)))
+    add_single(inv_cid[zi], inv_date[zi], inv_store[zi], line_prod[zero], np.zeros(len(zero)),
+               np.zeros(len(zero)))
 
-    ret = np.flatnonzero(rng.random(n_sales_lines) < _RETURN_RATE)
-    ri = line_inv[ret]
-    r_date = inv_date[ri] + rng.integers(1, _RETURN_MAX_DAYS + 1, size=len(ret))
+    ret = np.flatnonzero(rng.random(n_sales) < _RETURN_RATE)
+    r_date = inv_date[line_inv[ret]] + rng.integers(1, _RETURN_MAX_DAYS + 1, size=len(ret))
     keep = r_date <= end_day
-    ret, ri, r_date = ret[keep], ri[keep], r_date[keep]
-    q = line_qty[ret]
+    ret, r_date = ret[keep], r_date[keep]
+    ri = line_inv[ret]
+    q = line_qty[ret].astype(np.int64)
     partial = rng.random(len(ret)) < 0.35
-    r_qty = np.where(partial, 1 + np.floor(rng.random(len(ret)) * q).astype(np.int64), q)
-    r_qty = np.minimum(r_qty, q)
+    r_qty = np.minimum(np.where(partial, 1 + np.floor(rng.random(len(ret)) * q).astype(np.int64), q), q)
     r_rev = np.where(r_qty == q, line_rev[ret], np.round(line_rev[ret] / q * r_qty, 2))
-    new_inv_cid.append(inv_cid[ri])
-    new_inv_date.append(r_date)
-    new_inv_store.append(inv_store[ri])
-    new_line_prod.append(line_prod[ret])
-    new_line_qty.append(-r_qty)
-    new_line_rev.append(-r_rev)
+    add_single(inv_cid[ri], r_date, inv_store[ri], line_prod[ret], -r_qty, -r_rev)
 
-    # single-line invoices appended after the sales invoices
-    add_cid = np.concatenate(new_inv_cid)
-    n_add = len(add_cid)
-    line_inv = np.concatenate([line_inv, n_inv + np.arange(n_add)])
-    inv_cid = np.concatenate([inv_cid, add_cid])
-    inv_date = np.concatenate([inv_date, *new_inv_date])
-    inv_store = np.concatenate([inv_store, *new_inv_store])
-    line_prod = np.concatenate([line_prod, *new_line_prod])
-    line_qty = np.concatenate([line_qty, *new_line_qty])
-    line_rev = np.concatenate([line_rev, *new_line_rev]) + 0.0  # no negative zeros
-    del new_inv_cid, new_inv_date, new_inv_store, new_line_prod, new_line_qty, new_line_rev
-    n_inv += n_add
+    n_single = sum(len(a) for a in s_cid)
+    line_inv = np.concatenate([line_inv, n_inv + np.arange(n_single, dtype=np.int32)])
+    line_slot = np.concatenate([line_slot, np.zeros(n_single, dtype=np.int8)])
+    inv_cid = np.concatenate([inv_cid, *s_cid])
+    inv_date = np.concatenate([inv_date, *s_date])
+    inv_store = np.concatenate([inv_store, *s_store])
+    line_prod = np.concatenate([line_prod, *s_prod])
+    line_qty = np.concatenate([line_qty, *s_qty])
+    line_rev = np.concatenate([line_rev, *s_rev]) + 0.0  # + 0.0: no negative zeros
+    for lst in (s_cid, s_date, s_store, s_prod, s_qty, s_rev):
+        lst.clear()
+    n_inv += n_single
 
-    # unknown product on a few main lines of sales invoices (one per invoice)
-    if messy and n_orders:
-        first_line = np.flatnonzero(np.r_[True, line_inv[1:n_sales_lines] != line_inv[:n_sales_lines - 1]])
-        pick = rng.choice(first_line, size=min(_N_UNKNOWN_PRODUCT_LINES, len(first_line)), replace=False)
+    if messy and n_orders:  # an unknown product on the main line of a few orders
+        mains = np.flatnonzero((line_slot[:n_sales] == 0) & (line_inv[:n_sales] < n_orders))
+        pick = rng.choice(mains, size=min(_N_UNKNOWN_PRODUCT_LINES, len(mains)), replace=False)
         line_prod[pick] = code_index[UNKNOWN_PRODUCT_ID]
 
-    # ---- invoice numbers in date order, lines sorted by (date, invoice, product) ------------------
-    inv_order = np.lexsort((rng.random(n_inv), inv_date))
-    inv_no = np.empty(n_inv, dtype=np.int64)
-    inv_no[inv_order] = np.arange(1, n_inv + 1)
-    del inv_order
-    line_no = inv_no[line_inv]
-    order = np.lexsort((prod_rank[line_prod], line_no))
-    line_no = line_no[order]
-    line_inv = line_inv[order]
-    line_prod = line_prod[order]
-    line_qty = line_qty[order]
-    line_rev = line_rev[order]
-    del order
-
-    inv_width = max(7, len(str(n_inv)))
-    transactions = pd.DataFrame(
-        {
-            "invoice_id": _str_series(_digits("INV", line_no, inv_width)),
-            "invoice_date": pd.Series(inv_date[line_inv].astype("datetime64[D]").astype(_DATE_UNIT)),
-            "customer_id": _str_series(id_all.take(pa.array(inv_cid[line_inv]))),
-            "product_id": _str_series(pa.array(codes, pa.string()).take(pa.array(line_prod))),
-            "quantity": pd.Series(line_qty, dtype=np.int64),
-            "revenue": pd.Series(line_rev, dtype=np.float64),
-            "store_id": _str_series(pa.array(_STORES, pa.string()).take(pa.array(inv_store[line_inv]))),
-        },
-        copy=False,
-    )
-    del line_no, line_inv, line_prod, line_qty, line_rev
+    transactions = _assemble_transactions(
+        rng, codes, prod_rank, id_all, inv_cid, inv_date, inv_store, line_inv, line_slot, line_prod,
+        line_qty, line_rev, first_day_all)
+    del line_inv, line_slot, line_prod, line_qty, line_rev, inv_cid, inv_date, inv_store
 
     customers = _customers(
-        rng=rng,
-        messy=messy,
-        ids=id_all.slice(0, n_master),
-        master_actor=master_actor,
-        numbers=numbers,
-        legacy=legacy,
-        level=level,
-        is_general=is_general,
-        home=home,
-        first_day=first_day,
-        fc=fc,
-        dm=dm,
-        month_first=month_first,
-        end_day=end_day,
-    )
+        rng=rng, messy=messy, ids=id_all.slice(0, n_master), master_actor=master_actor, numbers=numbers,
+        legacy=legacy, level=level, is_general=is_general, home=home, first_day=first_day, fc=fc, dm=dm,
+        start_day=first_day_all, end_day=end_day)
 
     products = pd.DataFrame(
         {
@@ -731,9 +696,63 @@ def generate(
     return {"transactions": transactions, "customers": customers, "products": products}
 
 
+def _assemble_transactions(rng, codes, prod_rank, id_all, inv_cid, inv_date, inv_store, line_inv, line_slot,
+                           line_prod, line_qty, line_rev, first_day) -> pd.DataFrame:
+    """Number the invoices in date order and lay the lines out sorted by (date, invoice, product).
+
+    Two radix passes (random tie-break, then date) order the invoices; each line's place is its
+    invoice's start plus the number of lines of the same invoice with a smaller product id (at
+    most three slots per invoice), so no sort over the lines is needed.
+    """
+    n_inv = len(inv_cid)
+    n_lines = len(line_inv)
+    tie = rng.integers(0, 2**15, size=n_inv, dtype=np.int16)
+    day = inv_date.astype(np.int64) - first_day
+    if day.max(initial=0) < 2**15:
+        by_tie = np.argsort(tie, kind="stable")
+        inv_order = by_tie[np.argsort(day[by_tie].astype(np.int16), kind="stable")]
+        del by_tie
+    else:  # more than 89 years of history
+        inv_order = np.lexsort((tie, day))
+    del tie, day
+    per_inv = np.bincount(line_inv, minlength=n_inv)[inv_order]
+    inv_start = np.empty(n_inv, dtype=np.int64)
+    inv_start[inv_order] = np.cumsum(per_inv) - per_inv
+    rank = prod_rank[line_prod]
+    slot_rank = np.full((n_inv, 3), np.iinfo(np.int16).max, dtype=np.int16)
+    slot_rank[line_inv, line_slot] = rank
+    within = (slot_rank[line_inv] < rank[:, None]).sum(axis=1)
+    del slot_rank, rank
+    pos = inv_start[line_inv] + within
+    del inv_start, within
+
+    prod = np.empty(n_lines, dtype=line_prod.dtype)
+    prod[pos] = line_prod
+    qty = np.empty(n_lines, dtype=np.int64)
+    qty[pos] = line_qty
+    rev = np.empty(n_lines, dtype=np.float64)
+    rev[pos] = line_rev
+    del pos
+    inv_no = np.repeat(np.arange(1, n_inv + 1, dtype=np.int64), per_inv)
+    width = max(7, len(str(n_inv)))
+    frame = pd.DataFrame(
+        {
+            "invoice_id": _str_series(_digits("INV", inv_no, width)),
+            "invoice_date": _as_dates(np.repeat(inv_date[inv_order], per_inv)),
+            "customer_id": _str_series(id_all.take(pa.array(np.repeat(inv_cid[inv_order], per_inv)))),
+            "product_id": _str_series(_take(codes, prod)),
+            "quantity": pd.Series(qty, dtype=np.int64),
+            "revenue": pd.Series(rev, dtype=np.float64),
+            "store_id": _str_series(_take(_STORES, np.repeat(inv_store[inv_order], per_inv))),
+        },
+        copy=False,
+    )
+    return frame
+
+
 def _customers(*, rng, messy, ids, master_actor, numbers, legacy, level, is_general, home, first_day, fc,
-               dm, month_first, end_day) -> pd.DataFrame:
-    """The customer master, one row per master actor (+ one duplicated row when messy)."""
+               dm, start_day, end_day) -> pd.DataFrame:
+    """The customer master, one row per master actor (+ one duplicated row when messy), sorted by id."""
     n = len(master_actor)
     lv = level[master_actor]
     gen = is_general[master_actor]
@@ -745,59 +764,49 @@ def _customers(*, rng, messy, ids, master_actor, numbers, legacy, level, is_gene
     for r in np.unique(g_row):
         sel = g_row == r
         group[sel] = _pick(rng, group_w[r], int(sel.sum()))
-
-    first = rng.integers(0, len(_FIRST), n)
-    last = rng.integers(0, len(_LAST), n)
-    first_a = pa.array(_FIRST, pa.string()).take(pa.array(first))
-    last_a = pa.array(_LAST, pa.string()).take(pa.array(last))
-    person = pc.binary_join_element_wise(first_a, last_a, " ")
+    group = np.where(gen, len(_GROUPS), group)
 
     def draw(values: tuple[str, ...]) -> pa.Array:
-        return pa.array(values, pa.string()).take(pa.array(rng.integers(0, len(values), n)))
+        return _take(values, rng.integers(0, len(values), n))
 
+    first_a = draw(_FIRST)
+    last_a = draw(_LAST)
+    person = pc.binary_join_element_wise(first_a, last_a, " ")
     office = pc.binary_join_element_wise(last_a, draw(_OFFICE_SUFFIX), "")
     horeca = pc.binary_join_element_wise(draw(_HORECA_PREFIX), draw(_FIRST), "")
     name = pc.if_else(pa.array(group == 1), office, pc.if_else(pa.array(group == 2), horeca, person))
-    walk_names = pa.array([f"Walk-in {s}" for s in _STORES], pa.string()).take(pa.array(home[master_actor]))
-    name = pc.if_else(pa.array(gen), walk_names, name)
+    name = pc.if_else(pa.array(gen), _take([f"Walk-in {s}" for s in _STORES], home[master_actor]), name)
 
-    group_code = np.where(gen, 3, group)
-    group_a = pa.array([*_GROUPS, ANONYMOUS_GROUP], pa.string()).take(pa.array(group_code))
+    group_a = _take([*_GROUPS, ANONYMOUS_GROUP], group)
     blank = np.zeros(n, dtype=bool)
     if messy:
         blank = (rng.random(n) < _BLANK_GROUP_RATE) & ~gen
-        if not blank.any() and (~gen).sum():
+        if not blank.any() and (~gen).any():
             blank[rng.choice(np.flatnonzero(~gen))] = True
         gen_rows = np.flatnonzero(gen)
         if len(gen_rows) > 1:  # one anonymous id keyed in with another spelling
-            spelt = np.zeros(n, dtype=bool)
-            spelt[gen_rows[-1]] = True
-            group_a = pc.if_else(pa.array(spelt), pa.scalar("general "), group_a)
+            group_a = pc.if_else(pa.array(np.arange(n) == gen_rows[-1]), pa.scalar("general "), group_a)
 
-    city = pa.array(_CITIES, pa.string()).take(pa.array(_pick(rng, _CITY_W, n)))
-
+    city = _take(_CITIES, _pick(rng, _CITY_W, n))
     slug = pc.utf8_lower(pc.binary_join_element_wise(first_a, last_a, "."))
     mail_no = pc.cast(pa.array(rng.integers(1, 1000, n)), pa.string())
-    domain = pa.array(_DOMAINS, pa.string()).take(pa.array(rng.integers(0, len(_DOMAINS), n)))
-    email = pc.binary_join_element_wise(pc.binary_join_element_wise(slug, mail_no, ""), domain, "@")
+    email = pc.binary_join_element_wise(pc.binary_join_element_wise(slug, mail_no, ""), draw(_DOMAINS), "@")
     no_email = (rng.random(n) < 0.12) | gen
     mobile = _digits("09", rng.integers(0, 10**8, n), 8)
     no_mobile = (rng.random(n) < 0.1) | gen
 
-    # created: up to 60 days before the first activity; long before the start for the existing base
-    start_day = int(month_first[0])
+    # created up to 60 days before the first activity; years before the data for the existing base
     fd = first_day[master_actor]
     bought = fd < np.iinfo(np.int64).max
     base = (fc[master_actor] == 0) & (dm[master_actor] < 0) & (lv >= 0)
     lead = np.where(rng.random(n) < 0.5, 0, rng.integers(0, 61, n))
-    created = np.where(bought, fd - lead, start_day + rng.integers(-365, end_day - start_day + 1, n))
+    created = np.where(bought, fd - lead, rng.integers(start_day - 365, end_day + 1, n))
     created = np.where(base & bought, np.minimum(created, start_day - rng.integers(1, 3 * 365, n)), created)
     created = np.where(gen, start_day - 3 * 365, created)
 
     def opt(p_yes: float) -> pd.Series:
         vals = pd.array((rng.random(n) < p_yes).astype(np.int64), dtype="Int64")
-        vals[rng.random(n) < 0.06] = pd.NA
-        vals[gen] = pd.NA
+        vals[(rng.random(n) < 0.06) | gen] = pd.NA
         return pd.Series(vals)
 
     frame = pd.DataFrame(
@@ -806,7 +815,7 @@ def _customers(*, rng, messy, ids, master_actor, numbers, legacy, level, is_gene
             "customer_name": _str_series(name),
             "customer_group": _str_series(group_a, blank),
             "city": _str_series(city),
-            "created_date": pd.Series(created.astype("datetime64[D]").astype(_DATE_UNIT)),
+            "created_date": _as_dates(created),
             "email": _str_series(email, no_email),
             "mobile_number": _str_series(mobile, no_mobile),
             "opt_email": opt(0.55),
@@ -815,12 +824,11 @@ def _customers(*, rng, messy, ids, master_actor, numbers, legacy, level, is_gene
         },
         copy=False,
     )
-    # sort by id: digit-only legacy ids ("000...") sort before "C..." ids; equal widths sort numerically
+    # by id: digit-only legacy ids ("000...") sort before "C..." ids; equal widths sort numerically
     order = np.lexsort((numbers, ~legacy))
     if messy and n > 1:  # one customer keyed twice
         dup = int(rng.integers(0, n))
-        pos = int(np.flatnonzero(order == dup)[0])
-        order = np.insert(order, pos, dup)
+        order = np.insert(order, int(np.flatnonzero(order == dup)[0]), dup)
     return frame.take(order).reset_index(drop=True)
 
 
@@ -841,7 +849,7 @@ def write_csv(tables: dict[str, pd.DataFrame], folder) -> dict[str, Path]:
             continue
         path = folder / f"{name}.csv"
         tables[name].to_csv(path, index=False, date_format="%Y-%m-%d", lineterminator="\n",
-                            encoding="utf-8", chunksize=1_000_000)
+                            encoding="utf-8", chunksize=500_000)
         out[name] = path
     return out
 
@@ -856,7 +864,7 @@ def _main(argv: list[str] | None = None) -> int:  # pragma: no cover - convenien
     ap.add_argument("--end-month", default="2025-12")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--target-transactions", type=int, default=None)
-    ap.add_argument("--clean", action="store_true", help="no deliberate data-quality problems")
+    ap.add_argument("--clean", action="store_true", help="leave out the deliberate data-quality problems")
     a = ap.parse_args(argv)
     tables = generate(a.customers, a.months, a.end_month, a.seed, a.target_transactions, messy=not a.clean)
     for name, path in write_csv(tables, a.folder).items():
@@ -866,4 +874,3 @@ def _main(argv: list[str] | None = None) -> int:  # pragma: no cover - convenien
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(_main())
-

@@ -26,7 +26,8 @@ OUTPUT_WINDOWS = (1, 6, 12, 13, 24, 25)
 class Panel:
     """Customer x report-month snapshot values, one entry per row of the history.
 
-    Rows are ordered by report month, then by customer_key (= customer_id order). ``months`` are
+    Rows are ordered by report month, then by customer_key (= customer_id order). Row arrays are
+    views of the month-major grids where every customer is in the base every month. ``months`` are
     the report months computed; the first one precedes the requested history and exists only so
     the first history month has a "last month" for transitions.
     """
@@ -48,6 +49,11 @@ class Panel:
     def rows(self) -> int:
         return len(self.customer_key)
 
+    def month_rows(self, month_pos: int) -> slice:
+        """The rows of one month (rows are month-major, so they are contiguous)."""
+        start, stop = np.searchsorted(self.month_pos, [month_pos, month_pos + 1])
+        return slice(int(start), int(stop))
+
 
 def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.Period,
                 config: Config) -> Panel:
@@ -65,18 +71,17 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
     month = facts["month"].to_numpy().astype("datetime64[M]").astype("int64") + 1970 * 12
     cust = facts["customer_key"].to_numpy()
     col = np.clip(month - base + 1, 0, None)
-    flat = cust * n_cols + col
-    size = n_cust * n_cols
+    flat = col * n_cust + cust                        # grids are months x customers, month-major
+    size = n_cols * n_cust
 
     def grid(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(flat, weights=weights, minlength=size).reshape(n_cust, n_cols)
+        return np.bincount(flat, weights=weights, minlength=size).reshape(n_cols, n_cust)
 
     measure_col = "core_units" if config.measure == "units" else "core_revenue"
     monetary_col = "core_units" if config.rfm_monetary == "units" else "core_revenue"
     invoices = facts["core_invoices"].to_numpy()
-    bought = (invoices > 0).astype("float64")
     grids = {"measure": grid(facts[measure_col].to_numpy()), "revenue": grid(facts["core_revenue"].to_numpy()),
-             "invoices": grid(invoices.astype("float64")), "purchase_months": grid(bought)}
+             "invoices": grid(invoices.astype("float64")), "purchase_months": grid((invoices > 0).astype("float64"))}
     grids["monetary"] = grids["measure"] if monetary_col == measure_col else grid(facts[monetary_col].to_numpy())
 
     windows = {
@@ -87,19 +92,28 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
                             config.tier_window_months, config.reactivation_gap_months + 1},
         "monetary": {config.rfm_window_months},
     }
-    sums = {name: _window_sums(grids[name], report_cols, windows[name]) for name in grids}
+    first_col = first - base + 1
+    sums = {name: _window_sums(grids[name], first_col, n_months, windows[name]) for name in grids}
+    del grids
 
-    last_core = _running_last(facts, flat, size, n_cust, n_cols, "last_core_date")
+    last_core = _running_last(facts, flat, size, n_cols, n_cust, "last_core_date")[first_col:]
     first_core = _first_per_customer(facts, n_cust, "first_core_date")
     first_device = _first_per_customer(facts, n_cust, "first_entry_date")
     present = _presence(facts, customers, n_cust, first, n_months, config)
+    everyone = bool(present.all())
 
-    month_pos, customer_key = np.nonzero(present)        # month-major: rows by month, then customer
+    if everyone:   # the usual case: every row of the grid is a row of the history, no copy needed
+        month_pos = np.repeat(np.arange(n_months), n_cust)
+        customer_key = np.tile(np.arange(n_cust), n_months)
+    else:
+        month_pos, customer_key = np.nonzero(present)
+    mask = None if everyone else present.ravel()
     months = pd.period_range(end=report_month, periods=n_months, freq="M")
     month_ends = months.to_timestamp(how="end").normalize().to_numpy().astype("datetime64[D]").astype("int64")
 
-    def rows(matrix: np.ndarray) -> np.ndarray:       # (customers x months) -> one value per row
-        return matrix[customer_key, month_pos]
+    def rows(matrix: np.ndarray) -> np.ndarray:       # (months x customers) -> one value per row
+        flat_values = matrix.ravel()
+        return flat_values if mask is None else flat_values[mask]
 
     def as_of(day_per_customer: np.ndarray) -> np.ndarray:  # a once-only date, blank before it happened
         day = day_per_customer[customer_key]
@@ -112,7 +126,7 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
         invoices={k: rows(v).astype("int64") for k, v in sums["invoices"].items()},
         purchase_months={k: rows(v).astype("int64") for k, v in sums["purchase_months"].items()},
         rfm_monetary=rows(sums["monetary"][config.rfm_window_months]),
-        first_core_day=as_of(first_core), last_core_day=rows(last_core[:, report_cols]),
+        first_core_day=as_of(first_core), last_core_day=rows(last_core),
         first_device_day=as_of(first_device), month_end_day=month_ends[month_pos],
     )
 
@@ -121,12 +135,16 @@ def _ordinal(month: pd.Period) -> int:
     return month.year * 12 + month.month - 1
 
 
-def _window_sums(grid: np.ndarray, report_cols: np.ndarray, lengths: set[int]) -> dict[int, np.ndarray]:
-    """Sum of the last k months up to each report month, for each k in ``lengths``; 0 = all history."""
-    out: dict[int, np.ndarray] = {0: np.cumsum(grid, axis=1)[:, report_cols]}
-    running = np.zeros((grid.shape[0], len(report_cols)))
+def _window_sums(grid: np.ndarray, first_col: int, n_months: int, lengths: set[int]) -> dict[int, np.ndarray]:
+    """Sum of the last k months up to each report month, for each k in ``lengths``; 0 = all history.
+
+    ``grid`` is months x customers; the result rows are the report months from ``first_col`` on.
+    """
+    report = slice(first_col, first_col + n_months)
+    out: dict[int, np.ndarray] = {0: np.cumsum(grid, axis=0)[report]}
+    running = np.zeros((n_months, grid.shape[1]))
     for back in range(max(lengths)):
-        running += grid[:, report_cols - back]
+        running += grid[first_col - back: first_col - back + n_months]
         if back + 1 in lengths:
             out[back + 1] = running.copy()
     return out
@@ -138,13 +156,13 @@ def _day_numbers(dates: pd.Series) -> np.ndarray:
     return np.where(np.isnat(values), _BLANK, days)
 
 
-def _running_last(facts: pd.DataFrame, flat: np.ndarray, size: int, n_cust: int, n_cols: int,
+def _running_last(facts: pd.DataFrame, flat: np.ndarray, size: int, n_cols: int, n_cust: int,
                   column: str) -> np.ndarray:
-    """Latest date up to each grid month (customers x months), _BLANK before the first."""
+    """Latest date up to each grid month (months x customers), _BLANK before the first."""
     days = _day_numbers(facts[column])
     grid = np.full(size, _BLANK, dtype="int64")
     np.maximum.at(grid, flat, days)
-    return np.maximum.accumulate(grid.reshape(n_cust, n_cols), axis=1)
+    return np.maximum.accumulate(grid.reshape(n_cols, n_cust), axis=0)
 
 
 def _first_per_customer(facts: pd.DataFrame, n_cust: int, column: str) -> np.ndarray:

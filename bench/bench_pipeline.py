@@ -1,0 +1,108 @@
+"""Benchmark of the analytics core: read the raw CSVs and run the whole pipeline.
+
+    python bench/bench_pipeline.py                 # 1M lines / 100k customers / 36 months, 10M / 1M / 12, CDNOW
+    python bench/bench_pipeline.py --case 1m       # one case
+    python bench/bench_pipeline.py --repeat 3      # median of three runs per case
+
+Each measured run is a fresh Python process (so peak memory is that run's alone): it reads the
+three CSVs with crm_xl's CSV adapter, runs ``crm_xl.run`` and reports seconds per layer and the
+process's peak resident memory. Data sets are generated once with the sample generator into
+``bench/data/`` (not timed). Targets (2-core machine): 1M lines < 5 s and < 2 GB; 10M lines < 60 s
+and < 12 GB; the lifetimes-compatible summary on CDNOW at least 2x faster than lifetimes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+CASES = {
+    # name: (customers, months of history generated, history_months reported, target lines, target s, target GB)
+    "1m": (100_000, 36, 36, 1_000_000, 5.0, 2.0),
+    "10m": (1_000_000, 12, 12, 10_000_000, 60.0, 12.0),
+}
+
+
+def ensure_data(case: str) -> Path:
+    customers, months, _, lines, _, _ = CASES[case]
+    folder = DATA / case
+    if not (folder / "transactions.csv").exists():
+        from crm_xl.sample import generate, write_csv
+
+        started = time.perf_counter()
+        tables = generate(n_customers=customers, months=months, end_month="2025-12", seed=7,
+                          target_transactions=lines, messy=False)
+        write_csv(tables, folder)
+        print(f"[{case}] generated {len(tables['transactions']):,} lines in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr)
+    return folder
+
+
+def child(case: str) -> None:
+    """One measured run; prints a JSON line."""
+    from crm_xl.csv_io import read_raw_folder
+    from crm_xl.pipeline import run_timed
+
+    history_months = CASES[case][2]
+    started = time.perf_counter()
+    raw = read_raw_folder(DATA / case)
+    read_s = time.perf_counter() - started
+    tables, layers = run_timed(**raw, config={"history_months": history_months})
+    total = time.perf_counter() - started
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    print(json.dumps({
+        "case": case, "lines": len(raw["transactions"]), "customers": len(raw["customers"]),
+        "history_rows": len(tables["customer_history"]), "read_s": round(read_s, 3),
+        **{f"{k}_s": round(v, 3) for k, v in layers.items()},
+        "total_s": round(total, 3), "peak_gb": round(peak_gb, 3),
+    }))
+
+
+def measure(case: str, repeat: int) -> dict:
+    ensure_data(case)
+    runs = []
+    for _ in range(repeat):
+        out = subprocess.run([sys.executable, __file__, "--child", case], capture_output=True, text=True,
+                             check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    result = {key: runs[0][key] for key in ("case", "lines", "customers", "history_rows")}
+    for key in runs[0]:
+        if key.endswith("_s") or key == "peak_gb":
+            result[key] = statistics.median(r[key] for r in runs)
+    _, _, _, _, target_s, target_gb = CASES[case]
+    result["target"] = f"< {target_s:g} s, < {target_gb:g} GB"
+    result["met"] = result["total_s"] < target_s and result["peak_gb"] < target_gb
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", choices=[*CASES, "cdnow", "all"], default="all")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--child", choices=list(CASES), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    cases = list(CASES) if args.case == "all" else [args.case] if args.case != "cdnow" else []
+    for case in cases:
+        print(json.dumps(measure(case, args.repeat)))
+    if args.case in ("all", "cdnow"):
+        sys.path.insert(0, str(HERE))
+        from bench_lifetimes import bench_cdnow
+
+        result = bench_cdnow()
+        result["met"] = result["speedup"] >= 2.0
+        print(json.dumps({"case": "cdnow_summary", **result}))
+
+
+if __name__ == "__main__":
+    main()

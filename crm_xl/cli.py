@@ -1,0 +1,124 @@
+"""The ``crm-xl`` command line: a thin shell over the pipeline and the adapters.
+
+Every user-facing problem (a :class:`~crm_xl.errors.CrmXlError` or an unreadable file) is printed
+as one line on stderr with exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from crm_xl import __version__
+from crm_xl.errors import CrmXlError
+
+DEFAULT_SAMPLE = Path("sample_data")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except (CrmXlError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"crm-xl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crm-xl", description="CRM analytics for Excel: lifecycle "
+                                     "states, value tiers and RFMT segments from transactions.")
+    parser.add_argument("--version", action="version", version=f"crm-xl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    commands = parser.add_subparsers(title="commands")
+
+    run = commands.add_parser("run", help="compute the output tables from three CSV files")
+    run.add_argument("--data", type=Path, default=DEFAULT_SAMPLE,
+                     help="folder with transactions.csv, customers.csv, products.csv (default: sample_data)")
+    run.add_argument("--out", type=Path, default=Path("out"), help="folder for the output CSVs (default: out)")
+    run.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
+                     help="a setting, e.g. --set report_month=2024-12 (repeatable; see docs/business_logic.md)")
+    run.set_defaults(handler=_run)
+
+    sample = commands.add_parser("sample", help="generate the synthetic sample data as CSV files")
+    sample.add_argument("--out", type=Path, default=DEFAULT_SAMPLE, help="folder to write (default: sample_data)")
+    sample.add_argument("--customers", type=int, default=3000)
+    sample.add_argument("--months", type=int, default=36)
+    sample.add_argument("--end-month", default="2025-12")
+    sample.add_argument("--transactions", type=int, default=None, help="aim for this many transaction lines")
+    sample.add_argument("--seed", type=int, default=42)
+    sample.add_argument("--clean", action="store_true", help="leave out the deliberate data-quality problems")
+    sample.set_defaults(handler=_sample)
+    for sub in (run, sample):
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
+    """``["report_month=2024-12", ...]`` as a settings mapping."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise CrmXlError(f"--set expects SETTING=VALUE, got {pair!r}")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _run(args: argparse.Namespace) -> int:
+    from crm_xl.csv_io import read_raw_folder, write_tables
+    from crm_xl.pipeline import run
+
+    started = time.perf_counter()
+    raw = read_raw_folder(args.data)
+    tables = run(**raw, config=parse_settings(args.set))
+    written = write_tables(tables, args.out)
+    print(summary_text(tables, time.perf_counter() - started))
+    print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())}")
+    return 0
+
+
+def summary_text(tables: dict[str, pd.DataFrame], seconds: float) -> str:
+    """A few lines a user reads after a run: month, customers, states, tiers, data quality."""
+    snapshot = tables["customer_snapshot"]
+    month = pd.Timestamp(snapshot["report_month"].iloc[0]).strftime("%Y-%m") if len(snapshot) else "-"
+    history = tables["customer_history"]
+    lines = [f"crm-xl {__version__}: report month {month}, {len(snapshot):,} customers, "
+             f"{history['report_month'].nunique()} months of history ({len(history):,} rows) in {seconds:.1f} s"]
+    for column in ("lifecycle_state", "value_tier", "rfm_segment"):
+        counts = snapshot[column].value_counts(sort=False)
+        shown = ", ".join(f"{name} {int(n):,}" for name, n in counts.items() if n)
+        lines.append(f"  {column}: {shown}")
+    quality = tables["data_quality"]
+    warnings = quality[quality["severity"] == "warning"]
+    if len(warnings):
+        lines.append(f"  data quality: {len(warnings)} warnings ("
+                     + "; ".join(f"{r.rule} {r.rows:,} in {r.table}" for r in warnings.itertuples()) + ")")
+    else:
+        lines.append("  data quality: no warnings")
+    return "\n".join(lines)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from crm_xl.sample import generate, write_csv
+
+    tables = generate(n_customers=args.customers, months=args.months, end_month=args.end_month, seed=args.seed,
+                      target_transactions=args.transactions, messy=not args.clean)
+    written = write_csv(tables, args.out)
+    rows = ", ".join(f"{name} {len(frame):,}" for name, frame in tables.items())
+    print(f"Wrote sample data to {args.out}/ ({rows}): {', '.join(Path(p).name for p in written.values())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
