@@ -8,7 +8,7 @@ brief (value tiers, lifecycle events and states, the 11 RFM segments) all occur,
 report month and across the history.
 
 Everything is vectorised with numpy (loops run per month, per persona or per behaviour level, never
-per customer or per line), so ten million lines take seconds and a few hundred MB per million lines.
+per customer or per line): ten million lines take seconds and about 180 MB per million lines.
 The same arguments always give identical frames (``numpy.random.default_rng(seed)``).
 
 Personas (share of the master, before normalisation):
@@ -29,17 +29,23 @@ Messiness (``messy=True``, the default): about 0.2 % of the lines on customer id
 master, three lines with an unknown product id (``P9999``), a product of category ``gift_card``
 that is sold now and then, one duplicated customer row, a few blank customer groups, one anonymous
 id whose group is spelt ``"general "``, and about 1 % legacy customer ids made of digits only with
-leading zeros (``"00001234"``). Returns (a few % of the lines, negative quantity and revenue,
+leading zeros (``"0001234"``). Returns (a few % of the lines, negative quantity and revenue,
 dated after the purchase they return) and a few zero-quantity lines (voided orders) are always
 there.
 
 ``target_transactions`` scales every persona's monthly order rate by one factor, solved on the
 expected line count, and divides the order size by the same factor (within 1/3 .. 3) so that the
-value tiers stay roughly where the personas put them.
+value tiers stay roughly where the personas put them. Devices and forced first purchases set a floor
+(a warning says so when the target is below it). A Lost event needs 13 months of history and a
+reactivation 14, so shorter histories (e.g. the 12-month benchmark) have neither.
+
+``python -m crm_xl.sample FOLDER [--customers N --months M --target-transactions T --clean]``
+writes the three CSV files.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,11 +217,12 @@ PRODUCT_COLUMNS = ("product_id", "product_name", "brand", "category", "unit_size
 # --------------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------------
-_TWO_DIGITS = np.array([[48 + i // 10, 48 + i % 10] for i in range(100)], dtype=np.uint8)
+def _digits(prefix: str, numbers: np.ndarray, width: int, first: np.ndarray | None = None) -> pa.Array:
+    """Arrow strings ``prefix + zero-padded number`` built from raw bytes (no Python objects).
 
-
-def _digits(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
-    """Arrow strings ``prefix + zero-padded number`` built from raw bytes (no Python objects)."""
+    ``first`` (uint8 per row) replaces the first byte of each string, e.g. ``ord("0")`` for a
+    digit-only legacy id of the same width.
+    """
     numbers = np.asarray(numbers)
     n = len(numbers)
     head = prefix.encode()
@@ -224,19 +231,27 @@ def _digits(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
     buf = np.empty((n, size), dtype=np.uint8)
     if h:
         buf[:, :h] = np.frombuffer(head, dtype=np.uint8)
-    x = numbers.astype(np.uint64 if n and int(numbers.max()) >= 2**32 else np.uint32)
-    pos = size
-    while pos - 2 >= h:  # two digits per pass
-        q = x // 100
-        buf[:, pos - 2 : pos] = _TWO_DIGITS[x - q * 100]
-        x = q
-        pos -= 2
-    if pos > h:
-        buf[:, h] = 48 + x % 10
-    large = n * size >= 2**31 - 1
-    offsets = np.arange(0, (n + 1) * size, size, dtype=np.int64 if large else np.int32)
-    cls = pa.LargeStringArray if large else pa.StringArray
-    return cls.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(buf))
+    kind = np.uint64 if n and int(numbers.max()) >= 2**32 else np.uint32
+    x = numbers.astype(kind)
+    q = np.empty(n, dtype=kind)
+    digit = np.empty(n, dtype=kind)
+    for j in range(size - 1, h - 1, -1):  # one digit per pass, in place
+        np.floor_divide(x, 10, out=q)
+        np.multiply(q, 10, out=digit)
+        np.subtract(x, digit, out=digit)
+        digit += 48
+        buf[:, j] = digit
+        x, q = q, x
+    if first is not None:
+        buf[:, 0] = first
+    return _fixed_width(buf)
+
+
+def _fixed_width(buf: np.ndarray) -> pa.Array:
+    """Arrow large strings (what pandas' ``str`` dtype holds) from an (n, width) uint8 array."""
+    n, size = buf.shape
+    offsets = np.arange(0, (n + 1) * size, size, dtype=np.int64)
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(buf)))
 
 
 def _str_series(arr: pa.Array, mask: np.ndarray | None = None) -> pd.Series:
@@ -246,9 +261,17 @@ def _str_series(arr: pa.Array, mask: np.ndarray | None = None) -> pd.Series:
     return pd.Series(arr, dtype="str")
 
 
+def _sep(text: str) -> pa.Scalar:
+    return pa.scalar(text, pa.large_string())
+
+
 def _take(values, idx: np.ndarray) -> pa.Array:
-    """Arrow strings ``values[idx]``."""
-    return pa.array(list(values), pa.string()).take(pa.array(idx))
+    """Arrow strings ``values[idx]`` (byte copies when all values have the same length)."""
+    encoded = [v.encode() for v in values]
+    if len({len(v) for v in encoded}) == 1:
+        table = np.frombuffer(b"".join(encoded), dtype=np.uint8).reshape(len(encoded), -1)
+        return _fixed_width(table[np.asarray(idx)])
+    return pa.array(list(values), pa.large_string()).take(pa.array(idx))
 
 
 def _allocate(total: int, shares: np.ndarray) -> np.ndarray:
@@ -479,6 +502,12 @@ def generate(
     scale = 1.0
     if target_transactions is not None:
         if expected_lines(0.0) >= target_transactions:
+            warnings.warn(
+                f"target_transactions={target_transactions:,} is below what {n_customers:,} customers over "
+                f"{months} months need at the least (about {expected_lines(0.0):,.0f} lines: devices and "
+                "first purchases); generating that minimum",
+                stacklevel=2,
+            )
             scale = 0.0
         else:
             lo, hi = 0.0, 1.0
@@ -600,11 +629,9 @@ def generate(
     legacy = (rng.random(n_master) < _LEGACY_ID_RATE) & ~is_general[master_actor] if messy \
         else np.zeros(n_master, dtype=bool)
     unknown_numbers = n_master + 1 + 7 * np.arange(n_unknown) + rng.integers(0, 7, size=n_unknown)
-    all_numbers = np.concatenate([numbers, unknown_numbers])
-    id_all = _digits("C", all_numbers, width)
-    if legacy.any():
-        id_all = pc.if_else(pa.array(np.r_[legacy, np.zeros(n_unknown, dtype=bool)]),
-                            _digits("", all_numbers, width + 2), id_all)
+    # customer id row -> its number and first byte ("C", or "0" for a digit-only legacy id)
+    id_number = np.concatenate([numbers, unknown_numbers])
+    id_first = np.where(np.r_[legacy, np.zeros(n_unknown, dtype=bool)], ord("0"), ord("C")).astype(np.uint8)
     actor_cid = np.full(n_actors, -1, dtype=np.int64)
     actor_cid[master_actor] = np.arange(n_master)
     if n_general:  # walk-in sales are booked on their store's General id
@@ -669,19 +696,22 @@ def generate(
     n_inv += n_single
 
     if messy and n_orders:  # an unknown product on the main line of a few orders
-        mains = np.flatnonzero((line_slot[:n_sales] == 0) & (line_inv[:n_sales] < n_orders))
+        returned = np.zeros(n_sales, dtype=bool)
+        returned[ret] = True  # a return keeps pointing at a product that was bought
+        mains = np.flatnonzero((line_slot[:n_sales] == 0) & (line_inv[:n_sales] < n_orders) & ~returned)
         pick = rng.choice(mains, size=min(_N_UNKNOWN_PRODUCT_LINES, len(mains)), replace=False)
         line_prod[pick] = code_index[UNKNOWN_PRODUCT_ID]
 
-    transactions = _assemble_transactions(
-        rng, codes, prod_rank, id_all, inv_cid, inv_date, inv_store, line_inv, line_slot, line_prod,
-        line_qty, line_rev, first_day_all)
-    del line_inv, line_slot, line_prod, line_qty, line_rev, inv_cid, inv_date, inv_store
+    inv = {"cid": inv_cid, "date": inv_date, "store": inv_store}
+    lines = {"inv": line_inv, "slot": line_slot, "prod": line_prod, "qty": line_qty, "rev": line_rev}
+    del inv_cid, inv_date, inv_store, line_inv, line_slot, line_prod, line_qty, line_rev
+    transactions = _assemble_transactions(rng, codes, prod_rank, (id_number, id_first, width), inv, lines,
+                                          first_day_all)
 
     customers = _customers(
-        rng=rng, messy=messy, ids=id_all.slice(0, n_master), master_actor=master_actor, numbers=numbers,
-        legacy=legacy, level=level, is_general=is_general, home=home, first_day=first_day, fc=fc, dm=dm,
-        start_day=first_day_all, end_day=end_day)
+        rng=rng, messy=messy, ids=_digits("C", numbers, width, id_first[:n_master]),
+        master_actor=master_actor, numbers=numbers, legacy=legacy, level=level, is_general=is_general,
+        home=home, first_day=first_day, fc=fc, dm=dm, start_day=first_day_all, end_day=end_day)
 
     products = pd.DataFrame(
         {
@@ -696,18 +726,19 @@ def generate(
     return {"transactions": transactions, "customers": customers, "products": products}
 
 
-def _assemble_transactions(rng, codes, prod_rank, id_all, inv_cid, inv_date, inv_store, line_inv, line_slot,
-                           line_prod, line_qty, line_rev, first_day) -> pd.DataFrame:
+def _assemble_transactions(rng, codes, prod_rank, ids, inv: dict[str, np.ndarray],
+                           lines: dict[str, np.ndarray], first_day: int) -> pd.DataFrame:
     """Number the invoices in date order and lay the lines out sorted by (date, invoice, product).
 
     Two radix passes (random tie-break, then date) order the invoices; each line's place is its
     invoice's start plus the number of lines of the same invoice with a smaller product id (at
-    most three slots per invoice), so no sort over the lines is needed.
+    most three slots per invoice), so no sort over the lines is needed. ``inv`` (cid, date,
+    store) and ``lines`` (inv, slot, prod, qty, rev) are emptied on the way to keep memory low.
     """
-    n_inv = len(inv_cid)
-    n_lines = len(line_inv)
+    n_inv = len(inv["cid"])
+    n_lines = len(lines["inv"])
     tie = rng.integers(0, 2**15, size=n_inv, dtype=np.int16)
-    day = inv_date.astype(np.int64) - first_day
+    day = inv["date"].astype(np.int64) - first_day
     if day.max(initial=0) < 2**15:
         by_tie = np.argsort(tie, kind="stable")
         inv_order = by_tie[np.argsort(day[by_tie].astype(np.int16), kind="stable")]
@@ -715,39 +746,43 @@ def _assemble_transactions(rng, codes, prod_rank, id_all, inv_cid, inv_date, inv
     else:  # more than 89 years of history
         inv_order = np.lexsort((tie, day))
     del tie, day
+    line_inv = lines.pop("inv")
     per_inv = np.bincount(line_inv, minlength=n_inv)[inv_order]
     inv_start = np.empty(n_inv, dtype=np.int64)
     inv_start[inv_order] = np.cumsum(per_inv) - per_inv
-    rank = prod_rank[line_prod]
+    rank = prod_rank[lines["prod"]]
     slot_rank = np.full((n_inv, 3), np.iinfo(np.int16).max, dtype=np.int16)
-    slot_rank[line_inv, line_slot] = rank
+    slot_rank[line_inv, lines.pop("slot")] = rank
     within = (slot_rank[line_inv] < rank[:, None]).sum(axis=1)
     del slot_rank, rank
     pos = inv_start[line_inv] + within
-    del inv_start, within
+    del inv_start, within, line_inv
 
-    prod = np.empty(n_lines, dtype=line_prod.dtype)
-    prod[pos] = line_prod
-    qty = np.empty(n_lines, dtype=np.int64)
-    qty[pos] = line_qty
-    rev = np.empty(n_lines, dtype=np.float64)
-    rev[pos] = line_rev
+    def place(values: np.ndarray, where: np.ndarray, dtype) -> np.ndarray:
+        out = np.empty(n_lines, dtype=dtype)
+        out[where] = values
+        return out
+
+    columns: dict[str, pd.Series] = {}
+    columns["product_id"] = _str_series(_take(codes, place(lines.pop("prod"), pos, np.int16)))
+    columns["quantity"] = pd.Series(place(lines.pop("qty"), pos, np.int64))
+    columns["revenue"] = pd.Series(place(lines.pop("rev"), pos, np.float64))
     del pos
+
+    def per_line(values: np.ndarray) -> np.ndarray:
+        return np.repeat(values[inv_order], per_inv)
+
     inv_no = np.repeat(np.arange(1, n_inv + 1, dtype=np.int64), per_inv)
-    width = max(7, len(str(n_inv)))
-    frame = pd.DataFrame(
-        {
-            "invoice_id": _str_series(_digits("INV", inv_no, width)),
-            "invoice_date": _as_dates(np.repeat(inv_date[inv_order], per_inv)),
-            "customer_id": _str_series(id_all.take(pa.array(np.repeat(inv_cid[inv_order], per_inv)))),
-            "product_id": _str_series(_take(codes, prod)),
-            "quantity": pd.Series(qty, dtype=np.int64),
-            "revenue": pd.Series(rev, dtype=np.float64),
-            "store_id": _str_series(_take(_STORES, np.repeat(inv_store[inv_order], per_inv))),
-        },
-        copy=False,
-    )
-    return frame
+    columns["invoice_id"] = _str_series(_digits("INV", inv_no, max(7, len(str(n_inv)))))
+    del inv_no
+    columns["invoice_date"] = pd.Series(per_line(inv.pop("date").astype(np.int64) * 86_400_000_000)
+                                        .view(_DATE_UNIT))
+    cid = per_line(inv.pop("cid"))
+    id_number, id_first, id_width = ids
+    columns["customer_id"] = _str_series(_digits("C", id_number[cid], id_width, id_first[cid]))
+    del cid
+    columns["store_id"] = _str_series(_take(_STORES, per_line(inv.pop("store"))))
+    return pd.DataFrame({name: columns[name] for name in TRANSACTION_COLUMNS}, copy=False)
 
 
 def _customers(*, rng, messy, ids, master_actor, numbers, legacy, level, is_general, home, first_day, fc,
@@ -771,9 +806,9 @@ def _customers(*, rng, messy, ids, master_actor, numbers, legacy, level, is_gene
 
     first_a = draw(_FIRST)
     last_a = draw(_LAST)
-    person = pc.binary_join_element_wise(first_a, last_a, " ")
-    office = pc.binary_join_element_wise(last_a, draw(_OFFICE_SUFFIX), "")
-    horeca = pc.binary_join_element_wise(draw(_HORECA_PREFIX), draw(_FIRST), "")
+    person = pc.binary_join_element_wise(first_a, last_a, _sep(" "))
+    office = pc.binary_join_element_wise(last_a, draw(_OFFICE_SUFFIX), _sep(""))
+    horeca = pc.binary_join_element_wise(draw(_HORECA_PREFIX), draw(_FIRST), _sep(""))
     name = pc.if_else(pa.array(group == 1), office, pc.if_else(pa.array(group == 2), horeca, person))
     name = pc.if_else(pa.array(gen), _take([f"Walk-in {s}" for s in _STORES], home[master_actor]), name)
 
@@ -785,12 +820,13 @@ def _customers(*, rng, messy, ids, master_actor, numbers, legacy, level, is_gene
             blank[rng.choice(np.flatnonzero(~gen))] = True
         gen_rows = np.flatnonzero(gen)
         if len(gen_rows) > 1:  # one anonymous id keyed in with another spelling
-            group_a = pc.if_else(pa.array(np.arange(n) == gen_rows[-1]), pa.scalar("general "), group_a)
+            group_a = pc.if_else(pa.array(np.arange(n) == gen_rows[-1]), _sep("general "), group_a)
 
     city = _take(_CITIES, _pick(rng, _CITY_W, n))
-    slug = pc.utf8_lower(pc.binary_join_element_wise(first_a, last_a, "."))
-    mail_no = pc.cast(pa.array(rng.integers(1, 1000, n)), pa.string())
-    email = pc.binary_join_element_wise(pc.binary_join_element_wise(slug, mail_no, ""), draw(_DOMAINS), "@")
+    slug = pc.utf8_lower(pc.binary_join_element_wise(first_a, last_a, _sep(".")))
+    mail_no = pc.cast(pa.array(rng.integers(1, 1000, n)), pa.large_string())
+    local = pc.binary_join_element_wise(slug, mail_no, _sep(""))
+    email = pc.binary_join_element_wise(local, draw(_DOMAINS), _sep("@"))
     no_email = (rng.random(n) < 0.12) | gen
     mobile = _digits("09", rng.integers(0, 10**8, n), 8)
     no_mobile = (rng.random(n) < 0.1) | gen

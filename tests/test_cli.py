@@ -1,0 +1,87 @@
+"""The command line, run as a user would: real files in, real files out, one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crm_xl import contract
+from crm_xl.cli import main
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+
+
+@pytest.fixture
+def golden_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("transactions", "customers", "products"):
+        shutil.copy(GOLDEN / f"{name}.csv", folder / f"{name}.csv")
+    return folder
+
+
+def test_run_writes_every_table_and_prints_a_summary(golden_folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code = main(["run", "--data", str(golden_folder), "--out", str(out), "--set", "report_month=2024-12"])
+    assert code == 0
+    assert sorted(p.stem for p in out.glob("*.csv")) == sorted(contract.TABLE_NAMES)
+    printed = capsys.readouterr().out
+    assert "report month 2024-12, 19 customers" in printed
+    assert "unknown_customer 1 in transactions" in printed
+    history = pd.read_csv(out / "customer_history.csv", dtype={"customer_id": str})
+    assert list(history.columns) == contract.columns("customer_history")
+    expected = pd.read_csv(GOLDEN / "expected_history.csv", dtype={"customer_id": str})
+    assert len(history) == len(expected)
+    assert history["report_month"].iloc[0] == "2023-01-01"  # dates as yyyy-mm-dd, no time part
+
+
+def test_run_twice_gives_identical_files(golden_folder: Path, tmp_path: Path) -> None:
+    for out in ("a", "b"):
+        assert main(["run", "--data", str(golden_folder), "--out", str(tmp_path / out)]) == 0
+    for name in contract.TABLE_NAMES:
+        assert (tmp_path / "a" / f"{name}.csv").read_bytes() == (tmp_path / "b" / f"{name}.csv").read_bytes()
+
+
+def test_bad_setting_is_one_line_naming_it(golden_folder: Path, tmp_path: Path, capsys) -> None:
+    code = main(["run", "--data", str(golden_folder), "--out", str(tmp_path / "o"), "--set", "measure=volume"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "measure" in err and "units, revenue" in err
+
+
+def test_missing_column_names_table_and_column(golden_folder: Path, tmp_path: Path, capsys) -> None:
+    tx = pd.read_csv(golden_folder / "transactions.csv").drop(columns=["invoice_date"])
+    tx.to_csv(golden_folder / "transactions.csv", index=False)
+    assert main(["run", "--data", str(golden_folder), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "transactions.invoice_date" in err and "missing" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert main(["run", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "transactions: file not found" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "crm_xl.cli", "--debug", "run", "--data", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_console_script_runs_on_the_bundled_sample(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("crm-xl")
+    if not exe.exists():
+        pytest.skip("crm-xl console script not installed in this environment")
+    sample = Path(__file__).parents[1] / "sample_data"
+    result = subprocess.run([str(exe), "run", "--data", str(sample), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "customers" in result.stdout
