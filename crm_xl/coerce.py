@@ -25,6 +25,16 @@ def blank_mask(values: pd.Series) -> np.ndarray:
     return missing
 
 
+def id_codes(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Distinct ids and, per value, its position among them (-1 for blank).
+
+    The distinct ids are normalized as in :func:`normalize_ids` (two raw spellings of one id may
+    both appear); working on them is much cheaper than on every row of a transaction table.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes, _ids_as_text(pd.Series(uniques))
+
+
 def normalize_ids(values: pd.Series) -> pd.Series:
     """Ids as text, compared the way a user means them.
 

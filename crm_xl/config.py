@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import numbers
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -174,7 +176,7 @@ def format_value(value: Any) -> str:
 
 
 def _is_blank(value: Any) -> bool:
-    if value is None:
+    if value is None or value is pd.NA or value is pd.NaT:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
@@ -200,18 +202,24 @@ def _parse(key: str, value: Any) -> Any:
 
 
 def parse_month(value: Any, key: str = "report_month") -> pd.Period:
-    """A calendar month from ``2024-12``, ``2024-12-31``, a date, a Period or an Excel serial."""
+    """A calendar month from ``2024-12``, ``2024-12-31``, a date, a Period or an Excel date serial."""
     if isinstance(value, pd.Period):
         return value.asfreq("M")
-    try:
-        if isinstance(value, (dt.date, pd.Timestamp)):
-            return pd.Period(value, freq="M")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return pd.Period(pd.Timestamp("1899-12-30") + pd.Timedelta(days=float(value)), freq="M")
-        text = str(value).strip()
-        return pd.Period(pd.Timestamp(text), freq="M")
-    except (ValueError, TypeError, OverflowError):
-        raise ConfigError(key, f"expected a month like 2024-12, got {value!r}") from None
+    if isinstance(value, (dt.date, pd.Timestamp)):
+        return pd.Period(value, freq="M")
+    text = str(value).strip()
+    if re.fullmatch(r"\d{4}/\d{1,2}(/\d{1,2})?", text):   # 2024/12 as some locales type it
+        text = text.replace("/", "-")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) or re.fullmatch(r"\d+(\.\d+)?", text):
+        serial = float(text)
+        if 10000 <= serial <= 2958465:  # 1927 .. 9999 as Excel date serials; 2024 is a year, not a date
+            return pd.Period(pd.Timestamp("1899-12-30") + pd.Timedelta(days=serial), freq="M")
+    elif re.fullmatch(r"\d{4}-\d{1,2}(-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?)?", text):
+        try:
+            return pd.Period(pd.Timestamp(text if text.count("-") > 1 else text + "-01"), freq="M")
+        except (ValueError, OverflowError):
+            pass
+    raise ConfigError(key, f"expected a month like 2024-12 (or a date in it), got {value!r}")
 
 
 def _parse_int(key: str, value: Any) -> int:
@@ -280,7 +288,12 @@ def parse_segment_map(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
         name, codes = pair
         if _is_blank(name) and _is_blank(codes):
             continue
-        code_list = codes.replace(",", " ").split() if isinstance(codes, str) else [str(c) for c in codes]
+        if isinstance(codes, str):
+            code_list = codes.replace(",", " ").split()
+        elif isinstance(codes, numbers.Real):   # a single cell typed in Excel arrives as a number
+            code_list = [str(codes)]
+        else:
+            code_list = [str(c) for c in codes]
         rows.append((str(name).strip(), tuple(_normalise_code(c, str(name).strip()) for c in code_list)))
     return tuple(rows)
 

@@ -62,7 +62,7 @@ def _history_frame(staged: Staged, panel: Panel, labels: Labels, scores: Scores,
     ids = staged.customers["customer_id"].to_numpy()
     columns = {
         "report_month": panel.months.to_timestamp().to_numpy().astype("datetime64[s]")[panel.month_pos],
-        "customer_id": pd.array(ids[panel.customer_key], dtype="str"),
+        "customer_id": pd.Categorical.from_codes(panel.customer_key, categories=pd.Index(ids, dtype="str")),
         "m_total": m[0], "m1": m[1], "m6": m[6], "m12": m[12], "m13": m[13], "m24": m[24], "m25": m[25],
         "o6": panel.invoices[6],
         "revenue_m1": np.round(r[1], 6), "revenue_m12": np.round(r[12], 6), "revenue_total": np.round(r[0], 6),

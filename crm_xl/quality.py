@@ -57,4 +57,6 @@ def _show(value: object) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or value is pd.NaT:
         return "(blank)"
     text = str(value)
+    if not text.strip():
+        return "(blank)"
     return text if len(text) <= 40 else text[:37] + "..."

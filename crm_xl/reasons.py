@@ -64,8 +64,8 @@ def segment_reasons(panel: Panel, scores: Scores, config: Config) -> pd.Categori
     variants: list[Variant] = [(scores.segment < 0, "Not scored: no core purchase yet")]
     for index, name in enumerate(scores.segment_names):
         variants.append((scores.segment == index,
-                         f"{name}: R{{r}} FM{{fm}} (recency {{recency}} days → R{{r}}; {{orders}} orders in "
-                         f"{window} months → F{{f}}; {unit} → M{{m}}; FM = ceil((F + M) / 2))"))
+                         f"{name}: R{{r}} FM{{fm}} (recency {{recency}} days → R{{r}}; frequency {{orders}} "
+                         f"→ F{{f}}; {unit} → M{{m}}; FM = ceil((F + M) / 2); F and M over {window} months)"))
     numbers = {"r": s["recency"], "fm": scores.fm, "f": s["frequency"], "m": s["monetary"],
                "recency": v["recency"], "orders": v["frequency"]}
     return explain(panel.rows, variants, numbers)
@@ -87,22 +87,33 @@ def explain(n: int, variants: list[Variant], numbers: dict[str, np.ndarray]) -> 
     Rows are grouped by (variant, the numbers its template uses, rounded to 2 decimals); each
     group's text is formatted once.
     """
+    if n == 0:
+        return pd.Categorical([], categories=[])
     choice = np.full(n, -1, dtype="int64")
     for index, (mask, _) in enumerate(variants):
         choice[(choice < 0) & mask] = index
     fields_of = [_fields(template) for _, template in variants]
-    key = choice + 1
-    parts: dict[str, np.ndarray] = {}
-    for name, values in numbers.items():
-        users = [i for i, fields in enumerate(fields_of) if name in fields]
-        if not users:
+    uses = np.zeros((len(variants) + 1, len(numbers)), dtype=bool)   # row 0: no variant
+    for index, fields in enumerate(fields_of):
+        uses[index + 1] = [name in fields for name in numbers]
+    key, bound = choice + 1, len(variants) + 1
+    values_of: dict[str, np.ndarray] = {}
+    for column, (name, values) in enumerate(numbers.items()):
+        if not uses[:, column].any():
             continue
-        used = np.isin(choice, users)
-        codes, uniques = pd.factorize(np.where(used, np.round(values.astype("float64"), 2), np.nan))
-        parts[name] = np.asarray(uniques, dtype="float64")
-        key, _ = pd.factorize(key * (len(uniques) + 1) + (codes + 1))   # keep the key dense
-        key = key.astype("int64")
-        parts[name + "_codes"] = codes
+        cents = np.rint(np.nan_to_num(values.astype("float64"), nan=-1e15) * 100).astype("int64")
+        used = uses[choice + 1, column]
+        low, high = int(cents.min()), int(cents.max())
+        if high - low < 4096:        # small integer ranges (scores, counts) combine arithmetically
+            code, size = np.where(used, cents - low + 1, 0), high - low + 2
+        else:
+            code, uniques = pd.factorize(np.where(used, cents, np.iinfo(np.int64).min))
+            size = len(uniques)
+        if bound * size >= 2**62:    # keep the combined key inside int64
+            key, _ = pd.factorize(key)
+            bound = int(key.max()) + 1
+        key, bound = key * size + code, bound * size
+        values_of[name] = cents
     group, _ = pd.factorize(key)
     first = np.flatnonzero(group > np.maximum.accumulate(np.concatenate(([-1], group[:-1]))))
     texts = []
@@ -111,7 +122,7 @@ def explain(n: int, variants: list[Variant], numbers: dict[str, np.ndarray]) -> 
         if index < 0:
             texts.append(None)
             continue
-        values = {name: _show(parts[name][parts[name + "_codes"][row]]) for name in fields_of[index]}
+        values = {name: _show(values_of[name][row] / 100) for name in fields_of[index]}
         texts.append(variants[index][1].format(**values))
     # Two groups may read the same once rounded: factorize the texts so categories are unique.
     text_codes, labels = pd.factorize(pd.Series(texts, dtype="str"))

@@ -5,8 +5,9 @@ M_total), order counts, first/last dates, tenure, AMC and AOS. Everything is com
 customers x months grid with numpy, for all customers and months at once.
 
 Windows are sliding sums of non-negative monthly values (never differences of running totals), so
-a month without purchases is exactly 0 and no rounding noise decides a rule. Rules about
-"bought or not" read purchase-month counts (integers), see :attr:`Panel.purchase_months`.
+a month without purchases is exactly 0 and no rounding noise decides a rule. Rules that ask "is
+M_k > 0" or "is M_a = M_b" read counts of months whose measure is > 0 (integers, exact), see
+:attr:`Panel.purchase_months`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Panel:
     measure: dict[int, np.ndarray]           # window length -> measure sum (0 = M_total)
     revenue: dict[int, np.ndarray]           # window length -> core revenue sum
     invoices: dict[int, np.ndarray]          # window length -> distinct core invoices
-    purchase_months: dict[int, np.ndarray]   # window length -> months with a core purchase
+    purchase_months: dict[int, np.ndarray]   # window length -> months whose measure is > 0
     rfm_monetary: np.ndarray
     first_core_day: np.ndarray     # int day numbers, _BLANK when none yet
     last_core_day: np.ndarray
@@ -80,8 +81,9 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
     measure_col = "core_units" if config.measure == "units" else "core_revenue"
     monetary_col = "core_units" if config.rfm_monetary == "units" else "core_revenue"
     invoices = facts["core_invoices"].to_numpy()
-    grids = {"measure": grid(facts[measure_col].to_numpy()), "revenue": grid(facts["core_revenue"].to_numpy()),
-             "invoices": grid(invoices.astype("float64")), "purchase_months": grid((invoices > 0).astype("float64"))}
+    measure = facts[measure_col].to_numpy()
+    grids = {"measure": grid(measure), "revenue": grid(facts["core_revenue"].to_numpy()),
+             "invoices": grid(invoices.astype("float64")), "purchase_months": grid((measure > 0).astype("float64"))}
     grids["monetary"] = grids["measure"] if monetary_col == measure_col else grid(facts[monetary_col].to_numpy())
 
     windows = {
@@ -99,7 +101,7 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
     last_core = _running_last(facts, flat, size, n_cols, n_cust, "last_core_date")[first_col:]
     first_core = _first_per_customer(facts, n_cust, "first_core_date")
     first_device = _first_per_customer(facts, n_cust, "first_entry_date")
-    present = _presence(facts, customers, n_cust, first, n_months, config)
+    present = _presence(customers, first, n_months)
     everyone = bool(present.all())
 
     if everyone:   # the usual case: every row of the grid is a row of the history, no copy needed
@@ -174,23 +176,15 @@ def _first_per_customer(facts: pd.DataFrame, n_cust: int, column: str) -> np.nda
     return first
 
 
-def _presence(facts: pd.DataFrame, customers: pd.DataFrame, n_cust: int, first: int, n_months: int,
-              config: Config) -> np.ndarray:
+def _presence(customers: pd.DataFrame, first: int, n_months: int) -> np.ndarray:
     """(months x customers) True where the customer is in the base at that month's end.
 
-    With ``use_created_date`` a customer enters at the month of created_date or of the first
-    transaction line, whichever is earlier; without either (or with the setting off) always.
+    Staging decided each customer's ``entry_date`` (blank = in the base from the start).
     """
-    if not config.use_created_date:
-        return np.ones((n_months, n_cust), dtype=bool)
-    first_line = _first_per_customer(facts, n_cust, "first_line_date")
-    created = _day_numbers(customers["entry_date"])
-    created = np.where(created == _BLANK, np.iinfo(np.int64).max, created)
-    entry_day = np.minimum(first_line, created)
-    never = entry_day == np.iinfo(np.int64).max
-    entry_month = np.where(never, 0, _month_of_day(np.where(never, 0, entry_day)))
+    entry = _day_numbers(customers["entry_date"])
+    entry_month = np.where(entry == _BLANK, np.iinfo(np.int64).min, _month_of_day(np.where(entry == _BLANK, 0, entry)))
     month_ord = np.arange(first, first + n_months)
-    return (entry_month[None, :] <= month_ord[:, None]) | never[None, :]
+    return entry_month[None, :] <= month_ord[:, None]
 
 
 def _month_of_day(days: np.ndarray) -> np.ndarray:

@@ -8,11 +8,12 @@ rule that fired (see ``docs/business_logic.md``, "Staging").
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 
-from crm_xl.coerce import blank_mask, normalize_ids, to_dates, to_numbers
+from crm_xl.coerce import blank_mask, id_codes, normalize_ids, to_dates, to_numbers
 from crm_xl.config import Config
 from crm_xl.errors import InputError
 from crm_xl.quality import QualityLog
@@ -58,7 +59,8 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
     if lines.empty:
         raise InputError("transactions", "no usable transactions (every line has a problem: "
                          "see the data-quality table)" if len(transactions) else "the table is empty")
-    report_month = config.report_month or lines["month"].max()
+    report_month = config.report_month or _period(int(lines["month"].max()))
+    master["entry_date"] = _entry_dates(master, lines, config)
     lines = _cut_at_report_month(lines, report_month, log)
     history = pd.period_range(end=report_month, periods=config.history_months, freq="M")
     empty = _empty_months(lines, history, log)
@@ -95,8 +97,11 @@ def _optional(table: pd.DataFrame, name: str) -> pd.Series | None:
 def _stage_customers(raw: pd.DataFrame, config: Config, log: QualityLog) -> tuple[pd.DataFrame, pd.Index]:
     ids = normalize_ids(_column(raw, "customer_id"))
     rows = pd.DataFrame({"customer_id": ids})
+    known = {*TEXT_CUSTOMER_COLUMNS, *OPT_IN_COLUMNS, "created_date"}
     for column in raw.columns:
         name = str(column).strip()
+        if name.lower() in known:   # the contract's columns, whatever their case in the header
+            name = name.lower()
         if name.lower() != "customer_id" and name not in rows:
             rows[name] = raw[column].reset_index(drop=True)
     missing = ids.isna().to_numpy()
@@ -115,9 +120,27 @@ def _stage_customers(raw: pd.DataFrame, config: Config, log: QualityLog) -> tupl
             values=rows["customer_id"])
     anonymous_ids = pd.Index(rows.loc[is_anon, "customer_id"])
     master = rows[~is_anon].sort_values("customer_id", kind="stable").reset_index(drop=True)
-    master["entry_date"] = master["created_date"] if (config.use_created_date and "created_date" in master) \
-        else pd.Series(pd.NaT, index=master.index, dtype="datetime64[s]")
     return master, anonymous_ids
+
+
+def _entry_dates(master: pd.DataFrame, lines: pd.DataFrame, config: Config) -> np.ndarray:
+    """When each customer enters the base: created_date or the first usable line, whichever is first.
+
+    Lines after the report month count too, so a customer whose first line comes later is not yet
+    in the base (and a later refresh does not rewrite the earlier months). Blank (NaT) = in the
+    base from the start: no date to go by, or ``use_created_date`` is off.
+    """
+    blank = np.datetime64("NaT")
+    if not config.use_created_date:
+        return np.full(len(master), blank, dtype="datetime64[s]")
+    first_line = np.full(len(master), np.iinfo(np.int64).max, dtype="int64")
+    np.minimum.at(first_line, lines["customer_key"].to_numpy(),
+                  lines["date"].to_numpy().astype("datetime64[s]").astype("int64"))
+    created = (master["created_date"].to_numpy().astype("datetime64[s]") if "created_date" in master
+               else np.full(len(master), blank, dtype="datetime64[s]"))
+    created_s = np.where(np.isnat(created), np.iinfo(np.int64).max, created.astype("int64"))
+    entry = np.minimum(first_line, created_s)
+    return np.where(entry == np.iinfo(np.int64).max, blank, entry.astype("datetime64[s]"))
 
 
 def _positions(index: pd.Index, mask: np.ndarray) -> np.ndarray:
@@ -181,18 +204,23 @@ def _stage_products(raw: pd.DataFrame, config: Config, log: QualityLog) -> pd.Da
 def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Index,
                  products: pd.DataFrame, log: QualityLog) -> pd.DataFrame:
     n = len(raw)
-    cust_ids = normalize_ids(_column(raw, "customer_id"))
-    customer_key = pd.Index(master["customer_id"]).get_indexer(cust_ids)
-    product_ids = normalize_ids(_column(raw, "product_id"))
-    product_pos = pd.Index(products["product_id"]).get_indexer(product_ids)
+    raw_customer, raw_product = _column(raw, "customer_id"), _column(raw, "product_id")
+    raw_invoice = _column(raw, "invoice_id")
+    # Hashing the id columns dominates staging on big tables; pyarrow releases the GIL, so the three
+    # columns are hashed side by side.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        hashed = [pool.submit(id_codes, column) for column in (raw_customer, raw_product, raw_invoice)]
+        (cust_codes, cust_uniques), (prod_codes, prod_uniques), invoice_ids = (h.result() for h in hashed)
+    customer_key = _lookup(cust_codes, pd.Index(master["customer_id"]).get_indexer(cust_uniques))
+    product_pos = _lookup(prod_codes, pd.Index(products["product_id"]).get_indexer(prod_uniques))
     dates, bad_date = to_dates(_column(raw, "invoice_date"))
-    quantity, bad_qty = to_numbers(_column(raw, "quantity"))
+    quantity, _ = to_numbers(_column(raw, "quantity"))
     revenue, bad_rev = to_numbers(_column(raw, "revenue"))
 
-    no_cust = cust_ids.isna().to_numpy()
-    anonymous = cust_ids.isin(anonymous_ids).to_numpy() & ~no_cust
+    no_cust = _lookup(cust_codes, cust_uniques.isna().to_numpy(), missing=True)
+    anonymous = _lookup(cust_codes, cust_uniques.isin(anonymous_ids).to_numpy(), missing=False)
     unknown_cust = (customer_key < 0) & ~no_cust & ~anonymous
-    no_prod = product_ids.isna().to_numpy()
+    no_prod = _lookup(prod_codes, prod_uniques.isna().to_numpy(), missing=True)
     unknown_prod = (product_pos < 0) & ~no_prod
     no_date = dates.isna().to_numpy()
     no_qty = quantity.isna().to_numpy()
@@ -203,15 +231,15 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
     log.add("transactions", "customer_id", "missing_customer_id", "warning", no_cust,
             "line left out: no customer id")
     log.add("transactions", "customer_id", "anonymous_customer", "info", anonymous,
-            "line left out: customer in an anonymous group", values=cust_ids)
+            "line left out: customer in an anonymous group", values=raw_customer)
     log.add("transactions", "customer_id", "unknown_customer", "warning", unknown_cust,
-            "line left out: customer id not in the customer master", values=cust_ids)
+            "line left out: customer id not in the customer master", values=raw_customer)
     log.add("transactions", "product_id", "missing_product_id", "warning", no_prod,
             "line left out: no product id")
     log.add("transactions", "product_id", "unknown_product", "warning", unknown_prod,
-            "line left out: product id not in the product master", values=product_ids)
+            "line left out: product id not in the product master", values=raw_product)
     log.add("transactions", "product_id", "bad_unit_size", "warning", unusable_prod,
-            "line left out: its product has no valid unit_size", values=product_ids)
+            "line left out: its product has no valid unit_size", values=raw_product)
     log.add("transactions", "invoice_date", "bad_date", "warning", bad_date,
             "line left out: invoice_date is not a date", values=_column(raw, "invoice_date"))
     log.add("transactions", "invoice_date", "missing_date", "warning", no_date & ~bad_date,
@@ -233,37 +261,53 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
     log.add("transactions", "quantity", "zero_quantity", "info", usable & (qty == 0),
             "quantity 0: left out of every engagement figure")
 
-    invoice_key = _invoice_keys(_column(raw, "invoice_id"), cust_ids, dates, log)
-    lines = pd.DataFrame({
-        "row": np.arange(1, n + 1),
-        "customer_key": customer_key.astype("int64"),
-        "invoice_key": invoice_key,
-        "date": dates.to_numpy(),
-        "quantity": qty,
-        "units": qty * unit_size,
-        "revenue": revenue.fillna(0.0).to_numpy(),
-        "kind": kind,
-    })[usable]
-    lines["month"] = lines["date"].dt.to_period("M")
-    return lines
+    invoice_key = _invoice_keys(invoice_ids, blank_mask(raw_invoice), customer_key, dates, log)
+    rows = np.flatnonzero(usable)
+    day = dates.to_numpy()[rows]
+    return pd.DataFrame({
+        "row": rows + 1,
+        "customer_key": customer_key[rows].astype("int64"),
+        "invoice_key": invoice_key[rows],
+        "date": day,
+        "month": day.astype("datetime64[M]").astype("int64") + 1970 * 12,
+        "quantity": qty[rows],
+        "units": qty[rows] * unit_size[rows],
+        "revenue": np.nan_to_num(revenue.to_numpy()[rows]),
+        "kind": kind[rows],
+    }, copy=False)
 
 
-def _invoice_keys(invoice_ids: pd.Series, cust_ids: pd.Series, dates: pd.Series, log: QualityLog) -> np.ndarray:
+def _ordinal(month: pd.Period) -> int:
+    return month.year * 12 + month.month - 1
+
+
+def _period(ordinal: int) -> pd.Period:
+    return pd.Period(year=ordinal // 12, month=ordinal % 12 + 1, freq="M")
+
+
+def _lookup(codes: np.ndarray, per_unique: np.ndarray, missing: object = -1) -> np.ndarray:
+    """Spread a value computed per distinct id back to the rows (``missing`` where the id is blank)."""
+    if len(per_unique) == 0:
+        return np.full(len(codes), missing)
+    return np.where(codes >= 0, per_unique[np.maximum(codes, 0)], missing)
+
+
+def _invoice_keys(invoice_ids: tuple[np.ndarray, pd.Series], missing: np.ndarray, customer_key: np.ndarray,
+                  dates: pd.Series, log: QualityLog) -> np.ndarray:
     """Integer invoice keys; a line without invoice id is its customer's invoice of that day."""
-    missing = blank_mask(invoice_ids)
     log.add("transactions", "invoice_id", "missing_invoice_id", "info", missing,
             "no invoice id: the customer's lines of that day count as one invoice")
-    codes, _ = pd.factorize(invoice_ids.astype("str").str.strip(), use_na_sentinel=True)
+    codes, uniques = invoice_ids
+    codes = _lookup(codes, pd.factorize(uniques, use_na_sentinel=True)[0]).astype("int64")
     if missing.any():
-        day_key = cust_ids.astype("str").fillna("") + "|" + dates.astype("str").fillna("")
-        extra, _ = pd.factorize(day_key[missing])
-        codes = codes.astype("int64")
+        day = dates.to_numpy().astype("datetime64[D]").astype("int64")
+        extra, _ = pd.factorize(customer_key[missing] * 10_000_000 + day[missing])
         codes[missing] = codes.max(initial=-1) + 1 + extra
     return codes.astype("int64")
 
 
 def _cut_at_report_month(lines: pd.DataFrame, report_month: pd.Period, log: QualityLog) -> pd.DataFrame:
-    after = (lines["month"] > report_month).to_numpy()
+    after = (lines["month"] > _ordinal(report_month)).to_numpy()
     log.add("transactions", "invoice_date", "after_report_month", "info", lines["row"].to_numpy()[after] - 1,
             f"line dated after the report month {report_month}: not counted in any snapshot")
     return lines[~after]
@@ -271,8 +315,10 @@ def _cut_at_report_month(lines: pd.DataFrame, report_month: pd.Period, log: Qual
 
 def _empty_months(lines: pd.DataFrame, history: pd.PeriodIndex, log: QualityLog) -> tuple[pd.Period, ...]:
     """Months of the history range without a single usable line: usually a missing extract."""
-    present = set(lines["month"].unique())
-    first = lines["month"].min()
+    if lines.empty:
+        return ()
+    present = {_period(int(m)) for m in np.unique(lines["month"].to_numpy())}
+    first = _period(int(lines["month"].min()))
     empty = tuple(m for m in history if m not in present and m >= first)
     if empty:
         log.add_note("transactions", "invoice_date", "empty_month", "warning", len(empty),
