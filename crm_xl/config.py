@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import math
 import numbers
 import re
@@ -210,7 +211,7 @@ def parse_month(value: Any, key: str = "report_month") -> pd.Period:
     text = str(value).strip()
     if re.fullmatch(r"\d{4}/\d{1,2}(/\d{1,2})?", text):   # 2024/12 as some locales type it
         text = text.replace("/", "-")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) or re.fullmatch(r"\d+(\.\d+)?", text):
+    if (isinstance(value, (int, float)) and not isinstance(value, bool)) or re.fullmatch(r"\d+(\.\d+)?", text):
         serial = float(text)
         if 10000 <= serial <= 2958465:  # 1927 .. 9999 as Excel date serials; 2024 is a year, not a date
             return pd.Period(pd.Timestamp("1899-12-30") + pd.Timedelta(days=serial), freq="M")
@@ -337,7 +338,7 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("entry_categories", f"{sorted(overlap)} cannot be both core and entry categories")
     for key in _CUTS:
         cuts = getattr(cfg, key)
-        if len(cuts) != 4 or any(b < a for a, b in zip(cuts, cuts[1:], strict=False)):
+        if len(cuts) != 4 or any(b < a for a, b in itertools.pairwise(cuts)):
             raise ConfigError(key, f"expected 4 ascending numbers, got {format_value(tuple(cuts))!r}")
     if cfg.report_month is not None and not isinstance(cfg.report_month, pd.Period):
         object.__setattr__(cfg, "report_month", parse_month(cfg.report_month))

@@ -15,7 +15,8 @@ from crm_xl.config import EVENTS, STATES, STATUSES, TIERS
 Column = tuple[str, str, str]  # name, type, meaning
 
 _FIGURES: list[Column] = [
-    ("m_total", "decimal", "Engagement measure (units by default) of core purchases, all history up to the month's end"),
+    ("m_total", "decimal",
+     "Engagement measure (units by default) of core purchases, all history up to the month's end"),
     ("m1", "decimal", "Measure in the report month itself"),
     ("m6", "decimal", "Measure in the last 6 calendar months ending with the report month"),
     ("m12", "decimal", "Measure in the last 12 months (Active when > 0)"),
@@ -33,7 +34,8 @@ _FIGURES: list[Column] = [
                                  "included; blank before the first core purchase"),
     ("amc", "decimal", "Average monthly consumption: M6 / 6 (tier window)"),
     ("aos", "decimal", "Average order size: M6 / O6 (tier window); blank when there was no order"),
-    ("activity_status", "label", f"{' or '.join(STATUSES)}: Active when there was a core purchase in the last 12 months"),
+    ("activity_status", "label",
+     f"{' or '.join(STATUSES)}: Active when the measure of the last 12 months is > 0 (M12 > 0)"),
     ("value_tier", "label", f"{', '.join(TIERS)}; blank when Not Active"),
     ("lifecycle_event", "label", f"{', '.join(EVENTS)}; blank when no event this month"),
     ("lifecycle_state", "label", f"Exactly one of {', '.join(STATES)}"),

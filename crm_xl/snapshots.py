@@ -67,7 +67,6 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
                    config.reactivation_gap_months + 1, config.rfm_window_months)
     base = first - lookback + 1                       # grid column 1; column 0 gathers all earlier months
     n_cols = last - base + 2
-    report_cols = np.arange(first, last + 1) - base + 1
 
     month = facts["month"].to_numpy().astype("datetime64[M]").astype("int64") + 1970 * 12
     cust = facts["customer_key"].to_numpy()
