@@ -13,6 +13,7 @@ M_k > 0" or "is M_a = M_b" read counts of months whose measure is > 0 (integers,
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -77,44 +78,46 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
     def grid(weights: np.ndarray) -> np.ndarray:
         return np.bincount(flat, weights=weights, minlength=size).reshape(n_cols, n_cust)
 
-    measure_col = "core_units" if config.measure == "units" else "core_revenue"
-    monetary_col = "core_units" if config.rfm_monetary == "units" else "core_revenue"
-    invoices = facts["core_invoices"].to_numpy()
-    measure = facts[measure_col].to_numpy()
-    grids = {"measure": grid(measure), "revenue": grid(facts["core_revenue"].to_numpy()),
-             "invoices": grid(invoices.astype("float64")), "purchase_months": grid((measure > 0).astype("float64"))}
-    grids["monetary"] = grids["measure"] if monetary_col == measure_col else grid(facts[monetary_col].to_numpy())
-
-    windows = {
-        "measure": {*OUTPUT_WINDOWS, config.active_window_months, config.tier_window_months},
-        "revenue": {1, 12},
-        "invoices": {6, config.tier_window_months, config.rfm_window_months},
-        "purchase_months": {1, config.active_window_months, config.active_window_months + 1,
-                            config.tier_window_months, config.reactivation_gap_months + 1},
-        "monetary": {config.rfm_window_months},
-    }
-    first_col = first - base + 1
-    sums = {name: _window_sums(grids[name], first_col, n_months, windows[name]) for name in grids}
-    del grids
-
-    last_core = _running_last(facts, flat, size, n_cols, n_cust, "last_core_date")[first_col:]
-    first_core = _first_per_customer(facts, n_cust, "first_core_date")
-    first_device = _first_per_customer(facts, n_cust, "first_entry_date")
     present = _presence(customers, first, n_months)
     everyone = bool(present.all())
-
-    if everyone:   # the usual case: every row of the grid is a row of the history, no copy needed
+    if everyone:   # the usual case: every cell of the grid is a row of the history, no copy needed
         month_pos = np.repeat(np.arange(n_months), n_cust)
         customer_key = np.tile(np.arange(n_cust), n_months)
     else:
         month_pos, customer_key = np.nonzero(present)
     mask = None if everyone else present.ravel()
-    months = pd.period_range(end=report_month, periods=n_months, freq="M")
-    month_ends = months.to_timestamp(how="end").normalize().to_numpy().astype("datetime64[D]").astype("int64")
+    first_col = first - base + 1
 
     def rows(matrix: np.ndarray) -> np.ndarray:       # (months x customers) -> one value per row
         flat_values = matrix.ravel()
         return flat_values if mask is None else flat_values[mask]
+
+    def windows(weights: np.ndarray, lengths: set[int], dtype: str = "float64") -> dict[int, np.ndarray]:
+        """Window sums of one measure as row arrays; each grid is dropped as soon as it is summed."""
+        grid = np.bincount(flat, weights=weights, minlength=size).reshape(n_cols, n_cust)
+        return {k: rows(v).astype(dtype, copy=False) for k, v in _window_sums(grid, first_col, n_months, lengths)}
+
+    measure_col = "core_units" if config.measure == "units" else "core_revenue"
+    monetary_col = "core_units" if config.rfm_monetary == "units" else "core_revenue"
+    invoices = facts["core_invoices"].to_numpy().astype("float64")
+    measure = facts[measure_col].to_numpy()
+    measure_windows = {*OUTPUT_WINDOWS, config.active_window_months, config.tier_window_months}
+    if monetary_col == measure_col:
+        measure_windows.add(config.rfm_window_months)
+    measure_sums = windows(measure, measure_windows)
+    rfm_monetary = (measure_sums[config.rfm_window_months] if monetary_col == measure_col else
+                    windows(facts[monetary_col].to_numpy(), {config.rfm_window_months})[config.rfm_window_months])
+    revenue_sums = windows(facts["core_revenue"].to_numpy(), {1, 12})
+    invoice_sums = windows(invoices, {6, config.tier_window_months, config.rfm_window_months}, "int64")
+    month_counts = windows((measure > 0).astype("float64"),
+                           {1, config.active_window_months, config.active_window_months + 1,
+                            config.tier_window_months, config.reactivation_gap_months + 1}, "int64")
+
+    last_core = _running_last(facts, flat, size, n_cols, n_cust, "last_core_date")[first_col:]
+    first_core = _first_per_customer(facts, n_cust, "first_core_date")
+    first_device = _first_per_customer(facts, n_cust, "first_entry_date")
+    months = pd.period_range(end=report_month, periods=n_months, freq="M")
+    month_ends = months.to_timestamp(how="end").normalize().to_numpy().astype("datetime64[D]").astype("int64")
 
     def as_of(day_per_customer: np.ndarray) -> np.ndarray:  # a once-only date, blank before it happened
         day = day_per_customer[customer_key]
@@ -122,12 +125,8 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
 
     return Panel(
         months=months, month_pos=month_pos, customer_key=customer_key,
-        measure={k: rows(v) for k, v in sums["measure"].items()},
-        revenue={k: rows(v) for k, v in sums["revenue"].items()},
-        invoices={k: rows(v).astype("int64") for k, v in sums["invoices"].items()},
-        purchase_months={k: rows(v).astype("int64") for k, v in sums["purchase_months"].items()},
-        rfm_monetary=rows(sums["monetary"][config.rfm_window_months]),
-        first_core_day=as_of(first_core), last_core_day=rows(last_core),
+        measure=measure_sums, revenue=revenue_sums, invoices=invoice_sums, purchase_months=month_counts,
+        rfm_monetary=rfm_monetary, first_core_day=as_of(first_core), last_core_day=rows(last_core),
         first_device_day=as_of(first_device), month_end_day=month_ends[month_pos],
     )
 
@@ -136,19 +135,20 @@ def _ordinal(month: pd.Period) -> int:
     return month.year * 12 + month.month - 1
 
 
-def _window_sums(grid: np.ndarray, first_col: int, n_months: int, lengths: set[int]) -> dict[int, np.ndarray]:
-    """Sum of the last k months up to each report month, for each k in ``lengths``; 0 = all history.
+def _window_sums(grid: np.ndarray, first_col: int, n_months: int,
+                 lengths: set[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(k, sum of the last k months up to each report month) for each k in ``lengths``; k = 0: all history.
 
-    ``grid`` is months x customers; the result rows are the report months from ``first_col`` on.
+    ``grid`` is months x customers; the results' rows are the report months from ``first_col`` on.
+    Each result is a fresh array the caller may keep.
     """
     report = slice(first_col, first_col + n_months)
-    out: dict[int, np.ndarray] = {0: np.cumsum(grid, axis=0)[report]}
+    yield 0, np.cumsum(grid, axis=0)[report]
     running = np.zeros((n_months, grid.shape[1]))
     for back in range(max(lengths)):
         running += grid[first_col - back: first_col - back + n_months]
         if back + 1 in lengths:
-            out[back + 1] = running.copy()
-    return out
+            yield back + 1, running.copy()
 
 
 def _day_numbers(dates: pd.Series) -> np.ndarray:
