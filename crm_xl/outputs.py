@@ -26,10 +26,11 @@ def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, 
     """All contract tables, in contract order."""
     full = _history_frame(staged, panel, labels, scores, config)
     history = full.iloc[panel.month_rows(1).start:].reset_index(drop=True)
+    snapshot = _snapshot(staged, panel, full)      # first: it may add a note to the data-quality log
     tables = {
-        "customer_snapshot": _snapshot(staged, panel, full),
+        "customer_snapshot": snapshot,
         "customer_history": history,
-        "monthly_summary": _monthly_summary(history, scores),
+        "monthly_summary": _monthly_summary(history, scores, panel),
         "tier_transitions": _tier_transitions(panel, labels),
         "rfm_cut_points": _cut_points(scores, panel),
         "segment_map": _segment_map(config),
@@ -65,7 +66,7 @@ def _history_frame(staged: Staged, panel: Panel, labels: Labels, scores: Scores,
         "customer_id": pd.Categorical.from_codes(panel.customer_key, categories=pd.Index(ids, dtype="str")),
         "m_total": m[0], "m1": m[1], "m6": m[6], "m12": m[12], "m13": m[13], "m24": m[24], "m25": m[25],
         "o6": panel.invoices[6],
-        "revenue_m1": np.round(r[1], 6), "revenue_m12": np.round(r[12], 6), "revenue_total": np.round(r[0], 6),
+        "revenue_m1": r[1], "revenue_m12": r[12], "revenue_total": r[0],
         "first_device_date": _dates(panel.first_device_day),
         "first_core_date": _dates(panel.first_core_day),
         "last_core_date": _dates(panel.last_core_day),
@@ -77,7 +78,7 @@ def _history_frame(staged: Staged, panel: Panel, labels: Labels, scores: Scores,
         "lifecycle_state": _labels(labels.state, STATES),
         "recency_days": _blank_int(np.nan_to_num(scores.values["recency"]), not_scored),
         "frequency": panel.invoices[config.rfm_window_months],
-        "monetary": np.round(panel.rfm_monetary, 6),
+        "monetary": panel.rfm_monetary,
         "r_score": _blank_int(s["recency"], not_scored), "f_score": _blank_int(s["frequency"], not_scored),
         "m_score": _blank_int(s["monetary"], not_scored), "t_score": _blank_int(s["tenure"], not_scored),
         "fm_score": _blank_int(scores.fm, not_scored),
@@ -96,6 +97,7 @@ def _snapshot(staged: Staged, panel: Panel, full: pd.DataFrame) -> pd.DataFrame:
     latest = full.iloc[latest_rows].set_index(panel.customer_key[latest_rows])
     previous = full.iloc[previous_rows].set_index(panel.customer_key[previous_rows])
     master = staged.customers.drop(columns=["entry_date"]).loc[latest.index]
+    master = master.rename(columns=_renamed_extras(master.columns, staged))
     for name, kind, _ in contract.TABLES["customer_snapshot"][1][: len(contract._MASTER)]:
         if name not in master:
             master[name] = pd.Series(pd.NaT if kind == "date" else pd.NA, index=master.index,
@@ -109,9 +111,21 @@ def _snapshot(staged: Staged, panel: Panel, full: pd.DataFrame) -> pd.DataFrame:
     return snapshot[ordered + extras].reset_index(drop=True)
 
 
-def _monthly_summary(history: pd.DataFrame, scores: Scores) -> pd.DataFrame:
-    months = history["report_month"].to_numpy()
-    month_values, month_codes = np.unique(months, return_inverse=True)
+def _renamed_extras(columns: pd.Index, staged: Staged) -> dict[str, str]:
+    """Extra master columns named like an output column (say, from an earlier export) get a prefix,
+    so the computed value is the one under the contract's name."""
+    ours = set(contract.columns("customer_snapshot")) - {name for name, _, _ in contract._MASTER}
+    clashes = [c for c in columns if c in ours]
+    if clashes:
+        staged.quality.add_note("customers", ", ".join(clashes), "master_column_renamed", "warning", len(clashes),
+                                ", ".join(clashes), "extra master columns named like output columns: "
+                                "kept in customer_snapshot with the prefix master_")
+    return {c: f"master_{c}" for c in clashes}
+
+
+def _monthly_summary(history: pd.DataFrame, scores: Scores, panel: Panel) -> pd.DataFrame:
+    month_values = panel.months[1:].to_timestamp().to_numpy().astype("datetime64[s]")
+    month_codes = panel.month_pos[panel.month_rows(1).start:] - 1
     base = np.bincount(month_codes, minlength=len(month_values))
     categories = {"lifecycle_state": STATES, "activity_status": STATUSES, "value_tier": TIERS,
                   "lifecycle_event": EVENTS, "rfm_segment": scores.segment_names}

@@ -22,6 +22,7 @@ from crm_xl.config import Config
 
 _BLANK = np.iinfo(np.int64).min  # "no date" in day-number arrays
 OUTPUT_WINDOWS = (1, 6, 12, 13, 24, 25)
+_DECIMALS = 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +96,10 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
     def windows(weights: np.ndarray, lengths: set[int], dtype: str = "float64") -> dict[int, np.ndarray]:
         """Window sums of one measure as row arrays; each grid is dropped as soon as it is summed."""
         grid = np.bincount(flat, weights=weights, minlength=size).reshape(n_cols, n_cust)
-        return {k: rows(v).astype(dtype, copy=False) for k, v in _window_sums(grid, first_col, n_months, lengths)}
+        sums = _window_sums(grid, first_col, n_months, lengths)
+        if dtype == "float64":   # 6 decimals: sums in different orders (M25 vs M_total) must agree
+            return {k: np.round(rows(v), _DECIMALS) for k, v in sums}
+        return {k: rows(v).astype(dtype) for k, v in sums}
 
     measure_col = "core_units" if config.measure == "units" else "core_revenue"
     monetary_col = "core_units" if config.rfm_monetary == "units" else "core_revenue"

@@ -124,23 +124,22 @@ def _stage_customers(raw: pd.DataFrame, config: Config, log: QualityLog) -> tupl
 
 
 def _entry_dates(master: pd.DataFrame, lines: pd.DataFrame, config: Config) -> np.ndarray:
-    """When each customer enters the base: created_date or the first usable line, whichever is first.
+    """When each customer enters the base: created_date, or the first usable line if that is earlier.
 
-    Lines after the report month count too, so a customer whose first line comes later is not yet
-    in the base (and a later refresh does not rewrite the earlier months). Blank (NaT) = in the
-    base from the start: no date to go by, or ``use_created_date`` is off.
+    A customer without created_date is in the base from the start (blank = NaT), whatever lines
+    come later, and so is everyone when ``use_created_date`` is off. Lines after the report month
+    count too. Both choices keep a refresh from rewriting months already reported when newer
+    data arrives.
     """
     blank = np.datetime64("NaT")
-    if not config.use_created_date:
+    if not config.use_created_date or "created_date" not in master:
         return np.full(len(master), blank, dtype="datetime64[s]")
     first_line = np.full(len(master), np.iinfo(np.int64).max, dtype="int64")
     np.minimum.at(first_line, lines["customer_key"].to_numpy(),
                   lines["date"].to_numpy().astype("datetime64[s]").astype("int64"))
-    created = (master["created_date"].to_numpy().astype("datetime64[s]") if "created_date" in master
-               else np.full(len(master), blank, dtype="datetime64[s]"))
-    created_s = np.where(np.isnat(created), np.iinfo(np.int64).max, created.astype("int64"))
-    entry = np.minimum(first_line, created_s)
-    return np.where(entry == np.iinfo(np.int64).max, blank, entry.astype("datetime64[s]"))
+    created = master["created_date"].to_numpy().astype("datetime64[s]")
+    entry = np.minimum(first_line, created.astype("int64"))
+    return np.where(np.isnat(created), blank, entry.astype("datetime64[s]"))
 
 
 def _positions(index: pd.Index, mask: np.ndarray) -> np.ndarray:
