@@ -101,7 +101,10 @@ def explain(n: int, variants: list[Variant], numbers: dict[str, np.ndarray]) -> 
     for column, (name, values) in enumerate(numbers.items()):
         if not uses[:, column].any():
             continue
-        cents = np.rint(np.nan_to_num(values.astype("float64"), nan=-1e15) * 100).astype("int64")
+        if values.dtype.kind in "iu":   # whole numbers as they are, in hundredths like the rest
+            cents = values.astype("int64") * 100
+        else:
+            cents = np.rint(np.where(np.isnan(values), -1e15, values) * 100).astype("int64")
         used = uses[choice + 1, column]
         low, high = int(cents.min()), int(cents.max())
         if high - low < 4096:        # small integer ranges (scores, counts) combine arithmetically
@@ -116,13 +119,21 @@ def explain(n: int, variants: list[Variant], numbers: dict[str, np.ndarray]) -> 
         values_of[name] = cents
     group, _ = pd.factorize(key)
     first = np.flatnonzero(group > np.maximum.accumulate(np.concatenate(([-1], group[:-1]))))
+    cache: dict[tuple[str, int], str] = {}
+
+    def shown(name: str, cents: int) -> str:
+        text = cache.get((name, cents))
+        if text is None:
+            text = cache[(name, cents)] = _show(cents / 100)
+        return text
+
     texts = []
     for row in first:
         index = choice[row]
         if index < 0:
             texts.append(None)
             continue
-        values = {name: _show(values_of[name][row] / 100) for name in fields_of[index]}
+        values = {name: shown(name, values_of[name][row]) for name in fields_of[index]}
         texts.append(variants[index][1].format(**values))
     # Two groups may read the same once rounded: factorize the texts so categories are unique.
     text_codes, labels = pd.factorize(pd.Series(texts, dtype="str"))
