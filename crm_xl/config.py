@@ -211,6 +211,8 @@ def parse_month(value: Any, key: str = "report_month") -> pd.Period:
     text = str(value).strip()
     if re.fullmatch(r"\d{4}/\d{1,2}(/\d{1,2})?", text):   # 2024/12 as some locales type it
         text = text.replace("/", "-")
+    if re.fullmatch(r"(19|2\d)\d{2}(0[1-9]|1[0-2])(\.0+)?", text):   # 202412 is YYYYMM, not a serial
+        return pd.Period(year=int(text[:4]), month=int(text[4:6]), freq="M")
     if (isinstance(value, (int, float)) and not isinstance(value, bool)) or re.fullmatch(r"\d+(\.\d+)?", text):
         serial = float(text)
         if 10000 <= serial <= 2958465:  # 1927 .. 9999 as Excel date serials; 2024 is a year, not a date

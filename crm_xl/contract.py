@@ -5,7 +5,9 @@ major version. ``docs/outputs.md`` is generated from this module (``python -m cr
 and a test keeps the two equal.
 
 Types: ``month`` (a date, the first day of the month), ``date``, ``text``, ``label`` (text from a
-fixed list), ``integer``, ``decimal``; "blank" in a meaning says when a cell may be empty.
+fixed list), ``integer``, ``decimal``; "blank" in a meaning says when a cell may be empty. In
+pandas, text whose values repeat a lot (the history's customer_id, codes, reasons) is held as a
+category of strings; it reads and writes as text.
 """
 
 from __future__ import annotations
@@ -154,7 +156,9 @@ def contract_markdown() -> str:
         "(`python -m crm_xl.contract > docs/outputs.md`); a test keeps them equal.",
         "",
         "Types: `month` is a date, the first day of the month (figures are as of its last day); `label` "
-        "is text from a fixed list; `integer` and `decimal` cells may be blank where the meaning says so.",
+        "is text from a fixed list; `integer` and `decimal` cells may be blank where the meaning says so. "
+        "In pandas, `label` columns and text whose values repeat a lot (the history's customer_id, "
+        "rfm_code, the reasons) are categoricals of strings; they read and write as text.",
         "",
     ]
     for name, (meaning, cols) in TABLES.items():

@@ -41,7 +41,7 @@ def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, 
 
 
 def _labels(codes: np.ndarray, names: tuple[str, ...] | list[str]) -> pd.Categorical:
-    return pd.Categorical.from_codes(codes.astype("int32"), categories=list(names))
+    return pd.Categorical.from_codes(codes.astype("int32"), categories=pd.Index(list(names), dtype="str"))
 
 
 def _dates(days: np.ndarray) -> np.ndarray:
@@ -137,8 +137,8 @@ def _monthly_summary(history: pd.DataFrame, scores: Scores, panel: Panel) -> pd.
         cell = month_codes[keep] * len(names) + codes[keep]
         size = len(month_values) * len(names)
         customers = np.bincount(cell, minlength=size)
-        volume = np.bincount(cell, weights=history["m1"].to_numpy()[keep], minlength=size)
-        revenue = np.bincount(cell, weights=history["revenue_m1"].to_numpy()[keep], minlength=size)
+        volume = np.bincount(cell, weights=history["m1"].to_numpy()[keep], minlength=size).astype("float64")
+        revenue = np.bincount(cell, weights=history["revenue_m1"].to_numpy()[keep], minlength=size).astype("float64")
         frames.append(pd.DataFrame({
             "report_month": np.repeat(month_values, len(names)),
             "dimension": dimension,
@@ -190,6 +190,8 @@ def _cut_points(scores: Scores, panel: Panel) -> pd.DataFrame:
     for column in ("field", "method"):
         frame[column] = frame[column].astype("str")
     frame["customers_scored"] = frame["customers_scored"].astype("int64")
+    for column in ("cut_1", "cut_2", "cut_3", "cut_4"):
+        frame[column] = frame[column].astype("float64")
     return frame
 
 

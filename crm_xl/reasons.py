@@ -88,7 +88,7 @@ def explain(n: int, variants: list[Variant], numbers: dict[str, np.ndarray]) -> 
     group's text is formatted once.
     """
     if n == 0:
-        return pd.Categorical([], categories=[])
+        return pd.Categorical([], categories=pd.Index([], dtype="str"))
     choice = np.full(n, -1, dtype="int64")
     for index, (mask, _) in enumerate(variants):
         choice[(choice < 0) & mask] = index
@@ -137,7 +137,7 @@ def explain(n: int, variants: list[Variant], numbers: dict[str, np.ndarray]) -> 
         texts.append(variants[index][1].format(**values))
     # Two groups may read the same once rounded: factorize the texts so categories are unique.
     text_codes, labels = pd.factorize(pd.Series(texts, dtype="str"))
-    return pd.Categorical.from_codes(text_codes[group], categories=list(labels))
+    return pd.Categorical.from_codes(text_codes[group], categories=pd.Index(labels, dtype="str"))
 
 
 def _fields(template: str) -> tuple[str, ...]:

@@ -98,7 +98,7 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
         grid = np.bincount(flat, weights=weights, minlength=size).reshape(n_cols, n_cust)
         sums = _window_sums(grid, first_col, n_months, lengths)
         if dtype == "float64":   # 6 decimals: sums in different orders (M25 vs M_total) must agree
-            return {k: np.round(rows(v), _DECIMALS) for k, v in sums}
+            return {k: np.round(rows(v).astype("float64"), _DECIMALS) for k, v in sums}
         return {k: rows(v).astype(dtype) for k, v in sums}
 
     measure_col = "core_units" if config.measure == "units" else "core_revenue"

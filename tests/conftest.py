@@ -1,0 +1,45 @@
+"""Shared fixtures for the crm_xl test suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import crm_xl
+
+# --- golden fixture (tests/fixtures/golden) -------------------------------------------------------
+
+GOLDEN_DIR = Path(__file__).parent / "fixtures" / "golden"
+GOLDEN_CONFIG = {"report_month": "2024-12", "history_months": 24}
+
+
+def read_golden_csv(name: str) -> pd.DataFrame:
+    """A golden CSV as text, the way a CSV reader gives it (no type guessing, blanks stay "")."""
+    return pd.read_csv(GOLDEN_DIR / f"{name}.csv", dtype=str, keep_default_na=False)
+
+
+@pytest.fixture
+def golden_inputs() -> dict[str, pd.DataFrame]:
+    """Fresh text copies of the golden raw tables: transactions, customers, products."""
+    return {name: read_golden_csv(name) for name in ("transactions", "customers", "products")}
+
+
+@pytest.fixture
+def golden_expected() -> pd.DataFrame:
+    """The golden answer key (expected_history.csv), as text."""
+    return read_golden_csv("expected_history")
+
+
+@pytest.fixture(scope="session")
+def golden_result() -> dict[str, pd.DataFrame]:
+    """crm_xl.run on the golden text inputs with the golden config; treat as read-only."""
+    inputs = {name: read_golden_csv(name) for name in ("transactions", "customers", "products")}
+    return crm_xl.run(**inputs, config=dict(GOLDEN_CONFIG))
+
+
+@pytest.fixture
+def golden_config() -> dict[str, object]:
+    """The golden run's settings (report_month 2024-12, history_months 24), a fresh copy."""
+    return dict(GOLDEN_CONFIG)
