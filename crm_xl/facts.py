@@ -49,37 +49,67 @@ def customer_month_facts(lines: pd.DataFrame) -> pd.DataFrame:
     entry = positive & (kind == KIND_ENTRY)
 
     customer = lines["customer_key"].to_numpy()
-    core_frame = pd.DataFrame({"key": key[core], "units": lines["units"].to_numpy()[core],
-                               "revenue": lines["revenue"].to_numpy()[core], "day": day[core],
-                               "customer": customer[core], "invoice": lines["invoice_key"].to_numpy()[core]})
-    grouped = core_frame.groupby("key", sort=True)
-    core_agg = pd.DataFrame({
-        "core_units": grouped["units"].sum(),
-        "core_revenue": grouped["revenue"].sum(),
-        "first_core_day": grouped["day"].min(),
-        "last_core_day": grouped["day"].max(),
-        "core_invoices": _invoices_per_key(core_frame),
-    })
-    entry_agg = pd.Series(day[entry]).groupby(key[entry], sort=True).min().rename("first_entry_day")
-    facts = pd.concat([core_agg, entry_agg], axis=1).sort_index()
-    keys = facts.index.to_numpy()
-    out = pd.DataFrame({
+    core_keys, core = _aggregate_core(key[core], customer[core], lines["invoice_key"].to_numpy()[core], day[core],
+                                      lines["units"].to_numpy()[core], lines["revenue"].to_numpy()[core])
+    entry_keys, first_entry = _group_min(key[entry], day[entry])
+    both = np.sort(np.concatenate([core_keys, entry_keys]))   # both sorted and distinct already
+    keys = both[_group_starts(both)]
+    at_core, at_entry = np.searchsorted(keys, core_keys), np.searchsorted(keys, entry_keys)
+
+    def spread(values: np.ndarray, at: np.ndarray, fill: float) -> np.ndarray:
+        out = np.full(len(keys), fill, dtype=values.dtype if fill == 0 else "float64")
+        out[at] = values
+        return out
+
+    return pd.DataFrame({
         "customer_key": keys // span,
         "month": ((keys % span) + base).astype("datetime64[M]").astype("datetime64[s]"),
-        "core_units": facts["core_units"].fillna(0.0).to_numpy(dtype="float64"),
-        "core_revenue": facts["core_revenue"].fillna(0.0).to_numpy(dtype="float64"),
-        "core_invoices": facts["core_invoices"].fillna(0).to_numpy(dtype="int64"),
-    })
-    for name in ("first_core", "last_core", "first_entry"):
-        out[f"{name}_date"] = _days_to_dates(facts[f"{name}_day"].to_numpy(dtype="float64"))
-    return out
+        "core_units": spread(core["units"], at_core, 0.0),
+        "core_revenue": spread(core["revenue"], at_core, 0.0),
+        "core_invoices": spread(core["invoices"], at_core, 0),
+        "first_core_date": _days_to_dates(spread(core["first_day"], at_core, np.nan)),
+        "last_core_date": _days_to_dates(spread(core["last_day"], at_core, np.nan)),
+        "first_entry_date": _days_to_dates(spread(first_entry, at_entry, np.nan)),
+    }, copy=False)
 
 
-def _invoices_per_key(core: pd.DataFrame) -> pd.Series:
-    """Distinct invoices per customer-month; an invoice whose lines span months counts once, in its first."""
-    per_month = core[["key", "customer", "invoice"]].drop_duplicates(["key", "invoice"])
-    first = per_month.sort_values("key", kind="stable").drop_duplicates(["customer", "invoice"])
-    return first.groupby("key", sort=True).size()
+def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1]))) if len(sorted_keys) \
+        else np.zeros(0, dtype="int64")
+
+
+def _group_min(key: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(key, kind="stable")
+    starts = _group_starts(key[order])
+    if not len(starts):
+        return key[:0], day[:0]
+    return key[order][starts], np.minimum.reduceat(day[order], starts)
+
+
+def _aggregate_core(key: np.ndarray, customer: np.ndarray, invoice: np.ndarray, day: np.ndarray,
+                    units: np.ndarray, revenue: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Sums, first/last day and distinct invoices per key (customer-month) of the core lines."""
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    starts = _group_starts(sorted_key)
+    if not len(starts):
+        empty = np.zeros(0)
+        return key[:0], {"units": empty, "revenue": empty, "invoices": np.zeros(0, dtype="int64"),
+                         "first_day": empty, "last_day": empty}
+    keys = sorted_key[starts]
+    # An invoice counts once per customer, in the month of its first core line: keep, for every
+    # (customer, invoice), the smallest key (keys grow with the month) and count those per key.
+    pairs, _ = pd.factorize(customer * (int(invoice.max()) + 1) + invoice)   # both keys are < 2**31
+    first_key = np.full(int(pairs.max()) + 1, np.iinfo(np.int64).max, dtype="int64")
+    np.minimum.at(first_key, pairs, key)
+    invoices = np.bincount(np.searchsorted(keys, first_key), minlength=len(keys))
+    return keys, {
+        "units": np.add.reduceat(units[order], starts),
+        "revenue": np.add.reduceat(revenue[order], starts),
+        "invoices": invoices.astype("int64"),
+        "first_day": np.minimum.reduceat(day[order], starts).astype("float64"),
+        "last_day": np.maximum.reduceat(day[order], starts).astype("float64"),
+    }
 
 
 def _days_to_dates(days: np.ndarray) -> np.ndarray:
