@@ -10,8 +10,7 @@ The public API is what this module exports; everything else is private and may c
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from crm_xl._version import __version__
 from crm_xl.config import Config
 from crm_xl.contract import TABLE_NAMES
 from crm_xl.errors import ConfigError, CrmXlError, InputError

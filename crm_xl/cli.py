@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crm_xl import __version__
+from crm_xl._version import __version__
 from crm_xl.errors import CrmXlError
 
 DEFAULT_SAMPLE = Path("sample_data")

@@ -97,12 +97,16 @@ def _aggregate_core(key: np.ndarray, customer: np.ndarray, invoice: np.ndarray, 
         return key[:0], {"units": empty, "revenue": empty, "invoices": np.zeros(0, dtype="int64"),
                          "first_day": empty, "last_day": empty}
     keys = sorted_key[starts]
+    group = np.empty(len(key), dtype="int64")         # each line's customer-month, numbered in key order
+    is_start = np.zeros(len(key), dtype="int64")
+    is_start[starts] = 1
+    group[order] = np.cumsum(is_start) - 1
     # An invoice counts once per customer, in the month of its first core line: keep, for every
-    # (customer, invoice), the smallest key (keys grow with the month) and count those per key.
+    # (customer, invoice), the smallest group (groups grow with the month) and count those per group.
     pairs, _ = pd.factorize(customer * (int(invoice.max()) + 1) + invoice)   # both keys are < 2**31
-    first_key = np.full(int(pairs.max()) + 1, np.iinfo(np.int64).max, dtype="int64")
-    np.minimum.at(first_key, pairs, key)
-    invoices = np.bincount(np.searchsorted(keys, first_key), minlength=len(keys))
+    first_group = np.full(int(pairs.max()) + 1, len(keys), dtype="int64")
+    np.minimum.at(first_group, pairs, group)
+    invoices = np.bincount(first_group, minlength=len(keys))
     return keys, {
         "units": np.add.reduceat(units[order], starts),
         "revenue": np.add.reduceat(revenue[order], starts),

@@ -26,7 +26,7 @@ This function copies that behaviour on purpose, including these quirks:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -282,6 +282,35 @@ def lifetimes_summary(
     TypeError
         If ``transactions`` is not a DataFrame.
     """
+    cust, dates, mon = _columns(transactions, customer_id_col, datetime_col, monetary_value_col, freq)
+    end_ts = _observation_end(dates, observation_period_end, datetime_col, datetime_format, freq)
+    end_ordinal = end_ts.to_period(freq).ordinal
+    log = _sort_log(cust, dates, mon, customer_id_col, datetime_col)
+    rows, vc, vo = _rows_in_window(log, dates, datetime_col, datetime_format, freq, end_ordinal)
+    ids, gc, go = _period_groups(vc, vo)
+    gsum = None if mon is None else _period_sums(mon, rows, ids)
+
+    cstarts, count, min_o, max_o = _customer_periods(gc, go)
+    frequency = (count if include_first_transaction else count - 1).astype(np.float64)
+    T, recency = _ages(min_o, max_o, end_ts, end_ordinal, freq, freq_multiplier)
+    index = _customer_index(log.cust_uniques, gc[cstarts], customer_id_col)
+    data = {"frequency": frequency, "recency": recency, "T": T}
+    if gsum is not None:
+        data["monetary_value"] = _monetary_value(gsum, gc, cstarts, include_first_transaction)
+    return pd.DataFrame(data, index=index)
+
+
+# The steps of lifetimes_summary, in the order it runs them.
+
+
+def _columns(
+    transactions: pd.DataFrame,
+    customer_id_col: str,
+    datetime_col: str,
+    monetary_value_col: str | None,
+    freq: str,
+) -> tuple[pd.Series, pd.Series, pd.Series | None]:
+    """Check the arguments; return the customer, date and (optional) monetary columns."""
     if not isinstance(transactions, pd.DataFrame):
         raise TypeError(f"transactions must be a pandas DataFrame, got {type(transactions).__name__}")
     if freq not in SUPPORTED_FREQS:
@@ -299,21 +328,42 @@ def lifetimes_summary(
     mon = transactions[monetary_value_col] if monetary_value_col is not None else None
     if mon is not None and not is_numeric_dtype(mon.dtype):
         raise ValueError(f"monetary_value_col column {monetary_value_col!r} must be numeric, got {mon.dtype}")
+    return cust, dates, mon
 
-    # --- observation period end (start of its period), as lifetimes computes it
-    if observation_period_end is None:
-        try:
-            raw_max = dates.max()
-        except TypeError as exc:
-            raise ValueError(f"cannot take the maximum of column {datetime_col!r}: {exc}") from exc
-        if pd.isna(raw_max):
-            raise ValueError(f"column {datetime_col!r} has no valid datetime")
-        end_ts = _period_end(raw_max, datetime_format, freq, f"maximum of column {datetime_col!r}")
-    else:
-        end_ts = _period_end(observation_period_end, datetime_format, freq, "observation_period_end")
-    end_ordinal = end_ts.to_period(freq).ordinal
 
-    # --- sort order of lifetimes' sort_values([customer, date[, monetary]])
+def _observation_end(
+    dates: pd.Series, observation_period_end: Any, datetime_col: str, datetime_format: str | None, freq: str
+) -> pd.Timestamp:
+    """Start of the period of the observation end, as lifetimes computes it.
+
+    Without ``observation_period_end`` that is the maximum of the raw column (for strings the
+    text maximum), parsed afterwards.
+    """
+    if observation_period_end is not None:
+        return _period_end(observation_period_end, datetime_format, freq, "observation_period_end")
+    try:
+        raw_max = dates.max()
+    except TypeError as exc:
+        raise ValueError(f"cannot take the maximum of column {datetime_col!r}: {exc}") from exc
+    if pd.isna(raw_max):
+        raise ValueError(f"column {datetime_col!r} has no valid datetime")
+    return _period_end(raw_max, datetime_format, freq, f"maximum of column {datetime_col!r}")
+
+
+class _SortedLog(NamedTuple):
+    """The log factorized, and the row order of lifetimes' ``sort_values([customer, date[, monetary]])``."""
+
+    cust_key: np.ndarray  # dense sort rank of each row's customer; missing -> len(cust_uniques)
+    date_key: np.ndarray  # dense sort rank of each row's raw date value; missing -> len(date_uniques)
+    cust_uniques: pd.Index
+    date_uniques: pd.Index
+    order: np.ndarray
+
+
+def _sort_log(
+    cust: pd.Series, dates: pd.Series, mon: pd.Series | None, customer_id_col: str, datetime_col: str
+) -> _SortedLog:
+    """Sort the log as lifetimes does: on the raw values, before the dates are parsed."""
     try:
         cust_codes, cust_uniques = _factorize(cust)
         date_codes, date_uniques = pd.factorize(dates, sort=True)
@@ -324,55 +374,91 @@ def lifetimes_summary(
     date_key = np.where(date_codes < 0, n_dates, date_codes).astype(np.int64, copy=False)
     mon_key = None if mon is None else mon.to_numpy(dtype=np.float64, na_value=np.nan)
     order = _sort_order(cust_key, date_key, n_dates, mon_key)
+    return _SortedLog(cust_key, date_key, cust_uniques, date_uniques, order)
 
-    # --- period ordinal of each row, in sorted order
-    sorted_date_key = date_key[order]
-    ordinals_u = _date_ordinals(dates, date_uniques, sorted_date_key, datetime_col, datetime_format, freq)
+
+def _rows_in_window(
+    log: _SortedLog,
+    dates: pd.Series,
+    datetime_col: str,
+    datetime_format: str | None,
+    freq: str,
+    end_ordinal: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows with a valid date up to the end period, in lifetimes' sorted order.
+
+    Returns the original positions of those rows (``rows``), then the customer codes and period
+    ordinals of the leading ones that have a customer id. Rows with a missing customer id sort
+    last; lifetimes' groupby drops them, but they stay in ``rows`` for the period sums.
+    """
+    sorted_date_key = log.date_key[log.order]
+    ordinals_u = _date_ordinals(dates, log.date_uniques, sorted_date_key, datetime_col, datetime_format, freq)
     ords = ordinals_u[sorted_date_key]
     in_window = (ords != _NAT_ORDINAL) & (ords <= end_ordinal)
-    rows = order[in_window]  # original row positions, in lifetimes' sorted order
-    cc, ords = cust_key[rows], ords[in_window]
-    # Rows with a missing customer id sort last; lifetimes' groupby drops them.
-    n_valid = int(np.searchsorted(cc, n_cust))
-    vc, vo = cc[:n_valid], ords[:n_valid]
+    rows = log.order[in_window]
+    cc, ords = log.cust_key[rows], ords[in_window]
+    n_valid = int(np.searchsorted(cc, len(log.cust_uniques)))
+    return rows, cc[:n_valid], ords[:n_valid]
 
-    # --- (customer, period) groups, numbered in order of first appearance in
-    # the sorted log, as lifetimes' groupby(sort=False) numbers them. Sorted by
-    # customer then date, the periods of a customer run in time order, except
-    # for string dates whose text order is not chronological.
-    if n_valid < 2 or np.all((vc[1:] != vc[:-1]) | (vo[1:] >= vo[:-1])):
-        new_group = np.ones(n_valid, dtype=bool)
-        new_group[1:] = (vc[1:] != vc[:-1]) | (vo[1:] != vo[:-1])
-        ids = np.cumsum(new_group) - 1
-        starts = np.flatnonzero(new_group)
-        gc, go = vc[starts], vo[starts]
-    else:
-        perm = np.lexsort((vo, vc))  # stable: rows keep their order within a group
-        pc, po = vc[perm], vo[perm]
-        new_group = np.ones(n_valid, dtype=bool)
-        new_group[1:] = (pc[1:] != pc[:-1]) | (po[1:] != po[:-1])
-        starts = np.flatnonzero(new_group)
-        gorder = np.argsort(perm[starts])  # groups by first appearance
-        rank = np.empty(starts.size, dtype=np.int64)
-        rank[gorder] = np.arange(starts.size)
-        ids = np.empty(n_valid, dtype=np.int64)
-        ids[perm] = rank[np.cumsum(new_group) - 1]
-        gc, go = pc[starts][gorder], po[starts][gorder]
 
-    gsum: pd.Series | None = None
-    if mon is not None:
-        # Sum each period in lifetimes' row order and with the same group ids,
-        # missing customers included as dropped groups. pandas then picks the
-        # same kernel as for lifetimes (reduceat if the ids are monotonic and
-        # there is no NaN, else compensated sums), so the floats agree.
-        key: np.ndarray = ids
-        if n_valid < rows.size:
-            key = np.full(rows.size, np.nan)
-            key[:n_valid] = ids
-        vals = pd.Series(mon.array.take(rows), copy=False)
-        gsum = vals.groupby(key, sort=False).sum().reset_index(drop=True)
+def _period_groups(vc: np.ndarray, vo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Number the (customer, period) groups as lifetimes' ``groupby(sort=False)`` does.
 
-    # --- per customer
+    Groups are numbered in order of first appearance in the sorted log. Returns the group id of
+    each row, and the customer code and period ordinal of each group. Sorted by customer then
+    date, the periods of a customer run in time order, except for string dates whose text order
+    is not chronological: only then is the slower path needed.
+    """
+    if vc.size < 2 or np.all((vc[1:] != vc[:-1]) | (vo[1:] >= vo[:-1])):
+        return _groups_in_order(vc, vo)
+    return _groups_by_first_appearance(vc, vo)
+
+
+def _groups_in_order(vc: np.ndarray, vo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_period_groups` when each group's rows are contiguous: a new group at each change."""
+    new_group = np.ones(vc.size, dtype=bool)
+    new_group[1:] = (vc[1:] != vc[:-1]) | (vo[1:] != vo[:-1])
+    ids = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    return ids, vc[starts], vo[starts]
+
+
+def _groups_by_first_appearance(vc: np.ndarray, vo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_period_groups` when a customer's periods are out of time order (string dates)."""
+    n_valid = vc.size
+    perm = np.lexsort((vo, vc))  # stable: rows keep their order within a group
+    pc, po = vc[perm], vo[perm]
+    new_group = np.ones(n_valid, dtype=bool)
+    new_group[1:] = (pc[1:] != pc[:-1]) | (po[1:] != po[:-1])
+    starts = np.flatnonzero(new_group)
+    gorder = np.argsort(perm[starts])  # groups by first appearance
+    rank = np.empty(starts.size, dtype=np.int64)
+    rank[gorder] = np.arange(starts.size)
+    ids = np.empty(n_valid, dtype=np.int64)
+    ids[perm] = rank[np.cumsum(new_group) - 1]
+    return ids, pc[starts][gorder], po[starts][gorder]
+
+
+def _period_sums(mon: pd.Series, rows: np.ndarray, ids: np.ndarray) -> pd.Series:
+    """Monetary sum of each (customer, period) group, in group id order.
+
+    Sums in lifetimes' row order and with the same group ids, missing customers included as
+    dropped (NaN) groups. pandas then picks the same kernel as for lifetimes (reduceat if the ids
+    are monotonic and there is no NaN, else compensated sums), so the floats agree.
+    """
+    key: np.ndarray = ids
+    if ids.size < rows.size:
+        key = np.full(rows.size, np.nan)
+        key[: ids.size] = ids
+    vals = pd.Series(mon.array.take(rows), copy=False)
+    return vals.groupby(key, sort=False).sum().reset_index(drop=True)
+
+
+def _customer_periods(gc: np.ndarray, go: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per customer: position of its first group, number of periods, first and last period ordinal.
+
+    A customer's groups are contiguous (groups are numbered in sorted-log order).
+    """
     n_groups = gc.size
     cust_start = np.ones(n_groups, dtype=bool)
     if n_groups > 1:
@@ -384,20 +470,25 @@ def lifetimes_summary(
         max_o = np.maximum.reduceat(go, cstarts)
     else:
         min_o = max_o = np.empty(0, dtype=np.int64)
+    return cstarts, count, min_o, max_o
 
-    frequency = (count if include_first_transaction else count - 1).astype(np.float64)
-    T, recency = _ages(min_o, max_o, end_ts, end_ordinal, freq, freq_multiplier)
 
-    index = cust_uniques.take(gc[cstarts])
+def _customer_index(cust_uniques: pd.Index, codes: np.ndarray, name: str) -> pd.Index:
+    """The output index: the customer ids of ``codes``, named ``name``."""
+    index = cust_uniques.take(codes)
     if index.dtype == object:
         index = pd.Index(index.to_numpy(dtype=object))  # re-infer, as groupby does
-    index.name = customer_id_col
-    data = {"frequency": frequency, "recency": recency, "T": T}
-    if gsum is not None:
-        if not include_first_transaction:
-            if gsum.dtype.kind in "biu":
-                gsum = gsum.astype(np.float64)  # lifetimes' NaN assignment upcasts the same way
-            gsum.iloc[cstarts] = np.nan  # leave the first period out of the mean
-        means = gsum.groupby(gc, sort=True).mean().fillna(0)
-        data["monetary_value"] = means.to_numpy(dtype=np.float64)
-    return pd.DataFrame(data, index=index)
+    index.name = name
+    return index
+
+
+def _monetary_value(
+    gsum: pd.Series, gc: np.ndarray, cstarts: np.ndarray, include_first_transaction: bool
+) -> np.ndarray:
+    """Mean of each customer's period sums, the first period left out unless included; 0 if none."""
+    if not include_first_transaction:
+        if gsum.dtype.kind in "biu":
+            gsum = gsum.astype(np.float64)  # lifetimes' NaN assignment upcasts the same way
+        gsum.iloc[cstarts] = np.nan  # leave the first period out of the mean
+    means = gsum.groupby(gc, sort=True).mean().fillna(0)
+    return means.to_numpy(dtype=np.float64)

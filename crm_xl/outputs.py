@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from crm_xl import contract
+from crm_xl._version import __version__
 from crm_xl.config import EVENTS, STATES, STATUSES, TIERS, Config
 from crm_xl.reasons import segment_reasons, tier_reasons
 from crm_xl.rfm import Scores, rfm_code_categories, rfm_code_index
@@ -204,8 +205,6 @@ def _segment_map(config: Config) -> pd.DataFrame:
 
 
 def _run_info(staged: Staged, config: Config, counts: dict[str, int], history_rows: int) -> pd.DataFrame:
-    from crm_xl import __version__
-
     rows = [("crm_xl_version", __version__, "Version of crm_xl that produced these tables"),
             ("report_month_used", str(staged.report_month), "The report month of this run (resolved if blank)")]
     rows += [(f"setting.{name}", value, help_) for name, value, help_ in config.as_rows()]

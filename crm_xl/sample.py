@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -399,43 +401,200 @@ def generate(
     is solved exactly, only the random draws differ). ``messy`` adds the deliberate data-quality
     problems listed in the module docstring. Same arguments -> identical frames.
     """
+    # The steps share one random generator: their order (and the order of the draws inside each
+    # step) is what makes a seed reproduce the same frames, so do not reorder them.
+    _check_arguments(n_customers, months, target_transactions)
+    rng = np.random.default_rng(seed)
+    cal = _calendar(end_month, months)
+    cat = _catalogue(messy)
+    actors = _actors(rng, n_customers, months)
+    sales = _sales(rng, actors, cal, cat, n_customers, target_transactions, messy)
+
+    ids = _customer_ids(rng, messy, n_customers, actors)
+    inv = {"cid": _invoice_customers(rng, messy, ids, sales.inv_actor), "date": sales.inv_date,
+           "store": sales.inv_store}
+    first_day = _first_activity_day(len(actors.persona), sales.inv_actor, sales.inv_date)
+    lines, n_orders = sales.lines, sales.n_orders
+    del sales  # inv and lines now own the big arrays; they are replaced (not copied) from here on
+
+    n_sales = len(lines["inv"])
+    returned = _add_single_line_invoices(rng, messy, actors, ids, cal, cat, inv, lines)
+    if messy and n_orders:
+        _plant_unknown_products(rng, lines, n_sales, n_orders, returned, cat)
+    transactions = _assemble_transactions(rng, cat.codes, cat.rank, (ids.number, ids.first, ids.width), inv,
+                                          lines, cal.first_day)
+
+    n_master = len(ids.master_actor)
+    customers = _customers(
+        rng=rng, messy=messy, ids=_digits("C", ids.numbers, ids.width, ids.first[:n_master]),
+        master_actor=ids.master_actor, numbers=ids.numbers, legacy=ids.legacy, level=actors.level,
+        is_general=actors.is_general, home=actors.home, first_day=first_day, fc=actors.fc, dm=actors.dm,
+        start_day=cal.first_day, end_day=cal.end_day)
+    return {"transactions": transactions, "customers": customers, "products": _products_frame(cat.rows)}
+
+
+def _check_arguments(n_customers: int, months: int, target_transactions: int | None) -> None:
     if n_customers < 1:
         raise ValueError("n_customers must be at least 1")
     if months < 1:
         raise ValueError("months must be at least 1")
     if target_transactions is not None and target_transactions < 0:
         raise ValueError("target_transactions must be >= 0")
-    rng = np.random.default_rng(seed)
+
+
+# --------------------------------------------------------------------------------------------------
+# calendar and product catalogue
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Calendar:
+    """The months of the history; days are counted since 1970-01-01."""
+
+    month_first: np.ndarray  # first day of each month
+    month_days: np.ndarray  # number of days in each month
+    first_day: int  # first day of the history
+    end_day: int  # last day of the history (last day of the end month)
+    season: np.ndarray  # order-rate multiplier of each month
+
+
+def _calendar(end_month: str, months: int) -> _Calendar:
+    """``months`` months ending ``end_month``; busier in November-December, quieter in July-August."""
     end = np.datetime64(end_month, "M")
     start = end - (months - 1)
     month_first, month_days = _month_start_days(start, months)
-    first_day_all = int(month_first[0])
-    end_day = int(month_first[-1] + month_days[-1] - 1)
     moy = (start + np.arange(months)).astype(np.int64) % 12  # 0 = January
     season = np.where(np.isin(moy, (10, 11)), 1.12, np.where(np.isin(moy, (6, 7)), 0.9, 1.0))
+    return _Calendar(month_first=month_first, month_days=month_days, first_day=int(month_first[0]),
+                     end_day=int(month_first[-1] + month_days[-1] - 1), season=season)
 
-    # ---- products -------------------------------------------------------------------------------
-    catalogue = _CATALOGUE + ((_GIFT_CARD,) if messy else ())
-    codes = [row[0] for row in catalogue] + ([UNKNOWN_PRODUCT_ID] if messy else [])
+
+@dataclass(frozen=True)
+class _Catalogue:
+    """The products as arrays indexed by product number (the position of the id in ``codes``)."""
+
+    rows: tuple[tuple[str, str, str, str, int, float], ...]  # the product master
+    codes: list[str]  # product ids: the master's, then the unknown id (messy only; sold, not in the master)
+    code_index: dict[str, int]  # product id -> product number
+    price: np.ndarray
+    unit_size: np.ndarray
+    rank: np.ndarray  # int16 position of each id in sorted order (orders the lines of an invoice)
+    device_idx: np.ndarray  # product numbers of P1001..P1004
+    acc_idx: np.ndarray  # product numbers of the accessory / spare-part mix (_ACC_MIX)
+    acc_w: np.ndarray  # weights of the accessory / spare-part mix
+
+
+def _catalogue(messy: bool) -> _Catalogue:
+    rows = _CATALOGUE + ((_GIFT_CARD,) if messy else ())
+    codes = [row[0] for row in rows] + ([UNKNOWN_PRODUCT_ID] if messy else [])
     code_index = {c: i for i, c in enumerate(codes)}
-    price = np.array([row[5] for row in catalogue] + ([0.0] if messy else []))
-    unit_size = np.array([row[4] for row in catalogue] + ([1] if messy else []), dtype=np.int64)
-    prod_rank = np.argsort(np.argsort(np.array(codes), kind="stable"), kind="stable").astype(np.int16)
-    device_idx = np.array([code_index[c] for c in ("P1001", "P1002", "P1003", "P1004")])
-    acc_idx = np.array([code_index[c] for c, _ in _ACC_MIX])
-    acc_w = np.array([w for _, w in _ACC_MIX])
+    return _Catalogue(
+        rows=rows,
+        codes=codes,
+        code_index=code_index,
+        price=np.array([row[5] for row in rows] + ([0.0] if messy else [])),
+        unit_size=np.array([row[4] for row in rows] + ([1] if messy else []), dtype=np.int64),
+        rank=np.argsort(np.argsort(np.array(codes), kind="stable"), kind="stable").astype(np.int16),
+        device_idx=np.array([code_index[c] for c in ("P1001", "P1002", "P1003", "P1004")]),
+        acc_idx=np.array([code_index[c] for c, _ in _ACC_MIX]),
+        acc_w=np.array([w for _, w in _ACC_MIX]),
+    )
 
-    # ---- actors: master customers by persona, General ids, walk-in pseudo customers -------------
+
+def _products_frame(rows: tuple[tuple[str, str, str, str, int, float], ...]) -> pd.DataFrame:
+    """The product master, sorted by id."""
+    products = pd.DataFrame(
+        {
+            "product_id": pd.Series([r[0] for r in rows], dtype="str"),
+            "product_name": pd.Series([r[1] for r in rows], dtype="str"),
+            "brand": pd.Series([r[2] for r in rows], dtype="str"),
+            "category": pd.Series([r[3] for r in rows], dtype="str"),
+            "unit_size": pd.Series([r[4] for r in rows], dtype=np.int64),
+        }
+    )
+    return products.sort_values("product_id", kind="stable", ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# actors: master customers by persona, General ids, walk-in pseudo customers
+# --------------------------------------------------------------------------------------------------
+_WALKIN_PID = len(PERSONAS)  # persona number of the walk-in pseudo customers
+_GENERAL_PID = len(PERSONAS) + 1  # persona number of the anonymous General ids
+
+
+@dataclass(frozen=True)
+class _Actors:
+    """Everyone who can appear on an invoice, one array entry per actor.
+
+    ``fc`` .. ``f_back`` are the actors' :class:`_Timing` fields, concatenated.
+    """
+
+    persona: np.ndarray  # int16 index into PERSONAS, or _WALKIN_PID / _GENERAL_PID
+    level: np.ndarray  # int16 index into LEVELS, -1 = no buying behaviour
+    fc: np.ndarray
+    la: np.ndarray
+    g0: np.ndarray
+    g1: np.ndarray
+    dm: np.ndarray
+    f_last: np.ndarray
+    f_back: np.ndarray
+    home: np.ndarray  # home store; for walk-ins and General ids the number of their General id
+    vol_mult: np.ndarray  # per-actor multiplier of the order size
+    n_general: int
+
+    @cached_property
+    def is_walkin(self) -> np.ndarray:
+        return self.persona == _WALKIN_PID
+
+    @cached_property
+    def is_general(self) -> np.ndarray:
+        return self.persona == _GENERAL_PID
+
+    @cached_property
+    def has_level(self) -> np.ndarray:
+        return self.level >= 0
+
+    @cached_property
+    def lvl(self) -> np.ndarray:
+        """``level`` with "no level" mapped to 0, for indexing per-level tables (mask with has_level)."""
+        return np.where(self.has_level, self.level, 0)
+
+    def eligible(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Actors who may order in month ``m``, and those of them who must (an order is forced)."""
+        el = self.has_level & (self.fc <= m) & (m <= self.la) & ~((self.g0 <= m) & (m < self.g1))
+        forced = el & ((self.fc == m) | (self.f_last == m) | (self.f_back == m))
+        return el, forced
+
+
+def _actors(rng: np.random.Generator, n_customers: int, months: int) -> _Actors:
+    groups, n_general = _persona_groups(n_customers)
+    drawn = _draw_timings(rng, groups, months)
+    persona, level = drawn["persona"], drawn["level"]
+    is_walkin = persona == _WALKIN_PID
+    home = _home_stores(rng, is_walkin, np.flatnonzero(persona == _GENERAL_PID), n_general)
+    lvl = np.where(level >= 0, level, 0)
+    vol_floor = np.array([LEVELS[k].vol_floor for k in _LEVEL_NAMES])[lvl]
+    vol_mult = np.clip(rng.lognormal(0.0, 0.2, len(persona)), vol_floor, 1.5)
+    return _Actors(**drawn, home=home, vol_mult=vol_mult, n_general=n_general)
+
+
+def _persona_groups(n_customers: int) -> tuple[list[tuple[int, str, int, tuple, float]], int]:
+    """(persona number, timing, size, levels, device_p) of each group of actors, and the General count.
+
+    The master's personas share ``n_customers`` minus the General ids; the walk-ins come on top
+    (they are booked on the General ids and are not in the master). The General ids never buy.
+    """
     n_general = min(_N_GENERAL, max(1, n_customers // 50)) if n_customers > 1 else 0
     n_walkin = round(_WALKIN_SHARE * n_customers) if n_general else 0
     counts = _allocate(n_customers - n_general, np.array([p.share for p in PERSONAS]))
-    level_names = list(_LEVEL_NAMES)
-    n_levels = len(level_names)
-    walkin_pid, general_pid = len(PERSONAS), len(PERSONAS) + 1
     groups = [(pid, p.timing, int(c), p.levels, p.device_p)
               for pid, (p, c) in enumerate(zip(PERSONAS, counts, strict=True))]
-    groups += [(walkin_pid, "walkin", n_walkin, (("walkin", 1),), 0.0),
-               (general_pid, "never", n_general, (), 0.0)]  # the General ids themselves never buy
+    groups += [(_WALKIN_PID, "walkin", n_walkin, (("walkin", 1),), 0.0),
+               (_GENERAL_PID, "never", n_general, (), 0.0)]
+    return groups, n_general
+
+
+def _draw_timings(rng: np.random.Generator, groups, months: int) -> dict[str, np.ndarray]:
+    """Persona, behaviour level and :class:`_Timing` fields of every actor, group after group."""
+    level_names = list(_LEVEL_NAMES)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("persona", "level", *_Timing.__annotations__)}
     for pid, kind, size, levels, device_p in groups:
         t = _timing(kind, size, months, device_p, rng)
@@ -447,96 +606,180 @@ def generate(
         parts["persona"].append(np.full(size, pid))
         for key in _Timing.__annotations__:
             parts[key].append(getattr(t, key))
-    persona = np.concatenate(parts["persona"]).astype(np.int16)
-    level = np.concatenate(parts["level"]).astype(np.int16)
-    fc, la, g0, g1, dm, f_last, f_back = (np.concatenate(parts[k]) for k in _Timing.__annotations__)
-    del parts
-    n_actors = len(persona)
-    is_walkin = persona == walkin_pid
-    is_general = persona == general_pid
-    has_level = level >= 0
-    lvl = np.where(has_level, level, 0)
+    drawn = {k: np.concatenate(v) for k, v in parts.items()}
+    drawn["persona"] = drawn["persona"].astype(np.int16)
+    drawn["level"] = drawn["level"].astype(np.int16)
+    return drawn
 
-    home = _pick(rng, _STORE_W, n_actors)
-    general_actor = np.flatnonzero(is_general)
+
+def _home_stores(rng: np.random.Generator, is_walkin: np.ndarray, general_actor: np.ndarray,
+                 n_general: int) -> np.ndarray:
+    """Home store of each actor; walk-ins instead get the number of the General id they are booked on.
+
+    The General ids are numbered 0..n_general-1 and that number doubles as their store.
+    """
+    home = _pick(rng, _STORE_W, len(is_walkin))
     if n_general:
         home[is_walkin] = rng.integers(0, n_general, size=int(is_walkin.sum()))
         home[general_actor] = np.arange(n_general)
-    vol_floor = np.array([LEVELS[k].vol_floor for k in level_names])[lvl]
-    vol_mult = np.clip(rng.lognormal(0.0, 0.2, n_actors), vol_floor, 1.5)
+    return home
 
-    # ---- order rates: expected counts per (level, month), scale solved for target_transactions --
-    lp = np.array([LEVELS[k].p for k in level_names])
-    le = np.array([LEVELS[k].extra for k in level_names])
-    lines_per_order = np.array([1 + (LEVELS[k].p_second if len(LEVELS[k].packs) > 1 else 0)
-                                + LEVELS[k].p_acc for k in level_names])
 
-    def eligible(m: int) -> tuple[np.ndarray, np.ndarray]:
-        el = has_level & (fc <= m) & (m <= la) & ~((g0 <= m) & (m < g1))
-        forced = el & ((fc == m) | (f_last == m) | (f_back == m))
-        return el, forced
+# --------------------------------------------------------------------------------------------------
+# order rates: expected counts per (level, month), scale solved for target_transactions
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Demand:
+    """Expected number of lines as a function of the scale ``s`` of every level's order rate."""
 
+    p: np.ndarray  # per level: probability of an order in an eligible month
+    extra: np.ndarray  # per level: mean further orders in a month with an order
+    lines_per_order: np.ndarray  # per level: expected lines of one order
+    season: np.ndarray  # per month
+    n_free: np.ndarray  # (level, month): eligible actors whose order is left to chance
+    n_forced: np.ndarray  # (level, month): eligible actors with a forced order
+    n_devices: int
+    extra_rate: float  # single-line invoices (returns, voids, gift cards) per sales line
+
+    def rates(self, s: float) -> tuple[np.ndarray, np.ndarray]:
+        """P(order in a free month) and mean extra orders, per (level, month), at rate scale s.
+
+        The expected number of orders per eligible month scales with ``s``; once the probability
+        hits 1 the rest goes into the extra orders.
+        """
+        mean = (self.p * (1 + self.extra))[:, None] * s * self.season[None, :]
+        p_eff = np.minimum(1.0, self.p[:, None] * s * self.season[None, :])
+        extra = np.where(p_eff > 0, mean / np.maximum(p_eff, 1e-12) - 1.0, self.extra[:, None])
+        return p_eff, np.maximum(extra, 0.0)
+
+    def expected_lines(self, s: float) -> float:
+        p_eff, extra = self.rates(s)
+        orders = self.n_free * p_eff * (1 + extra) + self.n_forced * (1 + extra)
+        sales = float((orders * self.lines_per_order[:, None]).sum()) + self.n_devices * (1 + _P_DEVICE_ACC)
+        return sales * (1 + self.extra_rate)
+
+
+def _demand(actors: _Actors, months: int, season: np.ndarray, n_devices: int, messy: bool) -> _Demand:
+    specs = [LEVELS[k] for k in _LEVEL_NAMES]
+    n_levels = len(specs)
+    lvl = actors.lvl
     n_free = np.zeros((n_levels, months))
     n_forced = np.zeros((n_levels, months))
     for m in range(months):
-        el, forced = eligible(m)
+        el, forced = actors.eligible(m)
         n_free[:, m] = np.bincount(lvl[el & ~forced], minlength=n_levels)
         n_forced[:, m] = np.bincount(lvl[forced], minlength=n_levels)
+    return _Demand(
+        p=np.array([spec.p for spec in specs]),
+        extra=np.array([spec.extra for spec in specs]),
+        lines_per_order=np.array([1 + (spec.p_second if len(spec.packs) > 1 else 0) + spec.p_acc
+                                  for spec in specs]),
+        season=season,
+        n_free=n_free,
+        n_forced=n_forced,
+        n_devices=n_devices,
+        extra_rate=_RETURN_RATE + _ZERO_RATE + (_GIFT_RATE if messy else 0.0),
+    )
 
-    def rates(s: float) -> tuple[np.ndarray, np.ndarray]:
-        """P(order in a free month) and mean extra orders, per (level, month), at rate scale s."""
-        mean = (lp * (1 + le))[:, None] * s * season[None, :]
-        p_eff = np.minimum(1.0, lp[:, None] * s * season[None, :])
-        extra = np.where(p_eff > 0, mean / np.maximum(p_eff, 1e-12) - 1.0, le[:, None])
-        return p_eff, np.maximum(extra, 0.0)
 
-    dev_actor = np.flatnonzero((dm >= 0) & (dm < months))
-    extra_rate = _RETURN_RATE + _ZERO_RATE + (_GIFT_RATE if messy else 0.0)
+def _solve_rate_scale(demand: _Demand, target_transactions: int | None, n_customers: int, months: int) -> float:
+    """Rate scale whose expected line count is ``target_transactions`` (bisection; 1.0 without a target).
 
-    def expected_lines(s: float) -> float:
-        p_eff, extra = rates(s)
-        orders = n_free * p_eff * (1 + extra) + n_forced * (1 + extra)
-        sales = float((orders * lines_per_order[:, None]).sum()) + len(dev_actor) * (1 + _P_DEVICE_ACC)
-        return sales * (1 + extra_rate)
+    Forced orders and devices do not scale: below their line count, warn and return 0.
+    """
+    if target_transactions is None:
+        return 1.0
+    minimum = demand.expected_lines(0.0)
+    if minimum >= target_transactions:
+        warnings.warn(
+            f"target_transactions={target_transactions:,} is below what {n_customers:,} customers over "
+            f"{months} months need at the least (about {minimum:,.0f} lines: devices and "
+            "first purchases); generating that minimum",
+            stacklevel=4,  # _solve_rate_scale <- _sales <- generate <- its caller
+        )
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while demand.expected_lines(hi) < target_transactions and hi < 1e6:
+        lo, hi = hi, hi * 2
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if demand.expected_lines(mid) < target_transactions else (lo, mid)
+    return (lo + hi) / 2
 
-    scale = 1.0
-    if target_transactions is not None:
-        if expected_lines(0.0) >= target_transactions:
-            warnings.warn(
-                f"target_transactions={target_transactions:,} is below what {n_customers:,} customers over "
-                f"{months} months need at the least (about {expected_lines(0.0):,.0f} lines: devices and "
-                "first purchases); generating that minimum",
-                stacklevel=2,
-            )
-            scale = 0.0
-        else:
-            lo, hi = 0.0, 1.0
-            while expected_lines(hi) < target_transactions and hi < 1e6:
-                lo, hi = hi, hi * 2
-            for _ in range(50):
-                mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if expected_lines(mid) < target_transactions else (lo, mid)
-            scale = (lo + hi) / 2
-    # bigger orders when orders are rarer, so that the volume (and the tiers) stays about the same
-    vol_scale = float(np.clip(1.0 / scale, 1 / 3, 3.0)) if scale > 0 else 3.0
-    p_eff, extra = rates(scale)
 
-    # ---- device purchases -----------------------------------------------------------------------
-    dev_w = np.array([LEVELS[k].devices for k in level_names] + [_NO_LEVEL_DEVICES])
-    dev_row = np.where(has_level, lvl, n_levels)[dev_actor]
+def _order_size_scale(scale: float) -> float:
+    """Bigger orders when orders are rarer, so that the volume (and the value tiers) stays about the same."""
+    return float(np.clip(1.0 / scale, 1 / 3, 3.0)) if scale > 0 else 3.0
+
+
+# --------------------------------------------------------------------------------------------------
+# sales: orders and device purchases, their invoices and lines
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Sales:
+    """Sales invoices (orders first, then device purchases) and their lines.
+
+    ``lines`` holds inv (invoice number), prod (product number), qty, slot (see _LineParts) and rev.
+    """
+
+    inv_actor: np.ndarray
+    inv_date: np.ndarray  # int32 day
+    inv_store: np.ndarray  # int8 index into _STORES
+    lines: dict[str, np.ndarray]
+    n_orders: int  # invoices 0..n_orders-1 are orders, the rest device purchases
+
+
+def _sales(rng: np.random.Generator, actors: _Actors, cal: _Calendar, cat: _Catalogue, n_customers: int,
+           target_transactions: int | None, messy: bool) -> _Sales:
+    months = len(cal.month_days)
+    dev_actor = np.flatnonzero((actors.dm >= 0) & (actors.dm < months))
+    demand = _demand(actors, months, cal.season, len(dev_actor), messy)
+    scale = _solve_rate_scale(demand, target_transactions, n_customers, months)
+    p_eff, extra = demand.rates(scale)
+    dev_choice, dev_month, dev_day = _device_purchases(rng, actors, dev_actor, cat, cal)
+
+    o_actor, o_month = _draw_orders(rng, actors, p_eff, extra, months)
+    o_date = _order_dates(rng, actors, o_actor, o_month, dev_actor, dev_day, cal)
+    n_orders = len(o_actor)
+    parts = _LineParts()
+    _add_order_lines(rng, parts, actors, o_actor, _order_size_scale(scale), cat)
+    del o_month
+    _add_device_lines(rng, parts, n_orders, dev_choice, cat)
+
+    inv_actor = np.concatenate([o_actor, dev_actor.astype(np.int32)])
+    inv_date = np.concatenate([o_date, cal.month_first[dev_month] + dev_day]).astype(np.int32)
+    del o_actor, o_date
+    inv_store = _invoice_stores(rng, actors, inv_actor)
+    lines = parts.join()
+    lines["rev"] = _line_revenue(rng, lines, actors.is_walkin[inv_actor[lines["inv"]]], cat.price)
+    return _Sales(inv_actor=inv_actor, inv_date=inv_date, inv_store=inv_store, lines=lines, n_orders=n_orders)
+
+
+def _device_purchases(rng: np.random.Generator, actors: _Actors, dev_actor: np.ndarray, cat: _Catalogue,
+                      cal: _Calendar) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Product number, month and day in that month of each actor's device purchase."""
+    dev_w = np.array([LEVELS[k].devices for k in _LEVEL_NAMES] + [_NO_LEVEL_DEVICES])
+    dev_row = np.where(actors.has_level, actors.lvl, len(_LEVEL_NAMES))[dev_actor]
     dev_choice = np.empty(len(dev_actor), dtype=np.int64)
     for r in np.unique(dev_row):
         sel = dev_row == r
-        dev_choice[sel] = device_idx[_pick(rng, dev_w[r], int(sel.sum()))]
-    dev_month = dm[dev_actor]
-    dev_day = np.floor(rng.random(len(dev_actor)) * month_days[dev_month]).astype(np.int64)
-    actor_dev_day = np.zeros(n_actors, dtype=np.int64)
-    actor_dev_day[dev_actor] = dev_day
+        dev_choice[sel] = cat.device_idx[_pick(rng, dev_w[r], int(sel.sum()))]
+    dev_month = actors.dm[dev_actor]
+    dev_day = np.floor(rng.random(len(dev_actor)) * cal.month_days[dev_month]).astype(np.int64)
+    return dev_choice, dev_month, dev_day
 
-    # ---- core / accessory orders, one month at a time ---------------------------------------------
+
+def _draw_orders(rng: np.random.Generator, actors: _Actors, p_eff: np.ndarray, extra: np.ndarray,
+                 months: int) -> tuple[np.ndarray, np.ndarray]:
+    """Actor (int32) and month (int16) of every core / accessory order, one month at a time.
+
+    An eligible actor orders with probability ``p_eff`` (always when forced), then places
+    1 + Poisson(``extra``) orders that month.
+    """
+    lvl = actors.lvl
     o_actor_parts, o_month_parts = [], []
     for m in range(months):
-        el, forced = eligible(m)
+        el, forced = actors.eligible(m)
         idx = np.flatnonzero(el)
         k = lvl[idx]
         buy = forced[idx] | (rng.random(len(idx)) < p_eff[k, m])
@@ -544,186 +787,274 @@ def generate(
         n_ord = 1 + rng.poisson(extra[k, m])
         o_actor_parts.append(np.repeat(idx.astype(np.int32), n_ord))
         o_month_parts.append(np.full(int(n_ord.sum()), m, dtype=np.int16))
-    o_actor = np.concatenate(o_actor_parts)
-    o_month = np.concatenate(o_month_parts)
-    del o_actor_parts, o_month_parts
-    n_orders = len(o_actor)
-    # a first order in the device's month comes after the device
-    lb = np.where(dm[o_actor] == o_month, actor_dev_day[o_actor], 0)
-    o_day = lb + np.floor(rng.random(n_orders) * (month_days[o_month] - lb)).astype(np.int64)
-    o_date = month_first[o_month] + o_day
-    o_level = lvl[o_actor]
-    del lb, o_day
+    return np.concatenate(o_actor_parts), np.concatenate(o_month_parts)
 
-    # ---- lines of the orders: slot 0 main pack, 1 second pack, 2 accessory ----------------------
-    l_inv: list[np.ndarray] = []
-    l_prod: list[np.ndarray] = []
-    l_qty: list[np.ndarray] = []
-    l_slot: list[np.ndarray] = []
 
-    def add_lines(inv, prod, qty, slot: int) -> None:
-        l_inv.append(np.asarray(inv, dtype=np.int32))
-        l_prod.append(np.asarray(prod, dtype=np.int16))
-        l_qty.append(np.asarray(qty, dtype=np.int32))
-        l_slot.append(np.full(len(inv), slot, dtype=np.int8))
+def _order_dates(rng: np.random.Generator, actors: _Actors, o_actor: np.ndarray, o_month: np.ndarray,
+                 dev_actor: np.ndarray, dev_day: np.ndarray, cal: _Calendar) -> np.ndarray:
+    """Day of each order, uniform in its month; an order in the device's month comes after the device."""
+    actor_dev_day = np.zeros(len(actors.persona), dtype=np.int64)
+    actor_dev_day[dev_actor] = dev_day
+    lb = np.where(actors.dm[o_actor] == o_month, actor_dev_day[o_actor], 0)
+    o_day = lb + np.floor(rng.random(len(o_actor)) * (cal.month_days[o_month] - lb)).astype(np.int64)
+    return cal.month_first[o_month] + o_day
 
-    for ki, name in enumerate(level_names):
+
+class _LineParts:
+    """Sales lines collected in parts and concatenated once.
+
+    Each line has an invoice number, a product number, a quantity and a slot: 0 the main pack (or
+    the device), 1 a second pack, 2 an accessory. An invoice has at most one line per slot, which
+    lets :func:`_assemble_transactions` order the lines without sorting them.
+    """
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {"inv": [], "prod": [], "qty": [], "slot": []}
+
+    def add(self, inv, prod, qty, slot: int) -> None:
+        self.parts["inv"].append(np.asarray(inv, dtype=np.int32))
+        self.parts["prod"].append(np.asarray(prod, dtype=np.int16))
+        self.parts["qty"].append(np.asarray(qty, dtype=np.int32))
+        self.parts["slot"].append(np.full(len(inv), slot, dtype=np.int8))
+
+    def join(self) -> dict[str, np.ndarray]:
+        """The lines as one array per field; the parts are released."""
+        lines = {key: np.concatenate(chunks) for key, chunks in self.parts.items()}
+        self.parts = {key: [] for key in self.parts}
+        return lines
+
+
+def _add_order_lines(rng: np.random.Generator, parts: _LineParts, actors: _Actors, o_actor: np.ndarray,
+                     vol_scale: float, cat: _Catalogue) -> None:
+    """The lines of the orders, one behaviour level at a time (order ``i`` is invoice ``i``).
+
+    The order size in units (quantity x unit size) is drawn from the level's range and scaled by
+    the actor's volume multiplier and, except for accessory-only buyers, by ``vol_scale``.
+    """
+    o_level = actors.lvl[o_actor]
+    for ki, name in enumerate(_LEVEL_NAMES):
         sel = np.flatnonzero(o_level == ki)
         if not len(sel):
             continue
         spec = LEVELS[name]
         lo_u, hi_u = spec.units
-        units = (lo_u + rng.random(len(sel)) * (hi_u - lo_u)) * vol_mult[o_actor[sel]]
+        units = (lo_u + rng.random(len(sel)) * (hi_u - lo_u)) * actors.vol_mult[o_actor[sel]]
         if name != "accessory":
             units *= vol_scale
-        pack_idx = np.array([code_index[c] for c, _ in spec.packs])
-        n_p = len(pack_idx)
-        main = _pick(rng, [w for _, w in spec.packs], len(sel))
-        second = (rng.random(len(sel)) < spec.p_second) if n_p > 1 else np.zeros(len(sel), dtype=bool)
-        frac = np.where(second, 0.55 + 0.3 * rng.random(len(sel)), 1.0)  # share of the main line
-        p_main = pack_idx[main]
-        add_lines(sel, p_main, np.maximum(1, np.rint(units * frac / unit_size[p_main])), 0)
-        if second.any():
-            s_sel = np.flatnonzero(second)
-            p_sec = pack_idx[(main[s_sel] + 1 + rng.integers(0, n_p - 1, size=len(s_sel))) % n_p]
-            q_sec = np.maximum(1, np.rint(units[s_sel] * (1 - frac[s_sel]) / unit_size[p_sec]))
-            add_lines(sel[s_sel], p_sec, q_sec, 1)
-        if spec.p_acc > 0:
-            a_sel = np.flatnonzero(rng.random(len(sel)) < spec.p_acc)
-            add_lines(sel[a_sel], acc_idx[_pick(rng, acc_w, len(a_sel))],
-                      np.where(rng.random(len(a_sel)) < 0.9, 1, 2), 2)
-    del o_level
+        _add_level_lines(rng, parts, spec, sel, units, cat)
 
-    # device invoices follow the orders: device (+ accessory)
-    n_dev = len(dev_actor)
+
+def _add_level_lines(rng: np.random.Generator, parts: _LineParts, spec: Level, sel: np.ndarray,
+                     units: np.ndarray, cat: _Catalogue) -> None:
+    """Lines of the orders ``sel`` of one level: a main pack, maybe a second pack, maybe an accessory.
+
+    With a second pack the main line gets 55-85 % of the order's units and the second the rest.
+    """
+    pack_idx = np.array([cat.code_index[c] for c, _ in spec.packs])
+    n_p = len(pack_idx)
+    main = _pick(rng, [w for _, w in spec.packs], len(sel))
+    second = (rng.random(len(sel)) < spec.p_second) if n_p > 1 else np.zeros(len(sel), dtype=bool)
+    frac = np.where(second, 0.55 + 0.3 * rng.random(len(sel)), 1.0)  # share of the main line
+    p_main = pack_idx[main]
+    parts.add(sel, p_main, np.maximum(1, np.rint(units * frac / cat.unit_size[p_main])), 0)
+    if second.any():
+        s_sel = np.flatnonzero(second)
+        p_sec = pack_idx[(main[s_sel] + 1 + rng.integers(0, n_p - 1, size=len(s_sel))) % n_p]  # another pack
+        q_sec = np.maximum(1, np.rint(units[s_sel] * (1 - frac[s_sel]) / cat.unit_size[p_sec]))
+        parts.add(sel[s_sel], p_sec, q_sec, 1)
+    if spec.p_acc > 0:
+        a_sel = np.flatnonzero(rng.random(len(sel)) < spec.p_acc)
+        parts.add(sel[a_sel], cat.acc_idx[_pick(rng, cat.acc_w, len(a_sel))],
+                  np.where(rng.random(len(a_sel)) < 0.9, 1, 2), 2)
+
+
+def _add_device_lines(rng: np.random.Generator, parts: _LineParts, n_orders: int, dev_choice: np.ndarray,
+                      cat: _Catalogue) -> None:
+    """Device invoices, numbered after the orders: the device (+ an accessory on some)."""
+    n_dev = len(dev_choice)
     dev_inv = n_orders + np.arange(n_dev)
-    add_lines(dev_inv, dev_choice, np.ones(n_dev), 0)
+    parts.add(dev_inv, dev_choice, np.ones(n_dev), 0)
     acc_on_dev = np.flatnonzero(rng.random(n_dev) < _P_DEVICE_ACC)
-    add_lines(dev_inv[acc_on_dev], acc_idx[_pick(rng, acc_w, len(acc_on_dev))], np.ones(len(acc_on_dev)), 2)
+    parts.add(dev_inv[acc_on_dev], cat.acc_idx[_pick(rng, cat.acc_w, len(acc_on_dev))], np.ones(len(acc_on_dev)), 2)
 
-    inv_actor = np.concatenate([o_actor, dev_actor.astype(np.int32)])
-    inv_date = np.concatenate([o_date, month_first[dev_month] + dev_day]).astype(np.int32)
-    del o_actor, o_month, o_date
-    n_inv = len(inv_actor)
-    inv_store = home[inv_actor].astype(np.int8)
-    away = (rng.random(n_inv) >= _P_HOME_STORE) & ~is_walkin[inv_actor]
+
+def _invoice_stores(rng: np.random.Generator, actors: _Actors, inv_actor: np.ndarray) -> np.ndarray:
+    """Store of each invoice: mostly the actor's home store; walk-ins always buy at theirs."""
+    inv_store = actors.home[inv_actor].astype(np.int8)
+    away = (rng.random(len(inv_actor)) >= _P_HOME_STORE) & ~actors.is_walkin[inv_actor]
     inv_store[away] = _pick(rng, _STORE_W, int(away.sum()))
+    return inv_store
 
-    line_inv = np.concatenate(l_inv)
-    line_prod = np.concatenate(l_prod)
-    line_qty = np.concatenate(l_qty)
-    line_slot = np.concatenate(l_slot)
-    for lst in (l_inv, l_prod, l_qty, l_slot):
-        lst.clear()
-    disc = _DISCOUNTS[_pick(rng, _DISCOUNT_W, len(line_inv))]
-    disc[is_walkin[inv_actor[line_inv]]] = 0.0
-    line_rev = np.round(line_qty * price[line_prod] * (1 - disc), 2)
-    del disc
 
-    # ---- customer ids -----------------------------------------------------------------------------
+def _line_revenue(rng: np.random.Generator, lines: dict[str, np.ndarray], walkin_line: np.ndarray,
+                  price: np.ndarray) -> np.ndarray:
+    """Revenue of each line: quantity x list price less a random discount (none at the till)."""
+    disc = _DISCOUNTS[_pick(rng, _DISCOUNT_W, len(lines["inv"]))]
+    disc[walkin_line] = 0.0
+    return np.round(lines["qty"] * price[lines["prod"]] * (1 - disc), 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# customer ids
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _CustomerIds:
+    """Customer ids as numbers: one id row per master customer, then the unknown ids (messy only).
+
+    An id is ``"C"`` + the zero-padded number, or the same with a ``"0"`` instead of the ``"C"`` for
+    a legacy id; it is only turned into text when the frames are built.
+    """
+
+    master_actor: np.ndarray  # actor of each master row: every actor except the walk-ins
+    numbers: np.ndarray  # id number of each master row (a permutation of 1..n_master)
+    legacy: np.ndarray  # master row has a digit-only legacy id
+    number: np.ndarray  # id row -> number
+    first: np.ndarray  # id row -> first byte of the id (uint8)
+    width: int  # digits after the first byte
+    actor_cid: np.ndarray  # actor -> id row (walk-ins: the General id they are booked on)
+    n_unknown: int
+
+
+def _customer_ids(rng: np.random.Generator, messy: bool, n_customers: int, actors: _Actors) -> _CustomerIds:
+    """Random id numbers; the unknown ids are numbered after the master's, one in each block of 7."""
+    is_walkin = actors.is_walkin
     master_actor = np.flatnonzero(~is_walkin)  # one master row per actor, walk-ins excepted
     n_master = len(master_actor)
     n_unknown = max(3, round(n_customers / 1000)) if messy else 0
     width = max(6, len(str(n_master + 7 * n_unknown + 7)))
     numbers = rng.permutation(n_master) + 1
-    legacy = (rng.random(n_master) < _LEGACY_ID_RATE) & ~is_general[master_actor] if messy \
+    legacy = (rng.random(n_master) < _LEGACY_ID_RATE) & ~actors.is_general[master_actor] if messy \
         else np.zeros(n_master, dtype=bool)
     unknown_numbers = n_master + 1 + 7 * np.arange(n_unknown) + rng.integers(0, 7, size=n_unknown)
-    # customer id row -> its number and first byte ("C", or "0" for a digit-only legacy id)
-    id_number = np.concatenate([numbers, unknown_numbers])
-    id_first = np.where(np.r_[legacy, np.zeros(n_unknown, dtype=bool)], ord("0"), ord("C")).astype(np.uint8)
-    actor_cid = np.full(n_actors, -1, dtype=np.int64)
+    first = np.where(np.r_[legacy, np.zeros(n_unknown, dtype=bool)], ord("0"), ord("C")).astype(np.uint8)
+    actor_cid = np.full(len(is_walkin), -1, dtype=np.int64)
     actor_cid[master_actor] = np.arange(n_master)
-    if n_general:  # walk-in sales are booked on their store's General id
-        actor_cid[is_walkin] = actor_cid[general_actor][home[is_walkin]]
-    inv_cid = actor_cid[inv_actor].astype(np.int32)
-    if messy and n_unknown:
-        rel = np.flatnonzero(rng.random(n_inv) < _UNKNOWN_CUSTOMER_RATE)
-        inv_cid[rel] = n_master + rng.integers(0, n_unknown, size=len(rel))
+    if actors.n_general:  # walk-in sales are booked on their store's General id
+        general_actor = np.flatnonzero(actors.is_general)
+        actor_cid[is_walkin] = actor_cid[general_actor][actors.home[is_walkin]]
+    return _CustomerIds(master_actor=master_actor, numbers=numbers, legacy=legacy,
+                        number=np.concatenate([numbers, unknown_numbers]), first=first, width=width,
+                        actor_cid=actor_cid, n_unknown=n_unknown)
 
-    first_day = np.full(n_actors, np.iinfo(np.int64).max, dtype=np.int64)  # for created_date
+
+def _invoice_customers(rng: np.random.Generator, messy: bool, ids: _CustomerIds,
+                       inv_actor: np.ndarray) -> np.ndarray:
+    """Id row (int32) of each invoice; when messy a few invoices go to ids missing from the master."""
+    inv_cid = ids.actor_cid[inv_actor].astype(np.int32)
+    if messy and ids.n_unknown:
+        rel = np.flatnonzero(rng.random(len(inv_actor)) < _UNKNOWN_CUSTOMER_RATE)
+        inv_cid[rel] = len(ids.master_actor) + rng.integers(0, ids.n_unknown, size=len(rel))
+    return inv_cid
+
+
+def _first_activity_day(n_actors: int, inv_actor: np.ndarray, inv_date: np.ndarray) -> np.ndarray:
+    """Day of each actor's first sales invoice (int64 max if none); the master's created_date follows it."""
+    first_day = np.full(n_actors, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_day, inv_actor, inv_date.astype(np.int64))
-    del inv_actor
+    return first_day
 
-    # ---- single-line invoices: gift cards (messy), voided orders, returns -------------------------
-    n_sales = len(line_inv)
-    s_cid, s_date, s_store, s_prod, s_qty, s_rev = [], [], [], [], [], []
 
-    def add_single(cid, date, store, prod, qty, rev) -> None:
-        s_cid.append(np.asarray(cid, dtype=np.int32))
-        s_date.append(np.asarray(date, dtype=np.int32))
-        s_store.append(np.asarray(store, dtype=np.int8))
-        s_prod.append(np.asarray(prod, dtype=np.int16))
-        s_qty.append(np.asarray(qty, dtype=np.int32))
-        s_rev.append(np.asarray(rev, dtype=np.float64))
+# --------------------------------------------------------------------------------------------------
+# single-line invoices and planted errors
+# --------------------------------------------------------------------------------------------------
+class _SingleLines:
+    """One-line invoices collected in parts: customer id row, date, store, product, quantity, revenue."""
 
+    _DTYPES: ClassVar[dict[str, type]] = {"cid": np.int32, "date": np.int32, "store": np.int8, "prod": np.int16,
+                                          "qty": np.int32, "rev": np.float64}
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {key: [] for key in self._DTYPES}
+
+    def add(self, cid, date, store, prod, qty, rev) -> None:
+        for key, values in zip(self._DTYPES, (cid, date, store, prod, qty, rev), strict=True):
+            self.parts[key].append(np.asarray(values, dtype=self._DTYPES[key]))
+
+    def append_to(self, inv: dict[str, np.ndarray], lines: dict[str, np.ndarray]) -> None:
+        """Append the collected invoices after those of ``inv`` (replacing its and ``lines``' arrays)."""
+        p = self.parts
+        n_inv = len(inv["cid"])
+        n_single = sum(len(a) for a in p["cid"])
+        lines["inv"] = np.concatenate([lines["inv"], n_inv + np.arange(n_single, dtype=np.int32)])
+        lines["slot"] = np.concatenate([lines["slot"], np.zeros(n_single, dtype=np.int8)])
+        for key in ("cid", "date", "store"):
+            inv[key] = np.concatenate([inv[key], *p[key]])
+        for key in ("prod", "qty"):
+            lines[key] = np.concatenate([lines[key], *p[key]])
+        lines["rev"] = np.concatenate([lines["rev"], *p["rev"]]) + 0.0  # + 0.0: no negative zeros
+        self.parts = {key: [] for key in self._DTYPES}
+
+
+def _add_single_line_invoices(rng: np.random.Generator, messy: bool, actors: _Actors, ids: _CustomerIds,
+                              cal: _Calendar, cat: _Catalogue, inv: dict[str, np.ndarray],
+                              lines: dict[str, np.ndarray]) -> np.ndarray:
+    """Append gift-card sales (messy only), voided orders and returns; return the returned sales lines."""
+    n_sales = len(lines["inv"])
+    single = _SingleLines()
+    if messy:
+        _gift_card_sales(rng, single, actors, ids, cal, cat, n_sales)
+    _voided_orders(rng, single, inv, lines)
+    returned = _returns(rng, single, inv, lines, cal.end_day)
+    single.append_to(inv, lines)
+    return returned
+
+
+def _gift_card_sales(rng: np.random.Generator, single: _SingleLines, actors: _Actors, ids: _CustomerIds,
+                     cal: _Calendar, cat: _Catalogue, n_sales: int) -> None:
+    """Gift cards (one or two) bought by master customers who buy at all, on any day of the history."""
     never_pid = [p.timing for p in PERSONAS].index("never")
-    buyers = np.flatnonzero(~is_walkin & ~is_general & (persona != never_pid))
-    if messy and len(buyers):
-        n_gift = max(2, round(_GIFT_RATE * n_sales))
-        g_actor = buyers[rng.integers(0, len(buyers), size=n_gift)]
-        g_qty = np.where(rng.random(n_gift) < 0.8, 1, 2)
-        add_single(actor_cid[g_actor], rng.integers(first_day_all, end_day + 1, size=n_gift), home[g_actor],
-                   np.full(n_gift, code_index[_GIFT_CARD[0]]), g_qty, g_qty * _GIFT_CARD[5])
+    buyers = np.flatnonzero(~actors.is_walkin & ~actors.is_general & (actors.persona != never_pid))
+    if not len(buyers):
+        return
+    n_gift = max(2, round(_GIFT_RATE * n_sales))
+    g_actor = buyers[rng.integers(0, len(buyers), size=n_gift)]
+    g_qty = np.where(rng.random(n_gift) < 0.8, 1, 2)
+    single.add(ids.actor_cid[g_actor], rng.integers(cal.first_day, cal.end_day + 1, size=n_gift),
+               actors.home[g_actor], np.full(n_gift, cat.code_index[_GIFT_CARD[0]]), g_qty, g_qty * _GIFT_CARD[5])
 
-    zero = np.flatnonzero(rng.random(n_sales) < _ZERO_RATE)
-    zi = line_inv[zero]
-    add_single(inv_cid[zi], inv_date[zi], inv_store[zi], line_prod[zero], np.zeros(len(zero)),
+
+def _voided_orders(rng: np.random.Generator, single: _SingleLines, inv: dict[str, np.ndarray],
+                   lines: dict[str, np.ndarray]) -> None:
+    """Copies of a few sales lines with quantity and revenue 0, on the same customer, day and store."""
+    zero = np.flatnonzero(rng.random(len(lines["inv"])) < _ZERO_RATE)
+    zi = lines["inv"][zero]
+    single.add(inv["cid"][zi], inv["date"][zi], inv["store"][zi], lines["prod"][zero], np.zeros(len(zero)),
                np.zeros(len(zero)))
 
-    ret = np.flatnonzero(rng.random(n_sales) < _RETURN_RATE)
-    r_date = inv_date[line_inv[ret]] + rng.integers(1, _RETURN_MAX_DAYS + 1, size=len(ret))
+
+def _returns(rng: np.random.Generator, single: _SingleLines, inv: dict[str, np.ndarray],
+             lines: dict[str, np.ndarray], end_day: int) -> np.ndarray:
+    """Returns of some sales lines, 1-45 days later (dropped past the end), some partial; their indices.
+
+    A returned line gets negative quantity and revenue; a partial return refunds its share of the
+    line's revenue.
+    """
+    ret = np.flatnonzero(rng.random(len(lines["inv"])) < _RETURN_RATE)
+    r_date = inv["date"][lines["inv"][ret]] + rng.integers(1, _RETURN_MAX_DAYS + 1, size=len(ret))
     keep = r_date <= end_day
     ret, r_date = ret[keep], r_date[keep]
-    ri = line_inv[ret]
-    q = line_qty[ret].astype(np.int64)
+    ri = lines["inv"][ret]
+    q = lines["qty"][ret].astype(np.int64)
+    rev = lines["rev"][ret]
     partial = rng.random(len(ret)) < 0.35
     r_qty = np.minimum(np.where(partial, 1 + np.floor(rng.random(len(ret)) * q).astype(np.int64), q), q)
-    r_rev = np.where(r_qty == q, line_rev[ret], np.round(line_rev[ret] / q * r_qty, 2))
-    add_single(inv_cid[ri], r_date, inv_store[ri], line_prod[ret], -r_qty, -r_rev)
+    r_rev = np.where(r_qty == q, rev, np.round(rev / q * r_qty, 2))
+    single.add(inv["cid"][ri], r_date, inv["store"][ri], lines["prod"][ret], -r_qty, -r_rev)
+    return ret
 
-    n_single = sum(len(a) for a in s_cid)
-    line_inv = np.concatenate([line_inv, n_inv + np.arange(n_single, dtype=np.int32)])
-    line_slot = np.concatenate([line_slot, np.zeros(n_single, dtype=np.int8)])
-    inv_cid = np.concatenate([inv_cid, *s_cid])
-    inv_date = np.concatenate([inv_date, *s_date])
-    inv_store = np.concatenate([inv_store, *s_store])
-    line_prod = np.concatenate([line_prod, *s_prod])
-    line_qty = np.concatenate([line_qty, *s_qty])
-    line_rev = np.concatenate([line_rev, *s_rev]) + 0.0  # + 0.0: no negative zeros
-    for lst in (s_cid, s_date, s_store, s_prod, s_qty, s_rev):
-        lst.clear()
-    n_inv += n_single
 
-    if messy and n_orders:  # an unknown product on the main line of a few orders
-        returned = np.zeros(n_sales, dtype=bool)
-        returned[ret] = True  # a return keeps pointing at a product that was bought
-        mains = np.flatnonzero((line_slot[:n_sales] == 0) & (line_inv[:n_sales] < n_orders) & ~returned)
-        pick = rng.choice(mains, size=min(_N_UNKNOWN_PRODUCT_LINES, len(mains)), replace=False)
-        line_prod[pick] = code_index[UNKNOWN_PRODUCT_ID]
+def _plant_unknown_products(rng: np.random.Generator, lines: dict[str, np.ndarray], n_sales: int, n_orders: int,
+                            returned: np.ndarray, cat: _Catalogue) -> None:
+    """Put the unknown product id on the main line of a few orders (messy only).
 
-    inv = {"cid": inv_cid, "date": inv_date, "store": inv_store}
-    lines = {"inv": line_inv, "slot": line_slot, "prod": line_prod, "qty": line_qty, "rev": line_rev}
-    del inv_cid, inv_date, inv_store, line_inv, line_slot, line_prod, line_qty, line_rev
-    transactions = _assemble_transactions(rng, codes, prod_rank, (id_number, id_first, width), inv, lines,
-                                          first_day_all)
-
-    customers = _customers(
-        rng=rng, messy=messy, ids=_digits("C", numbers, width, id_first[:n_master]),
-        master_actor=master_actor, numbers=numbers, legacy=legacy, level=level, is_general=is_general,
-        home=home, first_day=first_day, fc=fc, dm=dm, start_day=first_day_all, end_day=end_day)
-
-    products = pd.DataFrame(
-        {
-            "product_id": pd.Series([r[0] for r in catalogue], dtype="str"),
-            "product_name": pd.Series([r[1] for r in catalogue], dtype="str"),
-            "brand": pd.Series([r[2] for r in catalogue], dtype="str"),
-            "category": pd.Series([r[3] for r in catalogue], dtype="str"),
-            "unit_size": pd.Series([r[4] for r in catalogue], dtype=np.int64),
-        }
-    )
-    products = products.sort_values("product_id", kind="stable", ignore_index=True)
-    return {"transactions": transactions, "customers": customers, "products": products}
+    Lines that were returned are left alone, so that a return keeps pointing at a product that was
+    bought; device invoices and single-line invoices are left alone too.
+    """
+    is_returned = np.zeros(n_sales, dtype=bool)
+    is_returned[returned] = True
+    mains = np.flatnonzero((lines["slot"][:n_sales] == 0) & (lines["inv"][:n_sales] < n_orders) & ~is_returned)
+    pick = rng.choice(mains, size=min(_N_UNKNOWN_PRODUCT_LINES, len(mains)), replace=False)
+    lines["prod"][pick] = cat.code_index[UNKNOWN_PRODUCT_ID]
 
 
 def _assemble_transactions(rng, codes, prod_rank, ids, inv: dict[str, np.ndarray],

@@ -89,17 +89,20 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
     mask = None if everyone else present.ravel()
     first_col = first - base + 1
 
-    def rows(matrix: np.ndarray) -> np.ndarray:       # (months x customers) -> one value per row
+    def rows(matrix: np.ndarray, dtype: str = "float64") -> np.ndarray:   # (months x customers) -> rows
+        """One value per history row, always a fresh array (the grid it comes from is reused)."""
         flat_values = matrix.ravel()
-        return flat_values if mask is None else flat_values[mask]
+        picked = flat_values if mask is None else flat_values[mask]
+        return picked.astype(dtype, copy=mask is None)
 
     def windows(weights: np.ndarray, lengths: set[int], dtype: str = "float64") -> dict[int, np.ndarray]:
         """Window sums of one measure as row arrays; each grid is dropped as soon as it is summed."""
         grid = np.bincount(flat, weights=weights, minlength=size).reshape(n_cols, n_cust)
-        sums = _window_sums(grid, first_col, n_months, lengths)
+        out = {k: rows(v, dtype) for k, v in _window_sums(grid, first_col, n_months, lengths)}
         if dtype == "float64":   # 6 decimals: sums in different orders (M25 vs M_total) must agree
-            return {k: np.round(rows(v).astype("float64"), _DECIMALS) for k, v in sums}
-        return {k: rows(v).astype(dtype) for k, v in sums}
+            for values in out.values():
+                np.round(values, _DECIMALS, out=values)
+        return out
 
     measure_col = "core_units" if config.measure == "units" else "core_revenue"
     monetary_col = "core_units" if config.rfm_monetary == "units" else "core_revenue"
@@ -130,7 +133,7 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
     return Panel(
         months=months, month_pos=month_pos, customer_key=customer_key,
         measure=measure_sums, revenue=revenue_sums, invoices=invoice_sums, purchase_months=month_counts,
-        rfm_monetary=rfm_monetary, first_core_day=as_of(first_core), last_core_day=rows(last_core),
+        rfm_monetary=rfm_monetary, first_core_day=as_of(first_core), last_core_day=rows(last_core, "int64"),
         first_device_day=as_of(first_device), month_end_day=month_ends[month_pos],
     )
 
@@ -144,7 +147,7 @@ def _window_sums(grid: np.ndarray, first_col: int, n_months: int,
     """(k, sum of the last k months up to each report month) for each k in ``lengths``; k = 0: all history.
 
     ``grid`` is months x customers; the results' rows are the report months from ``first_col`` on.
-    Each result is a fresh array the caller may keep.
+    Results are views of one running array: use each before asking for the next.
     """
     report = slice(first_col, first_col + n_months)
     yield 0, np.cumsum(grid, axis=0)[report]
@@ -152,7 +155,7 @@ def _window_sums(grid: np.ndarray, first_col: int, n_months: int,
     for back in range(max(lengths)):
         running += grid[first_col - back: first_col - back + n_months]
         if back + 1 in lengths:
-            yield back + 1, running.copy()
+            yield back + 1, running
 
 
 def _day_numbers(dates: pd.Series) -> np.ndarray:
