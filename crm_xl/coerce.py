@@ -41,11 +41,12 @@ def normalize_ids(values: pd.Series) -> pd.Series:
     ``00123`` stays ``00123``; ``123``, ``123.0`` and the number 123 (Excel stores numeric-looking
     ids as floats) are all ``123``; surrounding spaces are dropped; blanks become missing.
     """
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    text = _ids_as_text(pd.Series(uniques))
-    out = text.take(np.where(codes >= 0, codes, 0)).reset_index(drop=True)
-    out = out.where(codes >= 0, pd.NA) if len(uniques) else pd.Series(pd.NA, index=range(len(codes)))
-    return pd.Series(out.to_numpy(), index=values.index, dtype="str")
+    codes, uniques = id_codes(values)
+    picked = np.full(len(codes), None, dtype=object)
+    if len(uniques):
+        distinct = uniques.to_numpy(dtype=object, na_value=None)
+        picked[codes >= 0] = distinct[codes[codes >= 0]]
+    return pd.Series(picked, index=values.index, dtype="str")
 
 
 def _ids_as_text(uniques: pd.Series) -> pd.Series:
@@ -64,7 +65,13 @@ def _ids_as_text(uniques: pd.Series) -> pd.Series:
 
 
 def _numbers_as_id_text(numbers: np.ndarray) -> pd.Series:
-    return pd.Series([_number_as_id_text(v) for v in numbers], dtype="str")
+    """Whole numbers without the '.0' Excel adds; other numbers as Python writes them."""
+    whole = np.isfinite(numbers) & (numbers == np.floor(numbers))
+    text = np.full(len(numbers), None, dtype=object)
+    text[whole] = pd.Series(numbers[whole].astype("int64")).astype("str").to_numpy(dtype=object)
+    rest = ~whole & ~np.isnan(numbers)
+    text[rest] = [repr(float(v)) for v in numbers[rest]]
+    return pd.Series(text, dtype="str")
 
 
 def _number_as_id_text(value: float) -> str | None:
