@@ -59,7 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=42)
     sample.add_argument("--clean", action="store_true", help="leave out the deliberate data-quality problems")
     sample.set_defaults(handler=_sample)
-    for sub in (run, sample):
+
+    template = commands.add_parser("template", help="build the Excel template (.xlsm) from workbook/vba and the layout")
+    template.add_argument("--out", type=Path, default=Path("workbook") / "crm_xl.xlsm",
+                          help="file to write (default: workbook/crm_xl.xlsm)")
+    template.set_defaults(handler=_template)
+    for sub in (run, sample, template):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
@@ -117,6 +122,14 @@ def _sample(args: argparse.Namespace) -> int:
     written = write_csv(tables, args.out)
     rows = ", ".join(f"{name} {len(frame):,}" for name, frame in tables.items())
     print(f"Wrote sample data to {args.out}/ ({rows}): {', '.join(Path(p).name for p in written.values())}")
+    return 0
+
+
+def _template(args: argparse.Namespace) -> int:
+    from crm_xl.workbook.template import build_template
+
+    path = build_template(args.out)
+    print(f"Wrote the template {path} ({path.stat().st_size:,} bytes)")
     return 0
 
 

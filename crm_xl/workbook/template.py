@@ -1,0 +1,555 @@
+"""Build the macro-enabled template ``workbook/crm_xl.xlsm`` from text sources, deterministically.
+
+Three steps, each chosen because it works on Linux without Excel:
+
+1. **VBA project** (:func:`build_vba_project`): pyopenvba adds a VBA project to an XlsxWriter
+   skeleton that has the same sheets (so the document modules ThisWorkbook, Sheet1..SheetN match
+   the final workbook), then our modules are added from text: the xlwings standalone module and its
+   Dictionary class from the *installed* xlwings package (the module names its DLL by version, so it
+   must match the xlwings the user runs) and every ``.bas``/``.cls`` file of ``workbook/vba``.
+2. **Workbook** (:func:`build_xlsx`): XlsxWriter writes sheets, tables, formats, validation,
+   conditional formats, charts and the Refresh button, and embeds the VBA project.
+3. **PivotTables** (:func:`add_pivots`): XlsxWriter cannot write them, so hand-written pivot parts
+   (cache source = the output table's name, ``refreshOnLoad``, no saved records) are added at zip
+   level; Excel and LibreOffice rebuild them from the tables when the file is opened.
+
+Determinism: pyopenvba writes the same project for the same sources; XlsxWriter is given a fixed
+creation date; the final zip is written with fixed timestamps and a fixed part order. Same sources
+and library versions give the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+import re
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+import pandas as pd
+
+from crm_xl.workbook import layout as L
+
+VBA_DIR = Path(__file__).resolve().parents[2] / "workbook" / "vba"
+DEFAULT_OUT = Path("workbook") / "crm_xl.xlsm"
+#: Fixed document dates: a build must not depend on the clock.
+FIXED_CREATED = dt.datetime(2025, 1, 1)
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_MAX_ROW = 1_048_575          # last row index of a sheet (0-based)
+
+# ---------------------------------------------------------------------------------------------------
+# VBA
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VbaModule:
+    """One VBA module from text: its name, its source (CRLF) and whether it is a class module."""
+
+    name: str
+    source: str
+    is_class: bool = False
+
+
+def vba_text(path: Path) -> str:
+    """A VBA source file as VBA stores it: cp1252 text with CRLF line ends.
+
+    Read as bytes on purpose: ``Path.read_text`` and git may turn CRLF into LF, and the same
+    module must give the same project whichever line ends the checkout has.
+    """
+    text = path.read_bytes().decode("cp1252")
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+
+
+def xlwings_dir() -> Path:
+    import xlwings
+
+    return Path(xlwings.__file__).parent
+
+
+def vba_modules(vba_dir: Path = VBA_DIR) -> list[VbaModule]:
+    """The project's modules: xlwings and Dictionary from the installed xlwings, then every
+    ``.bas`` (standard) and ``.cls`` (class) file of ``vba_dir`` in name order."""
+    modules = [VbaModule("xlwings", vba_text(xlwings_dir() / "xlwings.bas")),
+               VbaModule("Dictionary", vba_text(xlwings_dir() / "addin" / "Dictionary.cls"), is_class=True)]
+    for path in sorted(Path(vba_dir).iterdir()):
+        if path.suffix.lower() in (".bas", ".cls"):
+            source = vba_text(path)
+            declared = re.search(r'^Attribute VB_Name = "([^"]+)"', source, re.MULTILINE)
+            if declared and declared.group(1) != path.stem:
+                raise ValueError(f"{path}: Attribute VB_Name is {declared.group(1)!r}, expected {path.stem!r}")
+            modules.append(VbaModule(path.stem, source, is_class=path.suffix.lower() == ".cls"))
+    return modules
+
+
+def build_vba_project(modules: Iterable[VbaModule], sheets: Iterable[str] = L.SHEETS) -> bytes:
+    """``vbaProject.bin`` with a document module per sheet plus ``modules``.
+
+    pyopenvba works on files, so it gets a throwaway XlsxWriter skeleton with the same sheets: its
+    ``add_vba_project`` then creates ThisWorkbook and Sheet1..SheetN, the code names the final
+    workbook declares with ``set_vba_name``.
+    """
+    import xlsxwriter
+    from pyopenvba import ExcelFile, VBAModuleKind
+
+    with tempfile.TemporaryDirectory(prefix="crm_xl_vba_") as tmp:
+        skeleton = Path(tmp) / "skeleton.xlsm"
+        book = xlsxwriter.Workbook(str(skeleton))
+        book.set_properties({"created": FIXED_CREATED})
+        for sheet in sheets:
+            book.add_worksheet(sheet)
+        book.close()
+        with ExcelFile(skeleton) as excel:
+            project = excel.add_vba_project()
+            for module in modules:
+                kind = VBAModuleKind.other if module.is_class else VBAModuleKind.standard
+                project.add_module(module.name, module.source, kind=kind)
+            excel.save()
+        with ExcelFile(skeleton) as excel:
+            return excel.vba_project_bytes()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Workbook
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Formats:
+    """XlsxWriter formats, created once per workbook (each add_format adds a style record)."""
+
+    def __init__(self, book: Any) -> None:
+        self.book = book
+        self.title = book.add_format({"bold": True, "font_size": 16, "font_color": "#1F3864"})
+        self.subtitle = book.add_format({"bold": True, "font_size": 12, "font_color": "#1F3864"})
+        self.note = book.add_format({"italic": True, "font_color": "#595959"})
+        self.wrap = book.add_format({"text_wrap": True, "valign": "top"})
+        self._number: dict[str, Any] = {}
+        self._fill: dict[str, Any] = {}
+
+    def number(self, column_type: str) -> Any:
+        if column_type not in self._number:
+            self._number[column_type] = self.book.add_format({"num_format": L.NUMBER_FORMATS[column_type]})
+        return self._number[column_type]
+
+    def fill(self, colour: str) -> Any:
+        if colour not in self._fill:
+            self._fill[colour] = self.book.add_format({"bg_color": colour})
+        return self._fill[colour]
+
+
+def _cell(value: Any) -> Any:
+    """A pandas value as XlsxWriter writes it: blanks as None, timestamps as datetimes."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if hasattr(value, "item"):          # numpy scalars
+        return value.item()
+    return value
+
+
+def _rows(frame: pd.DataFrame | None, width: int) -> list[list[Any]]:
+    """Table body rows; an empty table gets one blank row (an Excel table needs a data row)."""
+    if frame is None or frame.empty:
+        return [[None] * width]
+    return [[_cell(v) for v in row] for row in frame.astype(object).itertuples(index=False, name=None)]
+
+
+def _width(column: L.Column) -> float:
+    return {"date": 12, "month": 10, "datetime": 19}.get(column.type, max(10, min(len(column.name) + 3, 40)))
+
+
+def write_table(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | None = None,
+                style: str = "Table Style Medium 2", column_formats: bool = True) -> int:
+    """An Excel table at its layout position, typed by column; returns its last row index.
+
+    With ``column_formats`` each column also gets its number format as the column style, so rows
+    typed or pasted below the table later are formatted like the table (only on sheets where a
+    column belongs to one table).
+    """
+    rows = _rows(None if frame is None else frame[table.headers], len(table.columns))
+    last_row = table.row + len(rows)
+    ws.add_table(table.row, table.col, last_row, table.last_col, {
+        "name": table.name, "style": style,
+        "columns": [{"header": c.name, "format": fmt.number(c.type)} for c in table.columns],
+        "data": rows,
+    })
+    for j, column in enumerate(table.columns):
+        ws.set_column(table.col + j, table.col + j, _width(column), fmt.number(column.type) if column_formats else None)
+    return last_row
+
+
+def _label_formats(ws: Any, fmt: _Formats, table: L.Table) -> None:
+    """One fill per label value on tier / state / segment columns (and their previous-month twins)."""
+    for j, column in enumerate(table.columns):
+        colours = L.LABEL_COLOURS.get(column.name.removeprefix("previous_"))
+        if not colours:
+            continue
+        col = table.col + j
+        for label, colour in colours.items():
+            ws.conditional_format(table.row + 1, col, _MAX_ROW, col, {
+                "type": "cell", "criteria": "==", "value": '"' + label.replace('"', '""') + '"',
+                "format": fmt.fill(colour)})
+
+
+def _data_sheet(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | None = None) -> None:
+    """A sheet holding one table at A1: typed columns, frozen header, autofilter, label colours."""
+    write_table(ws, fmt, table, frame)
+    ws.freeze_panes(table.row + 1, 0)
+    _label_formats(ws, fmt, table)
+
+
+START_TEXT = (
+    "Lifecycle states, value tiers and RFM segments for every customer and month, from three extracts.",
+    "1. Paste your data into the Raw sheets (or name CSV/Parquet files on Config for very large histories).",
+    "2. Check the settings on Config: every one has a default and a description.",
+    "3. Press Refresh: every output sheet, the Chart Data, Charts and Pivots are rebuilt; Raw and Config are "
+    "never changed.",
+    "Customer Snapshot doubles as the campaign list: filter it by tier, state, event and opt-ins.",
+    "Worksheet functions: =CRM_SEGMENT(id), CRM_TIER, CRM_STATE, CRM_EVENT, CRM_RFM, CRM_METRIC(id, name), "
+    "CRM_EXPLAIN (Windows).",
+)
+BUTTON_CELL = (9, 0)          # A10, between the text and tbl_status
+
+
+def _start_sheet(ws: Any, fmt: _Formats) -> None:
+    ws.write(0, 0, "CRM analytics workbook (crm_xl)", fmt.title)
+    for i, line in enumerate(START_TEXT):
+        ws.write(2 + i, 0, line)
+    ws.insert_button(*BUTTON_CELL, {"macro": "Refresh", "caption": "Refresh", "width": 128, "height": 32})
+    ws.write(BUTTON_CELL[0], 2, "Recompute everything from Raw and Config (needs Python with crm-xl; see xlwings.conf)",
+             fmt.note)
+    status = pd.DataFrame({"item": list(L.STATUS_ITEMS),
+                           "value": [L.STATUS_INITIAL.get(item, "") for item in L.STATUS_ITEMS]})
+    write_table(ws, fmt, L.STATUS_TABLE, status, style="Table Style Light 1", column_formats=False)
+    ws.set_column(0, 0, 16)
+    ws.set_column(1, 1, 36)
+
+
+def _config_value(key: str, text: str, rules: dict[str, L.Validation]) -> Any:
+    """A setting as a typed cell: numbers as numbers and TRUE/FALSE as booleans, so Excel's data
+    validation (which rejects numbers stored as text) accepts the defaults."""
+    rule = rules.get(key)
+    if text == "" or rule is None:
+        return text
+    if rule.kind in ("integer", "decimal"):
+        number = float(text)
+        return int(number) if number.is_integer() else number
+    if rule.choices == ("TRUE", "FALSE"):
+        return text.upper() == "TRUE"
+    return text
+
+
+def _config_sheet(ws: Any, fmt: _Formats) -> None:
+    rules = L.config_validations()
+    ws.write(0, 0, "Settings", fmt.title)
+    ws.write(1, 0, "Edit the value column; a blank value means the default. Dropdowns and ranges show what is "
+                   "allowed. The segment map (right) assigns every (R, FM) cell to one segment.", fmt.note)
+    rows = [(key, _config_value(key, value, rules), _config_value(key, default, rules), text)
+            for key, value, default, text in L.config_rows()]
+    table = L.CONFIG_TABLE
+    write_table(ws, fmt, table, pd.DataFrame(rows, columns=table.headers), column_formats=False)
+    for i, (key, *_rest) in enumerate(rows):
+        rule = rules.get(key)
+        if rule is not None:
+            ws.data_validation(table.row + 1 + i, table.col + 1, table.row + 1 + i, table.col + 1,
+                               _validation_options(rule, key))
+    write_table(ws, fmt, L.SEGMENT_MAP_TABLE, pd.DataFrame(L.segment_map_rows(), columns=L.SEGMENT_MAP_TABLE.headers),
+                style="Table Style Medium 4", column_formats=False)
+    ws.set_column(0, 0, 26)
+    ws.set_column(1, 2, 22)
+    ws.set_column(3, 3, 90, fmt.wrap)
+    ws.set_column(5, 5, 28)
+    ws.set_column(6, 6, 14)
+    ws.freeze_panes(table.row + 1, 0)
+
+
+def _validation_options(rule: L.Validation, key: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"ignore_blank": True, "input_title": key[:32], "input_message": rule.message[:255],
+                               "error_title": f"Invalid {key}"[:32], "error_message": rule.message[:255]}
+    if rule.kind == "list":
+        options.update(validate="list", source=list(rule.choices))
+    elif rule.maximum is None:
+        options.update(validate=rule.kind, criteria=">=", value=rule.minimum)
+    else:
+        options.update(validate=rule.kind, criteria="between", minimum=rule.minimum, maximum=rule.maximum)
+    return options
+
+
+def _chart_data_sheet(ws: Any, fmt: _Formats, frames: dict[str, pd.DataFrame] | None) -> dict[str, int]:
+    """The three chart tables side by side; returns each table's last row (for the chart ranges)."""
+    last = {name: write_table(ws, fmt, table, (frames or {}).get(name), style="Table Style Light 9")
+            for name, table in L.CHART_TABLES.items()}
+    ws.freeze_panes(1, 0)
+    return last
+
+
+def _charts_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) -> None:
+    ws.write(0, 0, "Charts (from the Chart Data sheet, rewritten by each refresh)", fmt.title)
+    for spec in L.CHARTS_LAYOUT:
+        table = L.CHART_TABLES[spec.table]
+        first, last = table.row + 1, last_rows[spec.table]
+        chart = book.add_chart({"type": spec.type, **({"subtype": spec.subtype} if spec.subtype else {})})
+        for j in range(1, len(table.columns)):
+            col = table.col + j
+            chart.add_series({"name": [L.CHART_DATA, table.row, col],
+                              "categories": [L.CHART_DATA, first, table.col, last, table.col],
+                              "values": [L.CHART_DATA, first, col, last, col]})
+        chart.set_title({"name": spec.title})
+        chart.set_x_axis({"num_format": "yyyy-mm", "num_font": {"rotation": -45}})
+        chart.set_y_axis({"num_format": "#,##0", "major_gridlines": {"visible": True}})
+        chart.set_legend({"position": "right"})
+        chart.set_size({"width": 880, "height": 380})
+        ws.insert_chart(spec.anchor, chart)
+
+
+def _pivots_sheet(ws: Any, fmt: _Formats) -> None:
+    ws.write(0, 0, "PivotTables", fmt.title)
+    ws.write(1, 0, "Rebuilt from the output tables whenever the file is opened (in Excel also: Data > Refresh All).",
+             fmt.note)
+    for pivot in L.PIVOTS_LAYOUT:
+        first_row = _cell_row(pivot.location) - len(pivot.pages) - 2
+        ws.write(first_row, 0, pivot.title, fmt.subtitle)
+    ws.set_column(0, 0, 22)
+
+
+def _cell_row(ref: str) -> int:
+    """0-based row of the first cell of an A1 reference like ``A6:C8``."""
+    return int(re.match(r"[A-Z]+(\d+)", ref).group(1)) - 1
+
+
+def _log_sheet(ws: Any, fmt: _Formats) -> None:
+    _data_sheet(ws, fmt, L.LOG_TABLE)
+    ws.set_column(2, 2, 100)
+
+
+def _xlwings_conf_sheet(ws: Any, fmt: _Formats) -> None:
+    """Keys from A1 down, no header: xlwings reads A:B until the first blank key."""
+    for i, (key, value, note) in enumerate(L.XLWINGS_CONF_ROWS):
+        ws.write_string(i, 0, key)
+        if isinstance(value, bool):
+            ws.write_boolean(i, 1, value)
+        elif value:
+            ws.write_string(i, 1, value)
+        ws.write_string(i, 2, note, fmt.note)
+    notes = ("Settings for xlwings (the Refresh button and the CRM_ worksheet functions). They start in A1 and "
+             "override the xlwings add-in and any xlwings.conf file.",
+             "Set Interpreter_Win (Windows) or Interpreter_Mac (macOS) to the Python that has crm-xl installed; see "
+             "docs/excel.md.")
+    for i, line in enumerate(notes, len(L.XLWINGS_CONF_ROWS) + 2):
+        ws.write_string(i, 0, line, fmt.note)
+    ws.set_column(0, 0, 18)
+    ws.set_column(1, 1, 22)
+    ws.set_column(2, 2, 100)
+
+
+def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None) -> bytes:
+    """The workbook (without pivots) as bytes. ``tables`` optionally fills the output and chart
+    tables (previews and tests); the template itself is built with empty tables."""
+    import xlsxwriter
+
+    buffer = io.BytesIO()
+    book = xlsxwriter.Workbook(buffer, {"in_memory": True, "strings_to_formulas": False,
+                                        "strings_to_numbers": False, "strings_to_urls": False})
+    book.set_properties({"title": "CRM analytics (crm_xl)", "author": "crm_xl", "created": FIXED_CREATED})
+    book.add_vba_project(io.BytesIO(vba_project), is_stream=True)
+    book.set_vba_name("ThisWorkbook")
+    sheets = {name: book.add_worksheet(name) for name in L.SHEETS}
+    for i, sheet in enumerate(sheets.values(), 1):
+        sheet.set_vba_name(f"Sheet{i}")
+    fmt = _Formats(book)
+
+    _start_sheet(sheets[L.START], fmt)
+    _config_sheet(sheets[L.CONFIG], fmt)
+    for table in L.RAW_TABLES.values():
+        _data_sheet(sheets[table.sheet], fmt, table)
+    for name, table in L.OUTPUT_TABLES.items():
+        _data_sheet(sheets[table.sheet], fmt, table, (tables or {}).get(name))
+    chart_frames = L.chart_tables(tables) if tables else None
+    last_rows = _chart_data_sheet(sheets[L.CHART_DATA], fmt, chart_frames)
+    _charts_sheet(sheets[L.CHARTS], book, fmt, last_rows)
+    _pivots_sheet(sheets[L.PIVOTS], fmt)
+    _log_sheet(sheets[L.LOG], fmt)
+    _xlwings_conf_sheet(sheets[L.XLWINGS_CONF], fmt)
+    sheets[L.START].activate()
+    book.close()
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------
+# PivotTables (zip level)
+# ---------------------------------------------------------------------------------------------------
+
+_MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_REL_CACHE = _REL_NS + "/pivotCacheDefinition"
+_REL_PIVOT = _REL_NS + "/pivotTable"
+_CT_CACHE = "application/vnd.openxmlformats-officedocument.spreadsheetml.pivotCacheDefinition+xml"
+_CT_PIVOT = "application/vnd.openxmlformats-officedocument.spreadsheetml.pivotTable+xml"
+_XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+_FIRST_CACHE_ID = 101
+
+
+def pivot_cache_xml(pivot: L.Pivot) -> str:
+    """A cache with the table as its source and no records: ``refreshOnLoad`` makes Excel and
+    LibreOffice read the table on open, so a refresh only rewrites the table. One ``<m/>`` shared
+    item per field, the shape Excelize writes and Excel accepts."""
+    fields = "".join(f'<cacheField name={quoteattr(c)} numFmtId="0"><sharedItems containsBlank="true" count="1">'
+                     f'<m/></sharedItems></cacheField>' for c in pivot.source_columns)
+    return (f'{_XML_DECL}<pivotCacheDefinition xmlns="{_MAIN_NS}" saveData="false" refreshOnLoad="true" '
+            f'backgroundQuery="false" createdVersion="3" refreshedVersion="8" minRefreshableVersion="3">'
+            f'<cacheSource type="worksheet"><worksheetSource name={quoteattr(pivot.table)}/></cacheSource>'
+            f'<cacheFields count="{len(pivot.source_columns)}">{fields}</cacheFields></pivotCacheDefinition>')
+
+
+def pivot_table_xml(pivot: L.Pivot, cache_id: int) -> str:
+    """The PivotTable definition: row, column, page and data fields by position in the source."""
+    columns = pivot.source_columns
+    index = {c: i for i, c in enumerate(columns)}
+    data_columns = {column for column, _, _ in pivot.data}
+    axis = {**{c: "axisRow" for c in pivot.rows}, **{c: "axisCol" for c in pivot.cols},
+            **{c: "axisPage" for c in pivot.pages}}
+    fields = []
+    for column in columns:
+        if column in axis:
+            fields.append(f'<pivotField axis="{axis[column]}" compact="false" outline="false" showAll="false" '
+                          f'defaultSubtotal="false"><items count="1"><item x="0"/></items></pivotField>')
+        elif column in data_columns:
+            fields.append('<pivotField dataField="true" compact="false" outline="false" showAll="false"/>')
+        else:
+            fields.append('<pivotField compact="false" outline="false" showAll="false"/>')
+    col_fields = [index[c] for c in pivot.cols] + ([-2] if len(pivot.data) > 1 else [])
+    parts = [
+        f'{_XML_DECL}<pivotTableDefinition xmlns="{_MAIN_NS}" name={quoteattr(pivot.name)} cacheId="{cache_id}" '
+        f'dataCaption="Values" showError="false" updatedVersion="8" minRefreshableVersion="3" showDrill="true" '
+        f'useAutoFormatting="true" pageOverThenDown="false" rowGrandTotals="true" colGrandTotals="true" '
+        f'mergeItem="false" createdVersion="3" compact="false" compactData="false">',
+        f'<location ref="{pivot.location}" firstHeaderRow="1" firstDataRow="1" firstDataCol="1"'
+        + (f' rowPageCount="{len(pivot.pages)}" colPageCount="1"' if pivot.pages else "") + "/>",
+        f'<pivotFields count="{len(columns)}">{"".join(fields)}</pivotFields>',
+        f'<rowFields count="{len(pivot.rows)}">' + "".join(f'<field x="{index[c]}"/>' for c in pivot.rows)
+        + '</rowFields><rowItems count="1"><i><x/></i></rowItems>',
+    ]
+    if col_fields:
+        parts.append(f'<colFields count="{len(col_fields)}">' + "".join(f'<field x="{i}"/>' for i in col_fields)
+                     + "</colFields>")
+    parts.append('<colItems count="1"><i/></colItems>')
+    if pivot.pages:
+        parts.append(f'<pageFields count="{len(pivot.pages)}">'
+                     + "".join(f'<pageField fld="{index[c]}" hier="-1"/>' for c in pivot.pages) + "</pageFields>")
+    parts.append(f'<dataFields count="{len(pivot.data)}">'
+                 + "".join(f'<dataField name={quoteattr(caption)} fld="{index[c]}" subtotal="{how}" baseField="0" '
+                           f'baseItem="0"/>' for c, how, caption in pivot.data) + "</dataFields>")
+    parts.append('<pivotTableStyleInfo name="PivotStyleMedium9" showRowHeaders="1" showColHeaders="1" '
+                 'showRowStripes="0" showColStripes="0" showLastColumn="1"/></pivotTableDefinition>')
+    return "".join(parts)
+
+
+def _rels(entries: list[tuple[str, str, str]]) -> bytes:
+    body = "".join(f'<Relationship Id="{rid}" Type="{kind}" Target="{target}"/>' for rid, kind, target in entries)
+    return f'{_XML_DECL}<Relationships xmlns="{_PKG_REL_NS}">{body}</Relationships>'.encode()
+
+
+def _next_rid(rels_xml: str) -> int:
+    return max((int(x) for x in re.findall(r'Id="rId(\d+)"', rels_xml)), default=0) + 1
+
+
+def add_pivots(parts: dict[str, bytes], pivots: Iterable[L.Pivot] = L.PIVOTS_LAYOUT,
+               sheet: str = L.PIVOTS) -> dict[str, bytes]:
+    """The package parts with the pivots added on ``sheet``: cache and table parts, their
+    relationships, content types and the workbook's ``<pivotCaches>``."""
+    parts = dict(parts)
+    sheet_part = f"xl/worksheets/sheet{L.SHEETS.index(sheet) + 1}.xml"
+    sheet_rels_name = sheet_part.replace("worksheets/", "worksheets/_rels/") + ".rels"
+    workbook = parts["xl/workbook.xml"].decode()
+    workbook_rels = parts["xl/_rels/workbook.xml.rels"].decode()
+    content_types = parts["[Content_Types].xml"].decode()
+    sheet_rels = parts.get(sheet_rels_name, _rels([])).decode()
+    caches = []
+    for n, pivot in enumerate(pivots, 1):
+        cache_id = _FIRST_CACHE_ID + n - 1
+        cache_part, table_part = f"xl/pivotCache/pivotCacheDefinition{n}.xml", f"xl/pivotTables/pivotTable{n}.xml"
+        parts[cache_part] = pivot_cache_xml(pivot).encode()
+        parts[table_part] = pivot_table_xml(pivot, cache_id).encode()
+        parts[f"xl/pivotTables/_rels/pivotTable{n}.xml.rels"] = _rels(
+            [("rId1", _REL_CACHE, f"../pivotCache/pivotCacheDefinition{n}.xml")])
+        rid = _next_rid(workbook_rels)
+        workbook_rels = workbook_rels.replace("</Relationships>", f'<Relationship Id="rId{rid}" Type="{_REL_CACHE}" '
+                                              f'Target="pivotCache/pivotCacheDefinition{n}.xml"/></Relationships>')
+        caches.append(f'<pivotCache cacheId="{cache_id}" r:id="rId{rid}"/>')
+        srid = _next_rid(sheet_rels)
+        sheet_rels = sheet_rels.replace("</Relationships>", f'<Relationship Id="rId{srid}" Type="{_REL_PIVOT}" '
+                                        f'Target="../pivotTables/pivotTable{n}.xml"/></Relationships>')
+        content_types = content_types.replace("</Types>", (
+            f'<Override PartName="/{cache_part}" ContentType="{_CT_CACHE}"/>'
+            f'<Override PartName="/{table_part}" ContentType="{_CT_PIVOT}"/></Types>'))
+    # CT_Workbook order: ... definedNames, calcPr, oleSize, customWorkbookViews, pivotCaches, ...
+    block = "<pivotCaches>" + "".join(caches) + "</pivotCaches>"
+    match = re.search(r"<calcPr[^>]*/>|</calcPr>", workbook)
+    if match is None:
+        raise ValueError("xl/workbook.xml has no <calcPr>: cannot place <pivotCaches>")
+    workbook = workbook[:match.end()] + block + workbook[match.end():]
+    if 'xmlns:r="' not in workbook[:workbook.index(">", workbook.index("<workbook"))]:
+        raise ValueError("xl/workbook.xml does not declare the r: namespace on <workbook>")
+    parts["xl/workbook.xml"] = workbook.encode()
+    parts["xl/_rels/workbook.xml.rels"] = workbook_rels.encode()
+    parts[sheet_rels_name] = sheet_rels.encode()
+    parts["[Content_Types].xml"] = content_types.encode()
+    return parts
+
+
+# ---------------------------------------------------------------------------------------------------
+# Package
+# ---------------------------------------------------------------------------------------------------
+
+
+def read_parts(package: bytes) -> dict[str, bytes]:
+    """Every part of a zip package, in the zip's order."""
+    with zipfile.ZipFile(io.BytesIO(package)) as z:
+        return {info.filename: z.read(info) for info in z.infolist()}
+
+
+def write_package(parts: dict[str, bytes]) -> bytes:
+    """A zip with a fixed timestamp and the parts in the given order: same parts, same bytes.
+    ``[Content_Types].xml`` comes first, as Office writes it."""
+    names = sorted(parts, key=lambda n: n != "[Content_Types].xml")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in names:
+            info = zipfile.ZipInfo(name, _ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o600 << 16
+            z.writestr(info, parts[name], compresslevel=6)
+    return out.getvalue()
+
+
+def build_template_bytes(vba_dir: Path = VBA_DIR, tables: dict[str, pd.DataFrame] | None = None) -> bytes:
+    """The template as bytes (see :func:`build_template`)."""
+    vba_project = build_vba_project(vba_modules(Path(vba_dir)))
+    parts = add_pivots(read_parts(build_xlsx(vba_project, tables)))
+    return write_package(parts)
+
+
+def build_template(path: Path | str = DEFAULT_OUT, vba_dir: Path | str = VBA_DIR,
+                   tables: dict[str, pd.DataFrame] | None = None) -> Path:
+    """Build the .xlsm template at ``path`` from the VBA sources in ``vba_dir`` and the layout.
+
+    ``tables`` (output tables of ``crm_xl.run``) fill the output and chart sheets, for previews;
+    the committed template has empty tables. The file is written whole or not at all.
+    """
+    path = Path(path)
+    package = build_template_bytes(Path(vba_dir), tables)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(package)
+    partial.replace(path)
+    return path
