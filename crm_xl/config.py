@@ -71,20 +71,22 @@ SETTINGS_HELP: dict[str, str] = {
     "udf_segment": "What CRM_SEGMENT returns: value_tier or rfm_segment",
 }
 
-_CHOICES: dict[str, tuple[str, ...]] = {
+# Allowed values of the choice settings, ranges of the whole-number settings, the thresholds: the Config
+# sheet's data validation is built from these, so the sheet and the parser cannot drift apart.
+CHOICES: dict[str, tuple[str, ...]] = {
     "measure": ("units", "revenue"),
     "rfm_monetary": ("units", "revenue"),
     "rfm_method": ("quantile", "fixed"),
     "udf_segment": ("value_tier", "rfm_segment"),
 }
-_INT_RANGES: dict[str, tuple[int, int]] = {
+INT_RANGES: dict[str, tuple[int, int]] = {
     "history_months": (1, 600),
     "active_window_months": (1, 24),
     "tier_window_months": (1, 24),
     "reactivation_gap_months": (1, 24),
     "rfm_window_months": (1, 60),
 }
-_THRESHOLDS = ("t_high", "t_mid_high", "t_mid", "a_high", "f_high", "f_mid")
+THRESHOLDS = ("t_high", "t_mid_high", "t_mid", "a_high", "f_high", "f_mid")
 _CATEGORY_LISTS = ("core_categories", "entry_categories", "other_categories", "anonymous_groups")
 _CUTS = ("rfm_cuts_recency", "rfm_cuts_frequency", "rfm_cuts_monetary", "rfm_cuts_tenure")
 
@@ -187,9 +189,9 @@ def _is_blank(value: Any) -> bool:
 def _parse(key: str, value: Any) -> Any:
     if key == "report_month":
         return parse_month(value, key)
-    if key in _INT_RANGES:
+    if key in INT_RANGES:
         return _parse_int(key, value)
-    if key in _THRESHOLDS:
+    if key in THRESHOLDS:
         return _parse_number(key, value)
     if key in _CATEGORY_LISTS:
         return _parse_text_list(key, value)
@@ -311,14 +313,14 @@ def _normalise_code(code: str, segment: str) -> str:
 
 
 def _validate(cfg: Config) -> None:
-    for key, allowed in _CHOICES.items():
+    for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(key, f"got {getattr(cfg, key)!r}; allowed: {', '.join(allowed)}")
-    for key, (low, high) in _INT_RANGES.items():
+    for key, (low, high) in INT_RANGES.items():
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(key, f"got {value!r}; allowed: a whole number from {low} to {high}")
-    for key in _THRESHOLDS:
+    for key in THRESHOLDS:
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise ConfigError(key, f"got {value!r}; allowed: a number >= 0")

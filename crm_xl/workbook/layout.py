@@ -19,7 +19,7 @@ from crm_xl import contract
 
 # The core's validation rules (private there) are read, not copied, so the sheet's dropdowns and
 # ranges cannot drift from what the core accepts.
-from crm_xl.config import _CHOICES, _INT_RANGES, _THRESHOLDS, DEFAULT_SEGMENT_MAP, EVENTS, STATES, TIERS, Config
+from crm_xl.config import CHOICES, DEFAULT_SEGMENT_MAP, EVENTS, INT_RANGES, STATES, THRESHOLDS, TIERS, Config
 
 # --- column types and their number formats ------------------------------------------------------
 
@@ -183,10 +183,10 @@ class Validation:
 
 def config_validations() -> dict[str, Validation]:
     """Data validation per setting, from the core's own rules (so the sheet and the core agree)."""
-    rules: dict[str, Validation] = {key: Validation("list", choices) for key, choices in _CHOICES.items()}
+    rules: dict[str, Validation] = {key: Validation("list", choices) for key, choices in CHOICES.items()}
     rules["use_created_date"] = Validation("list", ("TRUE", "FALSE"))
-    rules.update({key: Validation("integer", minimum=low, maximum=high) for key, (low, high) in _INT_RANGES.items()})
-    rules.update({key: Validation("decimal", minimum=0) for key in _THRESHOLDS})
+    rules.update({key: Validation("integer", minimum=low, maximum=high) for key, (low, high) in INT_RANGES.items()})
+    rules.update({key: Validation("decimal", minimum=0) for key in THRESHOLDS})
     rules["history_rows_in_sheet"] = Validation("integer", minimum=HISTORY_ROWS_RANGE[0],
                                                 maximum=HISTORY_ROWS_RANGE[1])
     return rules
