@@ -155,7 +155,10 @@ def _all_tables() -> list[L.Table]:
 
 def test_layout_names_every_sheet_and_output_table() -> None:
     assert L.SHEETS[:5] == ("Start", "Config", "Raw Transactions", "Raw Customers", "Raw Products")
-    assert L.SHEETS[-5:] == ("Pivots", "Charts", "Chart Data", "Log", "xlwings.conf")
+    assert L.SHEETS[-7:] == ("Pivots", "Charts", "Chart Tiers", "Chart Events", "Chart States", "Log",
+                             "xlwings.conf")
+    sheets_of_tables = [t.sheet for t in _all_tables() if t.sheet != L.CONFIG]
+    assert len(sheets_of_tables) == len(set(sheets_of_tables))   # the refresh rewrites one table per sheet
     assert L.OUTPUT_SHEETS["customer_snapshot"] == "Customer Snapshot"
     assert L.OUTPUT_SHEETS["rfm_cut_points"] == "RFM Cut Points"
     assert set(L.OUTPUT_TABLES) == set(contract.TABLE_NAMES)
@@ -241,7 +244,7 @@ def test_charts_are_bound_to_the_chart_tables(built: Path) -> None:
     assert len(charts) == len(L.CHARTS_LAYOUT)
     for xml, spec in zip(charts, L.CHARTS_LAYOUT, strict=True):
         assert xml.count("<c:ser>") == len(L.CHART_TABLES[spec.table].columns) - 1
-        assert "'Chart Data'!" in xml
+        assert f"'{L.CHART_SHEETS[spec.table]}'!" in xml
     assert '<c:grouping val="stacked"/>' in charts[0] and "<c:areaChart>" in charts[2]
 
 

@@ -76,7 +76,11 @@ def _cols(*pairs: tuple[str, str]) -> tuple[Column, ...]:
 
 START, CONFIG = "Start", "Config"
 RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_PRODUCTS = "Raw Transactions", "Raw Customers", "Raw Products"
-PIVOTS, CHARTS, CHART_DATA, LOG, XLWINGS_CONF = "Pivots", "Charts", "Chart Data", "Log", "xlwings.conf"
+PIVOTS, CHARTS, LOG, XLWINGS_CONF = "Pivots", "Charts", "Log", "xlwings.conf"
+#: One sheet per chart table: the refresh rewrites a sheet's single table, and each can then grow
+#: down on its own.
+CHART_SHEETS: dict[str, str] = {"chart_tier_mix": "Chart Tiers", "chart_events": "Chart Events",
+                                "chart_states": "Chart States"}
 
 _ACRONYMS = {"rfm": "RFM"}
 
@@ -93,7 +97,7 @@ OUTPUT_SHEETS: dict[str, str] = {name: sheet_title(name) for name in contract.TA
 SHEETS: tuple[str, ...] = (
     START, CONFIG, RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_PRODUCTS,
     *OUTPUT_SHEETS.values(),
-    PIVOTS, CHARTS, CHART_DATA, LOG, XLWINGS_CONF,
+    PIVOTS, CHARTS, *CHART_SHEETS.values(), LOG, XLWINGS_CONF,
 )
 
 # --- raw tables (the user's data; a refresh never changes them) ----------------------------------
@@ -211,15 +215,12 @@ _CHART_DEFS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def _chart_tables() -> dict[str, Table]:
-    tables, col = {}, 0
-    for name, (_, categories) in _CHART_DEFS.items():
-        columns = (Column("report_month", "month"), *(Column(c, "integer") for c in categories))
-        tables[name] = Table(name, CHART_DATA, columns, row=0, col=col)
-        col += len(columns) + 1        # one blank column between tables so each can grow down alone
-    return tables
+    return {name: Table(name, CHART_SHEETS[name],
+                        (Column("report_month", "month"), *(Column(c, "integer") for c in categories)))
+            for name, (_, categories) in _CHART_DEFS.items()}
 
 
-#: Pivot-shaped tables on "Chart Data" the charts are bound to: report_month + one column per label.
+#: Pivot-shaped tables (one per chart sheet) the charts are bound to: report_month + one column per label.
 CHART_TABLES: dict[str, Table] = _chart_tables()
 
 

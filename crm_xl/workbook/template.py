@@ -211,7 +211,7 @@ START_TEXT = (
     "Lifecycle states, value tiers and RFM segments for every customer and month, from three extracts.",
     "1. Paste your data into the Raw sheets (or name CSV/Parquet files on Config for very large histories).",
     "2. Check the settings on Config: every one has a default and a description.",
-    "3. Press Refresh: every output sheet, the Chart Data, Charts and Pivots are rebuilt; Raw and Config are "
+    "3. Press Refresh: every output sheet, the chart tables, Charts and Pivots are rebuilt; Raw and Config are "
     "never changed.",
     "Customer Snapshot doubles as the campaign list: filter it by tier, state, event and opt-ins.",
     "Worksheet functions: =CRM_SEGMENT(id), CRM_TIER, CRM_STATE, CRM_EVENT, CRM_RFM, CRM_METRIC(id, name), "
@@ -284,25 +284,28 @@ def _validation_options(rule: L.Validation, key: str) -> dict[str, Any]:
     return options
 
 
-def _chart_data_sheet(ws: Any, fmt: _Formats, frames: dict[str, pd.DataFrame] | None) -> dict[str, int]:
-    """The three chart tables side by side; returns each table's last row (for the chart ranges)."""
-    last = {name: write_table(ws, fmt, table, (frames or {}).get(name), style="Table Style Light 9")
-            for name, table in L.CHART_TABLES.items()}
-    ws.freeze_panes(1, 0)
+def _chart_data_sheets(sheets: dict[str, Any], fmt: _Formats, frames: dict[str, pd.DataFrame] | None
+                       ) -> dict[str, int]:
+    """Each chart table on its own sheet; returns each table's last row (for the chart ranges)."""
+    last = {}
+    for name, table in L.CHART_TABLES.items():
+        ws = sheets[table.sheet]
+        last[name] = write_table(ws, fmt, table, (frames or {}).get(name), style="Table Style Light 9")
+        ws.freeze_panes(1, 0)
     return last
 
 
 def _charts_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) -> None:
-    ws.write(0, 0, "Charts (from the Chart Data sheet, rewritten by each refresh)", fmt.title)
+    ws.write(0, 0, "Charts (from the Chart sheets' tables, rewritten by each refresh)", fmt.title)
     for spec in L.CHARTS_LAYOUT:
         table = L.CHART_TABLES[spec.table]
         first, last = table.row + 1, last_rows[spec.table]
         chart = book.add_chart({"type": spec.type, **({"subtype": spec.subtype} if spec.subtype else {})})
         for j in range(1, len(table.columns)):
             col = table.col + j
-            chart.add_series({"name": [L.CHART_DATA, table.row, col],
-                              "categories": [L.CHART_DATA, first, table.col, last, table.col],
-                              "values": [L.CHART_DATA, first, col, last, col]})
+            chart.add_series({"name": [table.sheet, table.row, col],
+                              "categories": [table.sheet, first, table.col, last, table.col],
+                              "values": [table.sheet, first, col, last, col]})
         chart.set_title({"name": spec.title})
         chart.set_x_axis({"num_format": "yyyy-mm", "num_font": {"rotation": -45}})
         chart.set_y_axis({"num_format": "#,##0", "major_gridlines": {"visible": True}})
@@ -374,7 +377,7 @@ def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None
     for name, table in L.OUTPUT_TABLES.items():
         _data_sheet(sheets[table.sheet], fmt, table, (tables or {}).get(name))
     chart_frames = L.chart_tables(tables) if tables else None
-    last_rows = _chart_data_sheet(sheets[L.CHART_DATA], fmt, chart_frames)
+    last_rows = _chart_data_sheets(sheets, fmt, chart_frames)
     _charts_sheet(sheets[L.CHARTS], book, fmt, last_rows)
     _pivots_sheet(sheets[L.PIVOTS], fmt)
     _log_sheet(sheets[L.LOG], fmt)
