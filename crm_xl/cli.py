@@ -64,7 +64,23 @@ def _parser() -> argparse.ArgumentParser:
     template.add_argument("--out", type=Path, default=Path("workbook") / "crm_xl.xlsm",
                           help="file to write (default: workbook/crm_xl.xlsm)")
     template.set_defaults(handler=_template)
-    for sub in (run, sample, template):
+    new = commands.add_parser("new", help="make a fresh workbook from the template")
+    new.add_argument("book", type=Path, help="the .xlsm file to create")
+    new.add_argument("--sample", action="store_true", help="fill Raw with the bundled sample data")
+    new.add_argument("--force", action="store_true", help="replace the file if it exists")
+    new.set_defaults(handler=_new)
+
+    load = commands.add_parser("load", help="fill a workbook's Raw tables from CSV files")
+    load.add_argument("book", type=Path, help="the workbook (.xlsm)")
+    for name in ("transactions", "customers", "products"):
+        load.add_argument(f"--{name}", type=Path, help=f"CSV file for tbl_{name}")
+    load.set_defaults(handler=_load)
+
+    refresh = commands.add_parser("refresh", help="recompute every output sheet of a workbook, headless")
+    refresh.add_argument("book", type=Path, help="the workbook (.xlsm) to refresh in place")
+    refresh.add_argument("--quiet", action="store_true", help="no progress lines")
+    refresh.set_defaults(handler=_refresh)
+    for sub in (run, sample, template, new, load, refresh):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
@@ -130,6 +146,41 @@ def _template(args: argparse.Namespace) -> int:
 
     path = build_template(args.out)
     print(f"Wrote the template {path} ({path.stat().st_size:,} bytes)")
+    return 0
+
+
+
+def _new(args: argparse.Namespace) -> int:
+    from crm_xl.workbook.book import new_workbook
+
+    path = new_workbook(args.book, sample=args.sample, overwrite=args.force)
+    print(f"Wrote {path}" + (" with the sample data in Raw" if args.sample else "") + f"; next: crm-xl refresh {path}")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    from crm_xl.csv_io import read_csv
+    from crm_xl.workbook.book import load_raw
+
+    files = {name: getattr(args, name) for name in ("transactions", "customers", "products") if getattr(args, name)}
+    if not files:
+        raise CrmXlError("load: give at least one of --transactions, --customers, --products")
+    tables = {name: read_csv(file, name) for name, file in files.items()}
+    load_raw(args.book, tables)
+    print(f"Loaded into {args.book}: " + ", ".join(f"{n} {len(t):,} rows" for n, t in tables.items()))
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from crm_xl.workbook.refresh import refresh_workbook
+
+    started = time.perf_counter()
+    progress = None if args.quiet else (lambda message: print(f"  {message} ...", file=sys.stderr, flush=True))
+    result = refresh_workbook(args.book, progress=progress)
+    print(summary_text(result.tables, time.perf_counter() - started))
+    if result.history_file is not None:
+        print(f"  customer_history: the sheet keeps the latest months; all months in {result.history_file}")
+    print(f"Refreshed {args.book}")
     return 0
 
 

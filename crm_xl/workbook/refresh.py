@@ -1,0 +1,148 @@
+"""Headless refresh of a crm_xl workbook: read Raw and Config, run the core, rewrite the outputs.
+
+Everything is computed before anything is written, and the write replaces the file atomically
+(:func:`crm_xl.workbook.package.rewrite_tables`), so a failed refresh leaves the workbook
+byte-identical. Only the output, chart, status and log tables change; the VBA project, the
+button, Raw and Config are copied byte for byte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from crm_xl.errors import ConfigError, InputError
+from crm_xl.pipeline import run_timed
+from crm_xl.workbook import layout
+from crm_xl.workbook.package import rewrite_tables
+from crm_xl.workbook.reader import WorkbookInputs, read_inputs
+
+Progress = Callable[[str], None]
+_LOG_ROWS_KEPT = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshResult:
+    """What a refresh did, for the CLI's summary and the Excel status bar."""
+
+    tables: dict[str, pd.DataFrame]
+    seconds: dict[str, float]
+    history_file: Path | None
+
+
+def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None,
+                     progress: Progress | None = None) -> RefreshResult:
+    """Refresh ``path`` in place. Raises :class:`~crm_xl.errors.CrmXlError` for bad input or settings."""
+    path = Path(path)
+    say = progress or (lambda _message: None)
+    _check_not_open(path)
+    started = time.perf_counter()
+    say(f"reading {path.name}")
+    inputs = read_inputs(path)
+    read_s = time.perf_counter() - started
+    say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
+        f"{len(inputs.raw['customers']):,} customers)")
+    try:
+        tables, seconds = run_timed(**inputs.raw, config=inputs.settings)
+    except ConfigError as exc:
+        cell = inputs.setting_cells.get(exc.key)
+        raise ConfigError(exc.key, f"{cell}: {str(exc).split(': ', 1)[-1]}" if cell else str(exc)) from None
+    tables = {**tables, "data_quality": _sheet_rows(tables["data_quality"], inputs)}
+    sheet_tables, history_file = _fit_history(tables, inputs, path)
+    stamp = (now or dt.datetime.now()).replace(microsecond=0)
+    written = {**sheet_tables, **layout.chart_tables(tables),
+               layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file),
+               layout.LOG_TABLE.name: _log(inputs, tables, stamp, time.perf_counter() - started)}
+    say(f"writing {len(written)} tables")
+    rewrite_tables(path, path, written, styles=_styles(), allow_new_columns=True)
+    seconds = {"read": read_s, **seconds, "total": time.perf_counter() - started}
+    return RefreshResult(tables=tables, seconds=seconds, history_file=history_file)
+
+
+def _check_not_open(path: Path) -> None:
+    if not path.is_file():
+        raise InputError("workbook", f"file not found: {path}")
+    if (path.parent / f"~${path.name}").exists():
+        raise InputError("workbook", f"{path.name} is open in Excel (lock file ~${path.name} beside it): close it, "
+                                     "or press Refresh inside Excel instead")
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+        raise InputError("workbook", f"{path} is read-only: the refresh cannot replace it")
+
+
+def _sheet_rows(quality: pd.DataFrame, inputs: WorkbookInputs) -> pd.DataFrame:
+    """Example row numbers as the sheet rows a user can go to (for tables read from the workbook)."""
+    out = quality.copy()
+    for i, row in out.iterrows():
+        frame = inputs.raw.get(row["table"])
+        if frame is None or inputs.first_data_row.get(row["table"]) is None or not row["example_rows"]:
+            continue
+        positions = [int(p) - 1 for p in row["example_rows"].split(", ")]
+        out.at[i, "example_rows"] = ", ".join(str(frame.index[p]) for p in positions if p < len(frame))
+    return out
+
+
+def _fit_history(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path
+                 ) -> tuple[dict[str, pd.DataFrame], Path | None]:
+    """Keep the latest whole months of customer_history that fit the sheet; the full history then
+    goes to a Parquet file beside the workbook (what Power BI reads for older months)."""
+    history = tables["customer_history"]
+    limit = inputs.workbook_settings["history_rows_in_sheet"]
+    if len(history) <= limit:
+        return dict(tables), None
+    per_month = history.groupby("report_month", sort=True, observed=True).size()[::-1].cumsum()
+    months = per_month[per_month <= limit].index
+    kept = history[history["report_month"].isin(months)].reset_index(drop=True)
+    target = book.with_name(f"{book.stem}_customer_history.parquet")
+    handle, temp = tempfile.mkstemp(prefix=f".~{target.name}.", suffix=".tmp", dir=book.parent)
+    os.close(handle)
+    try:
+        history.to_parquet(temp, index=False)
+        os.replace(temp, target)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return {**tables, "customer_history": kept}, target
+
+
+def _status(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, stamp: dt.datetime,
+            history_file: Path | None) -> pd.DataFrame:
+    snapshot, quality = tables["customer_snapshot"], tables["data_quality"]
+    month = pd.Timestamp(snapshot["report_month"].iloc[0]).strftime("%Y-%m") if len(snapshot) else "-"
+    warnings = int((quality["severity"] == "warning").sum())
+    status = "OK" if not warnings else f"OK with {warnings} data-quality warnings (see Data Quality)"
+    if history_file is not None:
+        status += f"; full history in {history_file.name}"
+    values = {"last refresh": stamp.strftime("%Y-%m-%d %H:%M:%S"), "report month": month,
+              "rows read": ", ".join(f"{name} {len(frame):,}" for name, frame in inputs.raw.items()),
+              "customers": f"{len(snapshot):,}", "status": status}
+    return pd.DataFrame({"item": list(layout.STATUS_ITEMS), "value": [values[i] for i in layout.STATUS_ITEMS]},
+                        dtype="str")
+
+
+def _log(inputs: WorkbookInputs, tables: dict[str, pd.DataFrame], stamp: dt.datetime, seconds: float) -> pd.DataFrame:
+    """The refresh log: earlier entries (newest kept) plus this refresh's lines."""
+    quality = tables["data_quality"]
+    lines = [("info", "refresh: " + ", ".join(f"{n} {len(f):,} rows" for n, f in inputs.raw.items()) + " read")]
+    lines += [("warning", f"{r.table}.{r.column}: {r.rule} x{r.rows:,} (rows {r.example_rows}): {r.message}")
+              for r in quality.itertuples() if r.severity == "warning"]
+    lines.append(("info", f"refresh done in {seconds:.1f} s: {len(tables['customer_snapshot']):,} customers"))
+    new = pd.DataFrame({"time": [pd.Timestamp(stamp)] * len(lines), "level": [lvl for lvl, _ in lines],
+                        "message": [msg for _, msg in lines]})
+    log = pd.concat([inputs.log, new], ignore_index=True) if len(inputs.log) else new
+    log = log.tail(_LOG_ROWS_KEPT).reset_index(drop=True)
+    log["time"] = pd.to_datetime(log["time"]).astype("datetime64[s]")
+    return log.astype({"level": "str", "message": "str"})
+
+
+def _styles() -> dict[str, dict[str, str]]:
+    """Number format per column of every table the refresh writes, from the layout."""
+    tables = [*layout.OUTPUT_TABLES.values(), *layout.CHART_TABLES.values(), layout.STATUS_TABLE, layout.LOG_TABLE]
+    return {t.name: {c.name: c.number_format for c in t.columns} for t in tables}
+
