@@ -61,6 +61,7 @@ def child(lines: int) -> None:
         "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, 3),
     }))
     work.unlink()
+    work.with_name(f"{work.stem}_customer_history.parquet").unlink(missing_ok=True)
 
 
 def main() -> None:

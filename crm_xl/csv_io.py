@@ -7,8 +7,6 @@ leading zeros survive; anything the reader cannot type stays text and staging ty
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from crm_xl.errors import InputError
+from crm_xl.files import replace_atomically
 
 RAW_TABLES = ("transactions", "customers", "products")
 _TEXT_COLUMNS = ("invoice_id", "customer_id", "product_id", "store_id", "mobile_number", "customer_name",
@@ -54,16 +53,8 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path) -> dict[st
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, frame in tables.items():
-        target = folder / f"{name}.csv"
-        handle, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".csv.tmp", dir=folder)
-        os.close(handle)
-        try:
-            pcsv.write_csv(_arrow_table(frame), temp)
-            os.replace(temp, target)
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
-        written[name] = target
+        written[name] = replace_atomically(folder / f"{name}.csv",
+                                           lambda temp, frame=frame: pcsv.write_csv(_arrow_table(frame), temp))
     return written
 
 
