@@ -17,17 +17,30 @@ from pathlib import Path
 def replace_atomically(target: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(temp_path)``, then move the temporary file over ``target``."""
     target = Path(target)
+    temp = write_beside(target, write)
+    try:
+        os.replace(temp, target)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    return target
+
+
+def write_beside(target: str | Path, write: Callable[[Path], None]) -> Path:
+    """The first half of :func:`replace_atomically`: a finished temporary file beside ``target``,
+    with ``target``'s permissions, for the caller to move into place (``os.replace``) once
+    everything else it depends on has succeeded. Nothing is left behind if ``write`` fails."""
+    target = Path(target)
     handle, name = tempfile.mkstemp(prefix=f".~{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     temp = Path(name)
     try:
         write(temp)
         os.chmod(temp, _mode_for(target))
-        os.replace(temp, target)
-    finally:
-        if temp.exists():
-            temp.unlink()
-    return target
+    except BaseException:
+        temp.unlink()
+        raise
+    return temp
 
 
 def _mode_for(target: Path) -> int:

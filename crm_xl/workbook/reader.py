@@ -104,7 +104,7 @@ def _read_table(book: CalamineWorkbook, path: Path, table: layout.Table) -> tupl
     # Blank rows inside a table (a deleted row, the template's placeholder row) carry no data:
     # they are skipped, keeping each remaining row's index = its position in the table.
     frame = frame[~blank]
-    first_data_row = start_row + 2      # calamine rows are 0-based; the header is the table's first row
+    first_data_row = start_row + 1      # calamine's start is the first data cell (0-based), below the header
     frame.index = frame.index + first_data_row
     return frame, first_data_row
 
@@ -127,7 +127,7 @@ def _restore_error_cells(frame: pd.DataFrame, path: Path, sheet: str, start_row:
         return
     for match in _ERROR_CELL.finditer(xml):
         col = _column_index(match.group(1).decode()) - start_col
-        row = int(match.group(2)) - 1 - start_row - 1     # sheet row (1-based) -> data row (0-based)
+        row = int(match.group(2)) - 1 - start_row     # sheet row (1-based) -> data row (0-based)
         if 0 <= row < len(frame) and 0 <= col < frame.shape[1]:
             frame.iat[row, col] = match.group(3).decode() or "#ERROR"
 
@@ -164,7 +164,7 @@ def _xml_escape(text: str) -> str:
 def _read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """Settings from tbl_config and tbl_segment_map, with the address of each setting's value cell."""
     config = _table(book, layout.CONFIG_TABLE)
-    start_row, start_col = config.start
+    start_row, start_col = config.start     # the first data cell (0-based), one row below the header
     value_col = _column_letters(start_col + 1)
     settings: dict[str, Any] = {}
     workbook_settings: dict[str, Any] = {}
@@ -173,7 +173,7 @@ def _read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any]
         if not row or row[0] in ("", None):
             continue
         key, value = str(row[0]).strip(), row[1] if len(row) > 1 else None
-        cells[key] = f"{layout.CONFIG}!{value_col}{start_row + 2 + offset}"
+        cells[key] = f"{layout.CONFIG}!{value_col}{start_row + 1 + offset}"
         if key in layout.WORKBOOK_SETTINGS:
             workbook_settings[key] = value
         else:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from crm_xl.errors import ConfigError, InputError
+from crm_xl.files import write_beside
 from crm_xl.pipeline import run_timed
 from crm_xl.workbook import layout
-from crm_xl.workbook.package import rewrite_tables
+from crm_xl.workbook.package import WorkbookPackageError, rewrite_tables
 from crm_xl.workbook.reader import WorkbookInputs, read_inputs
 
 Progress = Callable[[str], None]
@@ -55,13 +55,23 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None,
         cell = inputs.setting_cells.get(exc.key)
         raise ConfigError(exc.key, f"{cell}: {str(exc).split(': ', 1)[-1]}" if cell else str(exc)) from None
     tables = {**tables, "data_quality": _sheet_rows(tables["data_quality"], inputs)}
-    sheet_tables, history_file = _fit_history(tables, inputs, path)
-    stamp = (now or dt.datetime.now()).replace(microsecond=0)
-    written = {**sheet_tables, **layout.chart_tables(tables),
-               layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file),
-               layout.LOG_TABLE.name: _log(inputs, tables, stamp, time.perf_counter() - started)}
-    say(f"writing {len(written)} tables")
-    rewrite_tables(path, path, written, styles=_styles(), allow_new_columns=True)
+    sheet_tables, history_file, history_temp = _fit_history(tables, inputs, path)
+    try:
+        stamp = (now or dt.datetime.now()).replace(microsecond=0)
+        written = {**sheet_tables, **layout.chart_tables(tables),
+                   layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file),
+                   layout.LOG_TABLE.name: _log(inputs, tables, stamp, time.perf_counter() - started)}
+        say(f"writing {len(written)} tables")
+        try:
+            rewrite_tables(path, path, written, styles=_styles(), allow_new_columns=True)
+        except WorkbookPackageError as exc:     # a ValueError, not a CrmXlError: the CLI would show a traceback
+            raise InputError("workbook", f"{path.name}: {exc}; the refresh needs the template's sheets and "
+                                         "tables (crm-xl new makes a fresh workbook)") from None
+        if history_temp is not None:
+            os.replace(history_temp, history_file)  # only once the workbook is written
+    finally:
+        if history_temp is not None and os.path.exists(history_temp):
+            os.unlink(history_temp)
     seconds = {"read": read_s, **seconds, "total": time.perf_counter() - started}
     return RefreshResult(tables=tables, seconds=seconds, history_file=history_file)
 
@@ -89,26 +99,24 @@ def _sheet_rows(quality: pd.DataFrame, inputs: WorkbookInputs) -> pd.DataFrame:
 
 
 def _fit_history(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path
-                 ) -> tuple[dict[str, pd.DataFrame], Path | None]:
+                 ) -> tuple[dict[str, pd.DataFrame], Path | None, str | None]:
     """Keep the latest whole months of customer_history that fit the sheet; the full history then
-    goes to a Parquet file beside the workbook (what Power BI reads for older months)."""
+    goes to a Parquet file beside the workbook (what Power BI reads for older months).
+
+    Returns the sheet's tables, the Parquet file and the temporary file holding its new content
+    (the caller moves it into place once the workbook is written). A Parquet file left by an
+    earlier refresh is rewritten even when the history now fits, so it is never stale.
+    """
     history = tables["customer_history"]
     limit = inputs.workbook_settings["history_rows_in_sheet"]
-    if len(history) <= limit:
-        return dict(tables), None
+    target = book.with_name(f"{book.stem}_customer_history.parquet")
+    if len(history) <= limit and not target.exists():
+        return dict(tables), None, None
     per_month = history.groupby("report_month", sort=True, observed=True).size()[::-1].cumsum()
     months = per_month[per_month <= limit].index
     kept = history[history["report_month"].isin(months)].reset_index(drop=True)
-    target = book.with_name(f"{book.stem}_customer_history.parquet")
-    handle, temp = tempfile.mkstemp(prefix=f".~{target.name}.", suffix=".tmp", dir=book.parent)
-    os.close(handle)
-    try:
-        history.to_parquet(temp, index=False)
-        os.replace(temp, target)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-    return {**tables, "customer_history": kept}, target
+    temp = str(write_beside(target, lambda path: history.to_parquet(path, index=False)))
+    return {**tables, "customer_history": kept}, target, temp
 
 
 def _status(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, stamp: dt.datetime,
