@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -25,10 +26,15 @@ from crm_xl.workbook.package import WorkbookPackageError, ZipWriter, find_tables
 TEMPLATE = Path(__file__).resolve().parents[2] / "workbook" / "crm_xl.xlsm"
 
 
+#: Where a (non-editable) install puts the template (pyproject.toml, data-files).
+INSTALLED_TEMPLATE = Path(sys.prefix) / "share" / "crm_xl" / "crm_xl.xlsm"
+
+
 def template_path() -> Path:
-    """The template to copy: the committed one, else one built now from the VBA sources."""
-    if TEMPLATE.is_file():
-        return TEMPLATE
+    """The template to copy: the source checkout's, else the installed one, else one built now."""
+    for candidate in (TEMPLATE, INSTALLED_TEMPLATE):
+        if candidate.is_file():
+            return candidate
     from crm_xl.workbook.template import VBA_DIR, build_template
 
     if not VBA_DIR.is_dir():
