@@ -21,7 +21,7 @@ from crm_xl.errors import ConfigError, InputError
 from crm_xl.files import write_beside
 from crm_xl.pipeline import run_timed
 from crm_xl.workbook import layout
-from crm_xl.workbook.package import WorkbookPackageError, rewrite_tables
+from crm_xl.workbook.package import WorkbookPackageError, find_tables, rewrite_tables
 from crm_xl.workbook.reader import WorkbookInputs, read_inputs
 
 Progress = Callable[[str], None]
@@ -46,6 +46,7 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None,
     started = time.perf_counter()
     say(f"reading {path.name}")
     inputs = read_inputs(path)
+    _check_output_tables(path)
     read_s = time.perf_counter() - started
     say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
         f"{len(inputs.raw['customers']):,} customers)")
@@ -74,6 +75,16 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None,
             os.unlink(history_temp)
     seconds = {"read": read_s, **seconds, "total": time.perf_counter() - started}
     return RefreshResult(tables=tables, seconds=seconds, history_file=history_file)
+
+
+def _check_output_tables(path: Path) -> None:
+    """Fail before the (possibly long) computation when the workbook lacks a table the refresh writes."""
+    wanted = [*layout.OUTPUT_TABLES, *layout.CHART_TABLES, layout.STATUS_TABLE.name, layout.LOG_TABLE.name]
+    present = {name.lower() for name in find_tables(path)}
+    missing = [name for name in wanted if name.lower() not in present]
+    if missing:
+        raise InputError("workbook", f"{path.name} has no Excel table {', '.join(missing)}: the refresh needs the "
+                                     "template's sheets and tables (crm-xl new makes a fresh workbook)")
 
 
 def _check_not_open(path: Path) -> None:
@@ -145,7 +156,8 @@ def _log(inputs: WorkbookInputs, tables: dict[str, pd.DataFrame], stamp: dt.date
                         "message": [msg for _, msg in lines]})
     log = pd.concat([inputs.log, new], ignore_index=True) if len(inputs.log) else new
     log = log.tail(_LOG_ROWS_KEPT).reset_index(drop=True)
-    log["time"] = pd.to_datetime(log["time"]).astype("datetime64[s]")
+    # a time a user typed over in the Log sheet becomes blank rather than stopping the refresh
+    log["time"] = pd.to_datetime(log["time"], errors="coerce").astype("datetime64[s]")
     return log.astype({"level": "str", "message": "str"})
 
 
