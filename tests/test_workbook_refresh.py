@@ -267,6 +267,18 @@ def test_chart_status_and_log_tables(books: dict[str, Path], expected: dict[str,
     assert log["message"].iloc[3].startswith("refresh done in ") and log["message"].iloc[3].endswith("19 customers")
 
 
+def test_charts_cover_every_refreshed_month(books: dict[str, Path], expected: dict[str, pd.DataFrame]) -> None:
+    """The template's charts point at the chart tables' one blank row; after a refresh they span all months."""
+    months = len(layout.chart_tables(expected)["chart_tier_mix"])
+    with zipfile.ZipFile(books["refreshed"]) as package:
+        charts = [package.read(n).decode() for n in package.namelist() if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
+    assert len(charts) == len(layout.CHARTS_LAYOUT)
+    for xml, spec in zip(charts, layout.CHARTS_LAYOUT, strict=True):
+        sheet = layout.CHART_SHEETS[spec.table]
+        assert f"<c:f>'{sheet}'!$A$2:$A${months + 1}</c:f>" in xml       # categories: every month
+        assert f"'{sheet}'!$A$2</c:f>" not in xml
+
+
 def test_data_quality_rows_are_sheet_rows(books: dict[str, Path]) -> None:
     quality = calamine_tables(books["refreshed"])["data_quality"].set_index("rule")
     # transactions.csv line 266 (header = line 1) holds G99; the table's header is sheet row 1 too

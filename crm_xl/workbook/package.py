@@ -547,7 +547,7 @@ def _move_formula(formula: str, moves: Mapping[str, _RowMove]) -> str:
         sheet = m.group("sheet")
         key = sheet[1:-1].replace("''", "'") if sheet.startswith("'") else sheet
         move = moves.get(key)
-        if move is None or ":" not in m.group("range"):
+        if move is None:    # a single cell moves too when it was the table's one data row (a fresh template)
             return m.group()
         return f"{sheet}!{move.move_range(m.group('range'))}"
     return _SHEET_REF_RE.sub(fix, formula)

@@ -368,6 +368,9 @@ def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None
     sheets = {name: book.add_worksheet(name) for name in L.SHEETS}
     for i, sheet in enumerate(sheets.values(), 1):
         sheet.set_vba_name(f"Sheet{i}")
+        # Printing or exporting to PDF: landscape, all columns on one page wide.
+        sheet.set_landscape()
+        sheet.fit_to_pages(1, 0)
     fmt = _Formats(book)
 
     _start_sheet(sheets[L.START], fmt)
