@@ -761,3 +761,31 @@ def test_libreoffice_exports_the_customer_snapshot_sheet_as_csv(small_refreshed:
     snapshot = calamine_tables(small_refreshed)["customer_snapshot"]
     assert len(frame) == len(snapshot)
     assert list(frame["customer_id"]) == [str(v) for v in snapshot["customer_id"]]
+
+
+# --- raw data from files named on Config -------------------------------------------------------------
+
+
+def test_raw_tables_can_come_from_files_named_on_config(tmp_path: Path, expected: dict[str, pd.DataFrame]) -> None:
+    """For histories beyond a sheet: CSV (relative to the workbook) and Parquet files replace the tables."""
+    book = new_workbook(tmp_path / "files.xlsm")
+    shutil.copy(GOLDEN / "transactions.csv", tmp_path / "tx.csv")
+    read_csv(GOLDEN / "customers.csv", "customers").to_parquet(tmp_path / "customers.parquet")
+    load_raw(book, {"products": read_csv(GOLDEN / "products.csv", "products")})
+    set_settings(book, {**GOLDEN_SETTINGS, "transactions_file": "tx.csv",
+                        "customers_file": str(tmp_path / "customers.parquet")})
+    inputs = read_inputs(book)
+    assert len(inputs.raw["transactions"]) == 353 and inputs.first_data_row["transactions"] is None
+    result = refresh_workbook(book, now=NOW)
+    got = result.tables["customer_history"].sort_values(["report_month", "customer_id"]).reset_index(drop=True)
+    want = expected["customer_history"].sort_values(["report_month", "customer_id"]).reset_index(drop=True)
+    pd.testing.assert_series_equal(got["m_total"], want["m_total"])
+    pd.testing.assert_series_equal(got["value_tier"].astype(str), want["value_tier"].astype(str))
+
+
+def test_a_missing_raw_file_names_its_config_cell(tmp_path: Path) -> None:
+    book = make_book(tmp_path / "missing.xlsm", transactions_file="nowhere.csv")
+    before = book.read_bytes()
+    with pytest.raises(InputError, match=r"Config!B\d+ does not exist"):
+        refresh_workbook(book, now=NOW)
+    assert book.read_bytes() == before
