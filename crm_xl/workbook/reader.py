@@ -21,6 +21,7 @@ from python_calamine import CalamineError, CalamineWorkbook
 
 from crm_xl.errors import ConfigError, InputError
 from crm_xl.workbook import layout
+from crm_xl.workbook.sheetxml import column_index, column_letter
 
 _ERROR_CELL = re.compile(rb'<c r="([A-Z]+)(\d+)"[^>]*?t="e"[^>]*>(?:<f>.*?</f>)?<v>([^<]*)</v>')
 
@@ -126,17 +127,10 @@ def _restore_error_cells(frame: pd.DataFrame, path: Path, sheet: str, start_row:
     if xml is None or b't="e"' not in xml:
         return
     for match in _ERROR_CELL.finditer(xml):
-        col = _column_index(match.group(1).decode()) - start_col
+        col = column_index(match.group(1).decode()) - start_col
         row = int(match.group(2)) - 1 - start_row     # sheet row (1-based) -> data row (0-based)
         if 0 <= row < len(frame) and 0 <= col < frame.shape[1]:
             frame.iat[row, col] = match.group(3).decode() or "#ERROR"
-
-
-def _column_index(letters: str) -> int:
-    index = 0
-    for letter in letters:
-        index = index * 26 + ord(letter) - 64
-    return index - 1
 
 
 def _sheet_xml(path: Path, sheet: str) -> bytes | None:
@@ -165,7 +159,7 @@ def _read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any]
     """Settings from tbl_config and tbl_segment_map, with the address of each setting's value cell."""
     config = _table(book, layout.CONFIG_TABLE)
     start_row, start_col = config.start     # the first data cell (0-based), one row below the header
-    value_col = _column_letters(start_col + 1)
+    value_col = column_letter(start_col + 1)
     settings: dict[str, Any] = {}
     workbook_settings: dict[str, Any] = {}
     cells: dict[str, str] = {}
@@ -183,7 +177,7 @@ def _read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any]
     if pairs:
         settings["segment_map"] = pairs
         seg_row, seg_col = segments.start
-        cells["segment_map"] = f"{layout.CONFIG}!{_column_letters(seg_col)}{seg_row + 1}"
+        cells["segment_map"] = f"{layout.CONFIG}!{column_letter(seg_col)}{seg_row + 1}"
     _check_workbook_settings(workbook_settings, cells)
     return settings, workbook_settings, cells
 
@@ -202,15 +196,6 @@ def _check_workbook_settings(values: dict[str, Any], cells: dict[str, str]) -> N
         raise ConfigError("history_rows_in_sheet", f"cell {cells.get('history_rows_in_sheet', '?')}: got {raw!r}; "
                                                    f"allowed: a whole number from {low} to {high:,}")
     values["history_rows_in_sheet"] = int(number)
-
-
-def _column_letters(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
 
 
 def _read_file(folder: Path, source: str, name: str, cell: str) -> pd.DataFrame:
