@@ -50,31 +50,77 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None,
     read_s = time.perf_counter() - started
     say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
         f"{len(inputs.raw['customers']):,} customers)")
+    tables, seconds = compute(inputs)
+    stamp = (now or dt.datetime.now()).replace(microsecond=0)
+    plan = tables_to_write(tables, inputs, path, stamp, time.perf_counter() - started)
+    try:
+        say(f"writing {len(plan.tables)} tables")
+        try:
+            rewrite_tables(path, path, plan.tables, styles=_styles(), allow_new_columns=True)
+        except WorkbookPackageError as exc:     # a ValueError, not a CrmXlError: the CLI would show a traceback
+            raise InputError("workbook", f"{path.name}: {exc}; the refresh needs the template's sheets and "
+                                         "tables (crm-xl new makes a fresh workbook)") from None
+        plan.commit()  # only once the workbook is written
+    finally:
+        plan.discard()
+    seconds = {"read": read_s, **seconds, "total": time.perf_counter() - started}
+    return RefreshResult(tables=tables, seconds=seconds, history_file=plan.history_file)
+
+
+def compute(inputs: WorkbookInputs) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """The core's tables for a workbook's inputs and the seconds per layer (pure: no I/O).
+
+    ``data_quality`` example rows become the sheet rows a user can go to; a :class:`ConfigError`
+    names the Config cell of the setting. Shared by the headless and the live (xlwings) refresh.
+    """
     try:
         tables, seconds = run_timed(**inputs.raw, config=inputs.settings)
     except ConfigError as exc:
         cell = inputs.setting_cells.get(exc.key)
         raise ConfigError(exc.key, f"{cell}: {str(exc).split(': ', 1)[-1]}" if cell else str(exc)) from None
-    tables = {**tables, "data_quality": _sheet_rows(tables["data_quality"], inputs)}
-    sheet_tables, history_file, history_temp = _fit_history(tables, inputs, path)
+    return {**tables, "data_quality": _sheet_rows(tables["data_quality"], inputs)}, seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedWrite:
+    """What a refresh writes into the workbook's tables, computed before anything is written.
+
+    ``tables`` maps an Excel table name to its new content (the output tables with customer_history
+    cut to the sheet, the chart tables, tbl_status and tbl_log). When the history is cut, its full
+    content waits in ``history_temp``: :meth:`commit` moves it to ``history_file`` once the workbook
+    is written, :meth:`discard` removes whatever is left (call it in a ``finally``).
+    """
+
+    tables: dict[str, pd.DataFrame]
+    history_file: Path | None
+    history_temp: str | None
+
+    def commit(self) -> None:
+        if self.history_temp is not None and self.history_file is not None:
+            os.replace(self.history_temp, self.history_file)
+
+    def discard(self) -> None:
+        if self.history_temp is not None and os.path.exists(self.history_temp):
+            os.unlink(self.history_temp)
+
+
+def tables_to_write(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path, stamp: dt.datetime,
+                    seconds: float) -> PlannedWrite:
+    """Every table a refresh writes, from :func:`compute`'s tables; shared by the headless and live refresh.
+
+    ``book`` is the workbook's path (the full history goes beside it when cut), ``stamp`` the refresh
+    time shown on Start and in the Log, ``seconds`` the time taken so far (for the Log line).
+    """
+    sheet_tables, history_file, history_temp = _fit_history(tables, inputs, book)
+    plan = PlannedWrite({}, history_file, history_temp)
     try:
-        stamp = (now or dt.datetime.now()).replace(microsecond=0)
         written = {**sheet_tables, **layout.chart_tables(tables),
                    layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file),
-                   layout.LOG_TABLE.name: _log(inputs, tables, stamp, time.perf_counter() - started)}
-        say(f"writing {len(written)} tables")
-        try:
-            rewrite_tables(path, path, written, styles=_styles(), allow_new_columns=True)
-        except WorkbookPackageError as exc:     # a ValueError, not a CrmXlError: the CLI would show a traceback
-            raise InputError("workbook", f"{path.name}: {exc}; the refresh needs the template's sheets and "
-                                         "tables (crm-xl new makes a fresh workbook)") from None
-        if history_temp is not None:
-            os.replace(history_temp, history_file)  # only once the workbook is written
-    finally:
-        if history_temp is not None and os.path.exists(history_temp):
-            os.unlink(history_temp)
-    seconds = {"read": read_s, **seconds, "total": time.perf_counter() - started}
-    return RefreshResult(tables=tables, seconds=seconds, history_file=history_file)
+                   layout.LOG_TABLE.name: _log(inputs, tables, stamp, seconds)}
+    except BaseException:
+        plan.discard()
+        raise
+    return PlannedWrite(written, history_file, history_temp)
 
 
 def _check_output_tables(path: Path) -> None:

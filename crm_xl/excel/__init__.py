@@ -1,0 +1,13 @@
+"""Live Excel through xlwings: the Refresh button's entry point and the worksheet functions.
+
+``crm_xl.excel.refresh()`` is what the template's Refresh macro runs
+(``RunPython "import crm_xl.excel; crm_xl.excel.refresh()"``); the worksheet functions
+(``CRM_SEGMENT`` & co.) live in :mod:`crm_xl.excel.udfs`, the module named on the workbook's
+xlwings.conf sheet. See ``docs/excel.md``.
+"""
+
+from __future__ import annotations
+
+from crm_xl.excel.refresh import refresh
+
+__all__ = ["refresh"]
