@@ -40,12 +40,12 @@ from crm_xl.errors import CrmXlError, InputError
 from crm_xl.workbook import layout
 from crm_xl.workbook.reader import (
     WorkbookInputs,
-    _check_headers,
-    _read_config,
-    _read_file,
-    _read_log,
+    check_headers,
+    read_config,
+    read_file,
+    read_log,
 )
-from crm_xl.workbook.refresh import _LOG_ROWS_KEPT, PlannedWrite, compute, tables_to_write
+from crm_xl.workbook.refresh import LOG_ROWS_KEPT, PlannedWrite, compute, tables_to_write
 
 TITLE = "CRM refresh"
 _PREFIX = "crm_xl: "
@@ -226,17 +226,17 @@ def read_book_inputs(book: xw.Book, excel: _ExcelTables | None = None) -> Workbo
     """
     excel = excel or _ExcelTables(book)
     view = _BookView(excel)
-    settings, workbook_settings, cells = _read_config(view)
+    settings, workbook_settings, cells = read_config(view)
     raw: dict[str, pd.DataFrame] = {}
     first_rows: dict[str, int | None] = {}
     for name, table in layout.RAW_TABLES.items():
         source = workbook_settings.get(f"{name}_file")
         if source:
-            raw[name] = _read_file(_book_path(book).parent, str(source), name, cells[f"{name}_file"])
+            raw[name] = read_file(_book_path(book).parent, str(source), name, cells[f"{name}_file"])
             first_rows[name] = None
         else:
             raw[name], first_rows[name] = _raw_frame(view, table)
-    log = _read_log(view)
+    log = read_log(view)
     return WorkbookInputs(raw=raw, settings=settings, workbook_settings=workbook_settings,
                           first_data_row=first_rows, setting_cells=cells, log=log)
 
@@ -247,7 +247,7 @@ def _raw_frame(view: _BookView, table: layout.Table) -> tuple[pd.DataFrame, int]
         raise _missing_table(table.name)
     found = view.get_table_by_name(table.name)
     headers = [h.strip() for h in found.columns]
-    _check_headers(table, headers)
+    check_headers(table, headers)
     rows = found.to_python()
     frame = pd.DataFrame(rows, columns=headers, dtype=object) if rows else pd.DataFrame(columns=headers, dtype=object)
     frame = frame.replace({"": None})
@@ -381,13 +381,13 @@ def _append_log(book: xw.Book, stamp: dt.datetime, lines: list[tuple[str, str]])
         excel = _ExcelTables(book)
         target = excel.table(layout.LOG_TABLE.name)
         try:
-            earlier = _read_log(_BookView(excel))
+            earlier = read_log(_BookView(excel))
         except Exception:
             earlier = pd.DataFrame(columns=layout.LOG_TABLE.headers)
         new = pd.DataFrame({"time": [pd.Timestamp(stamp)] * len(lines), "level": [lvl for lvl, _ in lines],
                             "message": [msg for _, msg in lines]})
         log = pd.concat([earlier, new], ignore_index=True) if len(earlier) else new
-        log = log.tail(_LOG_ROWS_KEPT).reset_index(drop=True)
+        log = log.tail(LOG_ROWS_KEPT).reset_index(drop=True)
         log["time"] = pd.to_datetime(log["time"], errors="coerce").astype("datetime64[s]")
         with _quiet(book.app):
             write_table(target, log, _FORMATS[layout.LOG_TABLE.name])

@@ -47,23 +47,23 @@ def read_inputs(path: str | Path) -> WorkbookInputs:
     path = Path(path)
     book = _open(path)
     try:
-        settings, workbook_settings, cells = _read_config(book)
+        settings, workbook_settings, cells = read_config(book)
         raw: dict[str, pd.DataFrame] = {}
         first_rows: dict[str, int | None] = {}
         for name, table in layout.RAW_TABLES.items():
             source = workbook_settings.get(f"{name}_file")
             if source:
-                raw[name], first_rows[name] = _read_file(path.parent, str(source), name, cells[f"{name}_file"]), None
+                raw[name], first_rows[name] = read_file(path.parent, str(source), name, cells[f"{name}_file"]), None
             else:
                 raw[name], first_rows[name] = _read_table(book, path, table)
-        log = _read_log(book)
+        log = read_log(book)
     finally:
         book.close()
     return WorkbookInputs(raw=raw, settings=settings, workbook_settings=workbook_settings,
                           first_data_row=first_rows, setting_cells=cells, log=log)
 
 
-def _read_log(book: CalamineWorkbook) -> pd.DataFrame:
+def read_log(book: CalamineWorkbook) -> pd.DataFrame:
     """Earlier refreshes' log lines (the refresh appends to them); empty if the table is missing."""
     headers = layout.LOG_TABLE.headers
     if layout.LOG_TABLE.name not in book.table_names:
@@ -95,7 +95,7 @@ def _table(book: CalamineWorkbook, table: layout.Table) -> Any:
 def _read_table(book: CalamineWorkbook, path: Path, table: layout.Table) -> tuple[pd.DataFrame, int]:
     found = _table(book, table)
     headers = [str(h).strip() for h in found.columns]
-    _check_headers(table, headers)
+    check_headers(table, headers)
     rows = found.to_python()
     start_row, start_col = found.start
     frame = pd.DataFrame(rows, columns=headers, dtype=object) if rows else pd.DataFrame(columns=headers, dtype=object)
@@ -110,7 +110,7 @@ def _read_table(book: CalamineWorkbook, path: Path, table: layout.Table) -> tupl
     return frame, first_data_row
 
 
-def _check_headers(table: layout.Table, headers: list[str]) -> None:
+def check_headers(table: layout.Table, headers: list[str]) -> None:
     lower = {h.lower() for h in headers}
     required = {"transactions": ("invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue"),
                 "customers": ("customer_id",), "products": ("product_id", "category", "unit_size")}
@@ -155,7 +155,7 @@ def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def _read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+def read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """Settings from tbl_config and tbl_segment_map, with the address of each setting's value cell."""
     config = _table(book, layout.CONFIG_TABLE)
     start_row, start_col = config.start     # the first data cell (0-based), one row below the header
@@ -198,7 +198,7 @@ def _check_workbook_settings(values: dict[str, Any], cells: dict[str, str]) -> N
     values["history_rows_in_sheet"] = int(number)
 
 
-def _read_file(folder: Path, source: str, name: str, cell: str) -> pd.DataFrame:
+def read_file(folder: Path, source: str, name: str, cell: str) -> pd.DataFrame:
     """A raw table from the CSV or Parquet file named on the Config sheet."""
     from crm_xl.csv_io import read_csv
 

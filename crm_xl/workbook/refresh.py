@@ -25,7 +25,7 @@ from crm_xl.workbook.package import WorkbookPackageError, find_tables, rewrite_t
 from crm_xl.workbook.reader import WorkbookInputs, read_inputs
 
 Progress = Callable[[str], None]
-_LOG_ROWS_KEPT = 1000
+LOG_ROWS_KEPT = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +201,7 @@ def _log(inputs: WorkbookInputs, tables: dict[str, pd.DataFrame], stamp: dt.date
     new = pd.DataFrame({"time": [pd.Timestamp(stamp)] * len(lines), "level": [lvl for lvl, _ in lines],
                         "message": [msg for _, msg in lines]})
     log = pd.concat([inputs.log, new], ignore_index=True) if len(inputs.log) else new
-    log = log.tail(_LOG_ROWS_KEPT).reset_index(drop=True)
+    log = log.tail(LOG_ROWS_KEPT).reset_index(drop=True)
     # a time a user typed over in the Log sheet becomes blank rather than stopping the refresh
     log["time"] = pd.to_datetime(log["time"], errors="coerce").astype("datetime64[s]")
     return log.astype({"level": "str", "message": "str"})
