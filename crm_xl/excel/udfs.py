@@ -640,59 +640,57 @@ def _fill(shape_like: Any, text: str) -> Any:
 # --- the worksheet functions ---------------------------------------------------------------------------
 # Names and arguments must equal the wrappers in workbook/vba/xlwings_udfs.bas (a test checks it).
 
+_ID_DOC = "A customer id, or a range of ids"
+_MONTH_DOC = "Report month: 2024-12, a date, or blank for the latest"
 
-@xw.func(category="CRM")
-@xw.arg("customer_id", ndim=2, doc="A customer id, or a range of ids")
-@xw.arg("month", ndim=2, doc="Report month: 2024-12, a date, or blank for the latest")
+
+def _lookup_function(func):
+    """What every (customer_id, month) function declares to xlwings: both arguments may be ranges."""
+    func = xw.arg("month", ndim=2, doc=_MONTH_DOC)(func)
+    func = xw.arg("customer_id", ndim=2, doc=_ID_DOC)(func)
+    return xw.func(category="CRM")(func)
+
+
+@_lookup_function
 def CRM_SEGMENT(customer_id, month=None):
     """The customer's segment: value tier or RFM segment, per the udf_segment setting."""
     return _evaluate("segment", customer_id, month)
 
 
-@xw.func(category="CRM")
-@xw.arg("customer_id", ndim=2, doc="A customer id, or a range of ids")
-@xw.arg("month", ndim=2, doc="Report month: 2024-12, a date, or blank for the latest")
+@_lookup_function
 def CRM_TIER(customer_id, month=None):
     """The customer's value tier (Diamond ... Passive); blank when not active."""
     return _evaluate("tier", customer_id, month)
 
 
-@xw.func(category="CRM")
-@xw.arg("customer_id", ndim=2, doc="A customer id, or a range of ids")
-@xw.arg("month", ndim=2, doc="Report month: 2024-12, a date, or blank for the latest")
+@_lookup_function
 def CRM_STATE(customer_id, month=None):
     """The customer's lifecycle state: prospect, new, active, lapsing, lost or reactivated."""
     return _evaluate("state", customer_id, month)
 
 
-@xw.func(category="CRM")
-@xw.arg("customer_id", ndim=2, doc="A customer id, or a range of ids")
-@xw.arg("month", ndim=2, doc="Report month: 2024-12, a date, or blank for the latest")
+@_lookup_function
 def CRM_EVENT(customer_id, month=None):
     """The customer's lifecycle event that month: New, Lost or Reactivated; blank when none."""
     return _evaluate("event", customer_id, month)
 
 
-@xw.func(category="CRM")
-@xw.arg("customer_id", ndim=2, doc="A customer id, or a range of ids")
-@xw.arg("month", ndim=2, doc="Report month: 2024-12, a date, or blank for the latest")
+@_lookup_function
 def CRM_RFM(customer_id, month=None):
     """The customer's RFMT code, e.g. R5F4M3T2; blank when not scored (no core purchase yet)."""
     return _evaluate("rfm", customer_id, month)
 
 
-@xw.func(category="CRM")
-@xw.arg("customer_id", ndim=2, doc="A customer id, or a range of ids")
-@xw.arg("month", ndim=2, doc="Report month: 2024-12, a date, or blank for the latest")
+@_lookup_function
 def CRM_EXPLAIN(customer_id, month=None):
     """Why the customer has the segment CRM_SEGMENT returns (the tier or segment reason)."""
     return _evaluate("explain", customer_id, month)
 
 
 @xw.func(category="CRM")
-@xw.arg("customer_id", ndim=2, doc="A customer id, or a range of ids")
+@xw.arg("customer_id", ndim=2, doc=_ID_DOC)
 @xw.arg("metric", ndim=2, doc="A column name of customer_snapshot, e.g. m12, amc, rfm_segment")
-@xw.arg("month", ndim=2, doc="Report month: 2024-12, a date, or blank for the latest")
+@xw.arg("month", ndim=2, doc=_MONTH_DOC)
 def CRM_METRIC(customer_id, metric, month=None):
     """Any figure or label of the customer by its column name in customer_snapshot."""
     return _evaluate("metric", customer_id, month, metric)
