@@ -40,9 +40,8 @@ from crm_xl.errors import CrmXlError, InputError
 from crm_xl.workbook import layout
 from crm_xl.workbook.reader import (
     WorkbookInputs,
+    assemble_inputs,
     check_headers,
-    read_config,
-    read_file,
     read_log,
 )
 from crm_xl.workbook.refresh import LOG_ROWS_KEPT, PlannedWrite, compute, tables_to_write
@@ -226,19 +225,7 @@ def read_book_inputs(book: xw.Book, excel: _ExcelTables | None = None) -> Workbo
     """
     excel = excel or _ExcelTables(book)
     view = _BookView(excel)
-    settings, workbook_settings, cells = read_config(view)
-    raw: dict[str, pd.DataFrame] = {}
-    first_rows: dict[str, int | None] = {}
-    for name, table in layout.RAW_TABLES.items():
-        source = workbook_settings.get(f"{name}_file")
-        if source:
-            raw[name] = read_file(_book_path(book).parent, str(source), name, cells[f"{name}_file"])
-            first_rows[name] = None
-        else:
-            raw[name], first_rows[name] = _raw_frame(view, table)
-    log = read_log(view)
-    return WorkbookInputs(raw=raw, settings=settings, workbook_settings=workbook_settings,
-                          first_data_row=first_rows, setting_cells=cells, log=log)
+    return assemble_inputs(view, _book_path(book).parent, lambda table: _raw_frame(view, table))
 
 
 def _raw_frame(view: _BookView, table: layout.Table) -> tuple[pd.DataFrame, int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -47,20 +48,30 @@ def read_inputs(path: str | Path) -> WorkbookInputs:
     path = Path(path)
     book = _open(path)
     try:
-        settings, workbook_settings, cells = read_config(book)
-        raw: dict[str, pd.DataFrame] = {}
-        first_rows: dict[str, int | None] = {}
-        for name, table in layout.RAW_TABLES.items():
-            source = workbook_settings.get(f"{name}_file")
-            if source:
-                raw[name], first_rows[name] = read_file(path.parent, str(source), name, cells[f"{name}_file"]), None
-            else:
-                raw[name], first_rows[name] = _read_table(book, path, table)
-        log = read_log(book)
+        return assemble_inputs(book, path.parent, lambda table: _read_table(book, path, table))
     finally:
         book.close()
+
+
+def assemble_inputs(book: Any, folder: Path,
+                    read_table: Callable[[layout.Table], tuple[pd.DataFrame, int]]) -> WorkbookInputs:
+    """Settings, raw tables and log from an open workbook, shared by the file and the live reader.
+
+    ``book`` answers like a python-calamine workbook (``table_names``, ``get_table_by_name``);
+    ``read_table`` reads one raw table from it; a raw table named as a file on Config is read from
+    that file instead, relative to ``folder``.
+    """
+    settings, workbook_settings, cells = read_config(book)
+    raw: dict[str, pd.DataFrame] = {}
+    first_rows: dict[str, int | None] = {}
+    for name, table in layout.RAW_TABLES.items():
+        source = workbook_settings.get(f"{name}_file")
+        if source:
+            raw[name], first_rows[name] = read_file(folder, str(source), name, cells[f"{name}_file"]), None
+        else:
+            raw[name], first_rows[name] = read_table(table)
     return WorkbookInputs(raw=raw, settings=settings, workbook_settings=workbook_settings,
-                          first_data_row=first_rows, setting_cells=cells, log=log)
+                          first_data_row=first_rows, setting_cells=cells, log=read_log(book))
 
 
 def read_log(book: CalamineWorkbook) -> pd.DataFrame:
