@@ -420,6 +420,8 @@ def test_a_workbook_never_refreshed_is_read_again_only_after_a_pause(tables, mon
                              columns=tables["customer_snapshot"].columns)     # an empty Excel table
     book = _FakeBook("new.xlsm", {"customer_snapshot": blank_row})
     monkeypatch.setattr(udfs, "_caller_book", lambda: book)
+    # a pause far longer than the loop can take, however busy the machine, so the test never races the clock
+    monkeypatch.setattr(udfs.UdfCache, "retry_seconds", 1e9)
     for _ in range(50):
         assert udfs.CRM_SEGMENT("G01") == "#CRM: not refreshed yet"
     assert book.reads == ["customer_snapshot"]
