@@ -1,4 +1,4 @@
-"""Benchmark ``crm_xl.lifetimes_compat.lifetimes_summary`` against lifetimes on CDNOW.
+"""Benchmark ``crm_xl.analyses.lifetimes_compat.lifetimes_summary`` against lifetimes on CDNOW.
 
 Run from the repository root::
 
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from crm_xl.lifetimes_compat import lifetimes_summary
+from crm_xl.analyses.lifetimes_compat import lifetimes_summary
 
 
 def load_cdnow() -> pd.DataFrame:

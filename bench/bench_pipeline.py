@@ -35,7 +35,7 @@ def ensure_data(case: str) -> Path:
     customers, months, _, lines, _, _ = CASES[case]
     folder = DATA / case
     if not (folder / "transactions.csv").exists():
-        from crm_xl.sample import generate, write_csv
+        from crm_xl.io.sample import generate, write_csv
 
         started = time.perf_counter()
         tables = generate(n_customers=customers, months=months, end_month="2025-12", seed=7,
@@ -48,8 +48,8 @@ def ensure_data(case: str) -> Path:
 
 def child(case: str) -> None:
     """One measured run; prints a JSON line."""
-    from crm_xl.csv_io import read_raw_folder
-    from crm_xl.pipeline import run_timed
+    from crm_xl.core.pipeline import run_timed
+    from crm_xl.io.csv import read_raw_folder
 
     history_months = CASES[case][2]
     started = time.perf_counter()

@@ -28,7 +28,7 @@ SIZES = {100_000: (10_000, 24), 1_000_000: (100_000, 24)}   # lines -> (customer
 def ensure_book(lines: int) -> Path:
     book = DATA / f"refresh_{lines}.xlsm"
     if not book.exists():
-        from crm_xl.sample import generate
+        from crm_xl.io.sample import generate
         from crm_xl.workbook.book import load_raw, new_workbook
 
         customers, months = SIZES[lines]

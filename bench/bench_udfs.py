@@ -23,7 +23,7 @@ import numpy as np
 
 import crm_xl
 from crm_xl.excel import udfs
-from crm_xl.sample import generate
+from crm_xl.io.sample import generate
 
 
 def timed(label: str, func, *args):

@@ -11,11 +11,11 @@ The public API is what this module exports; everything else is private and may c
 from __future__ import annotations
 
 from crm_xl._version import __version__
+from crm_xl.analyses.lifetimes_compat import lifetimes_summary
 from crm_xl.config import Config
 from crm_xl.contract import TABLE_NAMES
+from crm_xl.core.pipeline import run
 from crm_xl.errors import ConfigError, CrmXlError, InputError
-from crm_xl.lifetimes_compat import lifetimes_summary
-from crm_xl.pipeline import run
 
 __all__ = ["TABLE_NAMES", "Config", "ConfigError", "CrmXlError", "InputError", "__version__",
            "lifetimes_summary", "run"]

@@ -97,8 +97,8 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from crm_xl.csv_io import read_raw_folder, write_tables
-    from crm_xl.pipeline import run
+    from crm_xl.core.pipeline import run
+    from crm_xl.io.csv import read_raw_folder, write_tables
 
     started = time.perf_counter()
     raw = read_raw_folder(args.data)
@@ -131,7 +131,7 @@ def summary_text(tables: dict[str, pd.DataFrame], seconds: float) -> str:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from crm_xl.sample import generate, write_csv
+    from crm_xl.io.sample import generate, write_csv
 
     tables = generate(n_customers=args.customers, months=args.months, end_month=args.end_month, seed=args.seed,
                       target_transactions=args.transactions, messy=not args.clean)
@@ -159,7 +159,7 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from crm_xl.csv_io import read_csv
+    from crm_xl.io.csv import read_csv
     from crm_xl.workbook.book import load_raw
 
     files = {name: getattr(args, name) for name in ("transactions", "customers", "products") if getattr(args, name)}

@@ -34,7 +34,7 @@ import pytest
 from python_calamine import CalamineWorkbook
 
 from crm_xl import contract
-from crm_xl.csv_io import read_csv
+from crm_xl.io.csv import read_csv
 from crm_xl.workbook import layout
 from crm_xl.workbook.book import load_raw, new_workbook, set_settings
 from crm_xl.workbook.refresh import refresh_workbook

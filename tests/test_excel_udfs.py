@@ -22,7 +22,7 @@ import pytest
 import xlwings
 
 from crm_xl import contract
-from crm_xl.coerce import normalize_ids
+from crm_xl.core.coerce import normalize_ids
 from crm_xl.excel import udfs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Parity tests: ``crm_xl.lifetimes_compat.lifetimes_summary`` vs lifetimes 0.11.3."""
+"""Parity tests: ``crm_xl.analyses.lifetimes_compat.lifetimes_summary`` vs lifetimes 0.11.3."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # lifetimes sets a deprecated pandas option on import
     lifetimes_utils = pytest.importorskip("lifetimes.utils")
 
-from crm_xl.lifetimes_compat import SUPPORTED_FREQS, lifetimes_summary
+from crm_xl.analyses.lifetimes_compat import SUPPORTED_FREQS, lifetimes_summary
 
 CDNOW_COLUMNS = ["customer_id", "date", "quantity", "amount"]
 

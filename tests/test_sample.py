@@ -1,4 +1,4 @@
-"""Tests of the synthetic data generator ``crm_xl.sample`` (small sizes: the whole file runs in seconds)."""
+"""Tests of the synthetic data generator ``crm_xl.io.sample`` (small sizes: the whole file runs in seconds)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm_xl import sample
+from crm_xl.io import sample
 
 TX_COLUMNS = ["invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue", "store_id"]
 CUSTOMER_COLUMNS = ["customer_id", "customer_name", "customer_group", "city", "created_date", "email",

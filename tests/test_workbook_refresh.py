@@ -30,8 +30,8 @@ from python_calamine import CalamineWorkbook
 import crm_xl
 from crm_xl import contract
 from crm_xl.cli import main
-from crm_xl.csv_io import read_csv
 from crm_xl.errors import ConfigError, CrmXlError, InputError
+from crm_xl.io.csv import read_csv
 from crm_xl.workbook import layout
 from crm_xl.workbook.book import load_raw, new_workbook, set_settings
 from crm_xl.workbook.package import find_tables
@@ -738,7 +738,7 @@ def soffice_convert(book: Path, target: str, out: Path, profile: Path) -> subpro
 @pytest.fixture(scope="module")
 def small_refreshed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A refreshed workbook of a small sample (300 customers, 14 months)."""
-    from crm_xl.sample import generate
+    from crm_xl.io.sample import generate
 
     book = tmp_path_factory.mktemp("lo") / "small.xlsm"
     new_workbook(book)

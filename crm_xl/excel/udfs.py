@@ -46,8 +46,8 @@ import pandas as pd
 import xlwings as xw
 from pandas.api import types as ptypes
 
-from crm_xl.coerce import id_codes
 from crm_xl.config import Config
+from crm_xl.core.coerce import id_codes
 from crm_xl.workbook import layout
 
 __all__ = [
@@ -79,7 +79,7 @@ class _CellError(Exception):
 
 
 def _id_key(value: Any) -> str | None:
-    """One id as the core normalizes it (:func:`crm_xl.coerce.normalize_ids`), for one value; None = blank."""
+    """One id as the core normalizes it (:func:`crm_xl.core.coerce.normalize_ids`), for one value; None = blank."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -165,7 +165,7 @@ def _month_codes(values: pd.Series) -> np.ndarray:
 def _id_index(ids: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Per row, the position of its normalized id among the distinct ids (-1 for blank), and those ids.
 
-    Normalizes the distinct raw values only (:func:`crm_xl.coerce.id_codes`), then merges raw
+    Normalizes the distinct raw values only (:func:`crm_xl.core.coerce.id_codes`), then merges raw
     spellings that normalize to the same id (123 and "123.0").
     """
     codes, uniques = id_codes(ids)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from crm_xl.errors import InputError
-from crm_xl.files import replace_atomically
+from crm_xl.io.files import replace_atomically
 from crm_xl.workbook import layout, sheetxml
 from crm_xl.workbook.package import WorkbookPackageError, ZipWriter, find_tables, rewrite_tables
 
@@ -55,7 +55,7 @@ def new_workbook(path: str | Path, *, sample: bool = False, overwrite: bool = Fa
     def write(temp: Path) -> None:
         shutil.copyfile(template_path(), temp)
         if sample:
-            from crm_xl.sample import generate
+            from crm_xl.io.sample import generate
 
             _write_raw(temp, generate())
 

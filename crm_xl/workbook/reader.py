@@ -211,7 +211,7 @@ def _check_workbook_settings(values: dict[str, Any], cells: dict[str, str]) -> N
 
 def read_file(folder: Path, source: str, name: str, cell: str) -> pd.DataFrame:
     """A raw table from the CSV or Parquet file named on the Config sheet."""
-    from crm_xl.csv_io import read_csv
+    from crm_xl.io.csv import read_csv
 
     path = Path(source).expanduser()
     path = path if path.is_absolute() else folder / path

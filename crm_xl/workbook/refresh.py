@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from crm_xl.core.pipeline import run_timed
 from crm_xl.errors import ConfigError, InputError
-from crm_xl.files import write_beside
-from crm_xl.pipeline import run_timed
+from crm_xl.io.files import write_beside
 from crm_xl.workbook import layout
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, rewrite_tables
 from crm_xl.workbook.reader import WorkbookInputs, read_inputs

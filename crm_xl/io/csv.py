@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from crm_xl.errors import InputError
-from crm_xl.files import replace_atomically
+from crm_xl.io.files import replace_atomically
 
 RAW_TABLES = ("transactions", "customers", "products")
 _TEXT_COLUMNS = ("invoice_id", "customer_id", "product_id", "store_id", "mobile_number", "customer_name",

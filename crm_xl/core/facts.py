@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from crm_xl.staging import KIND_CORE, KIND_ENTRY
+from crm_xl.core.staging import KIND_CORE, KIND_ENTRY
 
 FACT_COLUMNS = ("customer_key", "month", "core_units", "core_revenue", "core_invoices",
                 "first_core_date", "last_core_date", "first_entry_date")

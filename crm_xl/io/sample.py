@@ -39,7 +39,7 @@ value tiers stay roughly where the personas put them. Devices and forced first p
 (a warning says so when the target is below it). A Lost event needs 13 months of history and a
 reactivation 14, so shorter histories (e.g. the 12-month benchmark) have neither.
 
-``python -m crm_xl.sample FOLDER [--customers N --months M --target-transactions T --clean]``
+``python -m crm_xl.io.sample FOLDER [--customers N --months M --target-transactions T --clean]``
 writes the three CSV files.
 """
 

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from crm_xl.config import Config
-from crm_xl.rfm import Scores
-from crm_xl.rules import BRONZE, DIAMOND, GOLD, PASSIVE, PLATINUM, SILVER, Labels
-from crm_xl.snapshots import Panel
+from crm_xl.core.rfm import Scores
+from crm_xl.core.rules import BRONZE, DIAMOND, GOLD, PASSIVE, PLATINUM, SILVER, Labels
+from crm_xl.core.snapshots import Panel
 
 Variant = tuple[np.ndarray, str]   # (rows it applies to, template with {field} placeholders)
 

@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from crm_xl.coerce import blank_mask, id_codes, normalize_ids, to_dates, to_numbers
 from crm_xl.config import Config
+from crm_xl.core.coerce import blank_mask, id_codes, normalize_ids, to_dates, to_numbers
+from crm_xl.core.quality import QualityLog
 from crm_xl.errors import InputError
-from crm_xl.quality import QualityLog
 
 TRANSACTION_COLUMNS = ("invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue")
 CUSTOMER_COLUMNS = ("customer_id",)

@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from crm_xl.config import Config
-from crm_xl.facts import customer_month_facts
-from crm_xl.outputs import build_outputs
-from crm_xl.rfm import score_rfm
-from crm_xl.rules import apply_rules
-from crm_xl.snapshots import build_panel
-from crm_xl.staging import stage
+from crm_xl.core.facts import customer_month_facts
+from crm_xl.core.outputs import build_outputs
+from crm_xl.core.rfm import score_rfm
+from crm_xl.core.rules import apply_rules
+from crm_xl.core.snapshots import build_panel
+from crm_xl.core.staging import stage
 
 T = TypeVar("T")
 

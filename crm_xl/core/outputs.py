@@ -12,11 +12,11 @@ import pandas as pd
 from crm_xl import contract
 from crm_xl._version import __version__
 from crm_xl.config import EVENTS, STATES, STATUSES, TIERS, Config
-from crm_xl.reasons import segment_reasons, tier_reasons
-from crm_xl.rfm import Scores, rfm_code_categories, rfm_code_index
-from crm_xl.rules import Labels
-from crm_xl.snapshots import _BLANK, Panel
-from crm_xl.staging import Staged
+from crm_xl.core.reasons import segment_reasons, tier_reasons
+from crm_xl.core.rfm import Scores, rfm_code_categories, rfm_code_index
+from crm_xl.core.rules import Labels
+from crm_xl.core.snapshots import _BLANK, Panel
+from crm_xl.core.staging import Staged
 
 _NOT_ACTIVE, _PROSPECT, _NEW_TO_BASE = "Not Active", "Prospect", "New to base"
 _SUMMARY_DIMENSIONS = ("lifecycle_state", "activity_status", "value_tier", "lifecycle_event", "rfm_segment")

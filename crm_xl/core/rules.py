@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from crm_xl.config import STATES, Config
-from crm_xl.snapshots import _BLANK, Panel
+from crm_xl.core.snapshots import _BLANK, Panel
 
 # Codes into config.TIERS / EVENTS / STATES.
 DIAMOND, PLATINUM, GOLD, SILVER, BRONZE, PASSIVE = range(6)

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from crm_xl.config import SCORE_FIELDS, Config
-from crm_xl.rules import Labels
-from crm_xl.snapshots import Panel
+from crm_xl.core.rules import Labels
+from crm_xl.core.snapshots import Panel
 
 _QUANTILES = (0.2, 0.4, 0.6, 0.8)
 _CUT_DIGITS = 6

@@ -1,0 +1,10 @@
+"""Files on disk: the adapters that read and write plain files, with no Excel involved.
+
+``csv`` reads the three raw tables from CSV files (pyarrow) and writes output tables as CSV;
+``files`` is the one place for temp-file-then-rename writes; ``sample`` generates the synthetic
+sample company (``crm-xl sample``) and writes it as CSV.
+
+What it may import: the standard library, pandas, numpy, pyarrow, the shared top-level modules and
+``crm_xl.core``. It knows nothing of workbooks or live Excel: ``crm_xl.workbook``, ``crm_xl.excel``,
+``crm_xl.powerbi`` and ``crm_xl.cli`` build on it, never the reverse (``tests/test_architecture.py``).
+"""
