@@ -55,6 +55,9 @@ line = st.fixed_dictionaries({
     "quantity": st.sampled_from([-2, -1, 0, 1, 1, 2, 3, 5]),
     "cents": st.integers(-500, 5000),
     "invoice": st.one_of(st.none(), st.integers(0, 3)),
+    # a receipt number reused in other months (and by other customers), or one invoice delivered
+    # in parts across a month end: an order is still one invoice inside each window
+    "reused": st.booleans(),
 })
 
 
@@ -64,8 +67,8 @@ def cases(draw: st.DrawFn) -> Case:
     created = draw(st.lists(st.one_of(st.none(), st.integers(-3, len(MONTHS) - 1)),
                             min_size=len(CUSTOMERS), max_size=len(CUSTOMERS)))
     tx = pd.DataFrame({
-        "invoice_id": [f"{x['customer_id']}-{x['month']}-{x['invoice']}" if x["invoice"] is not None else ""
-                       for x in lines],
+        "invoice_id": ["" if x["invoice"] is None else f"R{x['invoice']}" if x["reused"]
+                       else f"{x['customer_id']}-{x['month']}-{x['invoice']}" for x in lines],
         "invoice_date": [f"{MONTHS[x['month']]}-{x['day']:02d}" for x in lines],
         "customer_id": [x["customer_id"] for x in lines],
         "product_id": [x["product_id"] for x in lines],
@@ -207,6 +210,7 @@ def _naive_figures(case: Case) -> pd.DataFrame:
                 row[name] = units[core & mine & upto & (month > report - back)].sum()
             row["m_total"] = units[core & mine & upto].sum()
             row["o6"] = invoice[core & mine & upto & (month > report - 6)].nunique()
+            row["frequency"] = invoice[core & mine & upto & (month > report - 12)].nunique()
             row["first_core_date"] = dates[core & mine & upto].min()
             row["last_core_date"] = dates[core & mine & upto].max()
             row["first_device_date"] = dates[device & mine & upto].min()
@@ -225,9 +229,41 @@ def test_figures_match_a_naive_recomputation(case):
         np.testing.assert_allclose(got[column].to_numpy(), naive[column].to_numpy(), rtol=1e-9, atol=1e-9,
                                    err_msg=column)
     assert (got["o6"].to_numpy() == naive["o6"].to_numpy()).all()
+    scored = got["frequency"].notna().to_numpy()
+    assert (got["frequency"].to_numpy()[scored] == naive["frequency"].to_numpy()[scored]).all()
     for column in ("first_core_date", "last_core_date", "first_device_date"):
         np.testing.assert_array_equal(got[column].to_numpy().astype("datetime64[D]"),
                                       naive[column].to_numpy().astype("datetime64[D]"), err_msg=column)
+
+
+order_line = st.fixed_dictionaries({
+    "customer_id": st.sampled_from(CUSTOMERS[:2]),
+    "product_id": st.sampled_from(["P10", "P15", "D1"]),
+    "month": st.integers(0, len(MONTHS) - 1),
+    "quantity": st.sampled_from([-1, 0, 1, 2]),
+    "invoice": st.sampled_from(["R1", "R2", "R3", ""]),
+})
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(order_line, min_size=1, max_size=25))
+def test_orders_are_distinct_invoices_with_a_core_line_inside_each_window(lines):
+    """O6 and frequency (12 months) against a set count per window: receipts reused across months,
+    invoices delivered in parts, returns, devices and lines without an invoice id."""
+    tx = pd.DataFrame({"invoice_id": [x["invoice"] for x in lines],
+                       "invoice_date": [f"{MONTHS[x['month']]}-15" for x in lines],
+                       "customer_id": [x["customer_id"] for x in lines],
+                       "product_id": [x["product_id"] for x in lines],
+                       "quantity": [float(x["quantity"]) for x in lines], "revenue": [1.0] * len(lines)})
+    history = Case(tx, pd.DataFrame({"customer_id": list(CUSTOMERS[:2])})).run()["customer_history"]
+    for row in history.itertuples():
+        report = pd.Period(row.report_month, freq="M")
+        for column, back in (("o6", 6), ("frequency", 12)):
+            orders = {x["invoice"] or f"{x['customer_id']}|{x['month']}" for x in lines
+                      if x["customer_id"] == row.customer_id and x["product_id"] != "D1" and x["quantity"] > 0
+                      and report - back < MONTHS[x["month"]] <= report}
+            got = getattr(row, column)
+            assert (0 if pd.isna(got) else got) == len(orders), (column, row.report_month, row.customer_id)
 
 
 # --- history is stable, runs are deterministic --------------------------------------------------

@@ -8,24 +8,40 @@ for histories that outgrow one machine::
             units float64, revenue float64, kind int8 (0 other, 1 core, 2 entry)
     facts:  customer_key int64, month datetime64 (first day of the month),
             core_units, core_revenue float64,
-            core_invoices int64 (distinct invoices, each counted in the month of its first core line),
+            core_invoices int64 (distinct invoices with a core line in the month),
             first_core_date, last_core_date, first_entry_date datetime64
+    invoice_links:
+            customer_key int64, month datetime64, gap_months int64, links int64
+            (an invoice with core lines in several months links each of those months to the
+            previous one; ``links`` counts the invoices with that gap arriving in that month)
 
-The equivalent SQL, for the record::
+An order is a distinct invoice with a core line inside the window, whichever month its other lines
+fall in. Summing ``core_invoices`` over a window counts an invoice once per month it touches, so the
+windows subtract the links that lie wholly inside them: a link of gap g arriving in month s joins
+two months of one invoice in every window that reaches back to s - g, i.e. in windows of length
+k > g ending in s … s - g + k - 1 (see ``snapshots``). The equivalent SQL, for the record::
 
+    WITH core AS (SELECT * FROM lines WHERE kind = 1 AND quantity > 0),
+         invoice_months AS (SELECT DISTINCT customer_key, invoice_key, date_trunc('month', date) AS month
+                            FROM core)
+    -- facts
     SELECT customer_key, date_trunc('month', date) AS month,
-           SUM(units) FILTER (WHERE kind = 1 AND quantity > 0)               AS core_units,
-           SUM(revenue) FILTER (WHERE kind = 1 AND quantity > 0)             AS core_revenue,
-           COUNT(DISTINCT invoice_key) FILTER (WHERE kind = 1 AND quantity > 0
-                 AND month = first_invoice_month)                   AS core_invoices,
-           MIN(date) FILTER (WHERE kind = 1 AND quantity > 0)                AS first_core_date,
-           MAX(date) FILTER (WHERE kind = 1 AND quantity > 0)                AS last_core_date,
-           MIN(date) FILTER (WHERE kind = 2 AND quantity > 0)                AS first_entry_date
-    FROM lines  -- with first_invoice_month = MIN(month) OVER (PARTITION BY customer_key, invoice_key)
-    GROUP BY 1, 2 ORDER BY 1, 2
+           SUM(units) AS core_units, SUM(revenue) AS core_revenue,
+           COUNT(DISTINCT invoice_key) AS core_invoices,
+           MIN(date) AS first_core_date, MAX(date) AS last_core_date,
+           NULL AS first_entry_date       -- MIN(date) of kind = 2 AND quantity > 0, full-joined on the key
+    FROM core GROUP BY 1, 2 ORDER BY 1, 2;
+    -- invoice_links
+    SELECT customer_key, month, gap_months, COUNT(*) AS links
+    FROM (SELECT customer_key, month, DATEDIFF('month', LAG(month) OVER (
+                 PARTITION BY customer_key, invoice_key ORDER BY month), month) AS gap_months
+          FROM invoice_months) WHERE gap_months IS NOT NULL
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -34,9 +50,18 @@ from crm_xl.core.staging import KIND_CORE, KIND_ENTRY
 
 FACT_COLUMNS = ("customer_key", "month", "core_units", "core_revenue", "core_invoices",
                 "first_core_date", "last_core_date", "first_entry_date")
+LINK_COLUMNS = ("customer_key", "month", "gap_months", "links")
 
 
-def customer_month_facts(lines: pd.DataFrame) -> pd.DataFrame:
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    """The two fact tables of the contract above, both sorted by customer_key and month."""
+
+    months: pd.DataFrame          # FACT_COLUMNS
+    invoice_links: pd.DataFrame   # LINK_COLUMNS
+
+
+def customer_month_facts(lines: pd.DataFrame) -> Facts:
     """Aggregate lines to customer x month facts (see the module docstring for the contract)."""
     day = lines["date"].to_numpy().astype("datetime64[D]").astype("int64")
     month = lines["date"].to_numpy().astype("datetime64[M]").astype("int64")
@@ -48,9 +73,10 @@ def customer_month_facts(lines: pd.DataFrame) -> pd.DataFrame:
     core = positive & (kind == KIND_CORE)
     entry = positive & (kind == KIND_ENTRY)
 
-    customer = lines["customer_key"].to_numpy()
-    core_keys, core = _aggregate_core(key[core], customer[core], lines["invoice_key"].to_numpy()[core], day[core],
-                                      lines["units"].to_numpy()[core], lines["revenue"].to_numpy()[core])
+    core_keys, sums = _aggregate_core(key[core], day[core], lines["units"].to_numpy()[core],
+                                      lines["revenue"].to_numpy()[core])
+    invoices, links = _invoice_months(core_keys, key[core], lines["customer_key"].to_numpy()[core],
+                                      lines["invoice_key"].to_numpy()[core], span)
     entry_keys, first_entry = _group_min(key[entry], day[entry])
     both = np.sort(np.concatenate([core_keys, entry_keys]))   # both sorted and distinct already
     keys = both[_group_starts(both)]
@@ -61,16 +87,24 @@ def customer_month_facts(lines: pd.DataFrame) -> pd.DataFrame:
         out[at] = values
         return out
 
-    return pd.DataFrame({
+    months = pd.DataFrame({
         "customer_key": keys // span,
-        "month": ((keys % span) + base).astype("datetime64[M]").astype("datetime64[s]"),
-        "core_units": spread(core["units"], at_core, 0.0),
-        "core_revenue": spread(core["revenue"], at_core, 0.0),
-        "core_invoices": spread(core["invoices"], at_core, 0),
-        "first_core_date": _days_to_dates(spread(core["first_day"], at_core, np.nan)),
-        "last_core_date": _days_to_dates(spread(core["last_day"], at_core, np.nan)),
+        "month": _months(keys % span, base),
+        "core_units": spread(sums["units"], at_core, 0.0),
+        "core_revenue": spread(sums["revenue"], at_core, 0.0),
+        "core_invoices": spread(invoices, at_core, 0),
+        "first_core_date": _days_to_dates(spread(sums["first_day"], at_core, np.nan)),
+        "last_core_date": _days_to_dates(spread(sums["last_day"], at_core, np.nan)),
         "first_entry_date": _days_to_dates(spread(first_entry, at_entry, np.nan)),
     }, copy=False)
+    link_keys, gaps, counts = links
+    invoice_links = pd.DataFrame({"customer_key": link_keys // span, "month": _months(link_keys % span, base),
+                                  "gap_months": gaps, "links": counts}, copy=False)
+    return Facts(months=months, invoice_links=invoice_links)
+
+
+def _months(offsets: np.ndarray, base: int) -> np.ndarray:
+    return (offsets + base).astype("datetime64[M]").astype("datetime64[s]")
 
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
@@ -86,34 +120,44 @@ def _group_min(key: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return key[order][starts], np.minimum.reduceat(day[order], starts)
 
 
-def _aggregate_core(key: np.ndarray, customer: np.ndarray, invoice: np.ndarray, day: np.ndarray,
-                    units: np.ndarray, revenue: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Sums, first/last day and distinct invoices per key (customer-month) of the core lines."""
+def _aggregate_core(key: np.ndarray, day: np.ndarray, units: np.ndarray,
+                    revenue: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Sums and first/last day per key (customer-month) of the core lines; keys sorted."""
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
     starts = _group_starts(sorted_key)
     if not len(starts):
         empty = np.zeros(0)
-        return key[:0], {"units": empty, "revenue": empty, "invoices": np.zeros(0, dtype="int64"),
-                         "first_day": empty, "last_day": empty}
-    keys = sorted_key[starts]
-    group = np.empty(len(key), dtype="int64")         # each line's customer-month, numbered in key order
-    is_start = np.zeros(len(key), dtype="int64")
-    is_start[starts] = 1
-    group[order] = np.cumsum(is_start) - 1
-    # An invoice counts once per customer, in the month of its first core line: keep, for every
-    # (customer, invoice), the smallest group (groups grow with the month) and count those per group.
-    pairs, _ = pd.factorize(customer * (int(invoice.max()) + 1) + invoice)   # both keys are < 2**31
-    first_group = np.full(int(pairs.max()) + 1, len(keys), dtype="int64")
-    np.minimum.at(first_group, pairs, group)
-    invoices = np.bincount(first_group, minlength=len(keys))
-    return keys, {
+        return key[:0], {"units": empty, "revenue": empty, "first_day": empty, "last_day": empty}
+    return sorted_key[starts], {
         "units": np.add.reduceat(units[order], starts),
         "revenue": np.add.reduceat(revenue[order], starts),
-        "invoices": invoices.astype("int64"),
         "first_day": np.minimum.reduceat(day[order], starts).astype("float64"),
         "last_day": np.maximum.reduceat(day[order], starts).astype("float64"),
     }
+
+
+def _invoice_months(keys: np.ndarray, key: np.ndarray, customer: np.ndarray, invoice: np.ndarray,
+                    span: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Distinct invoices per customer-month (aligned with ``keys``) and the links between the months
+    of each (customer, invoice): (customer-month key, gap in months, number of invoices), sorted.
+    """
+    none = np.zeros(0, dtype="int64")
+    if not len(key):
+        return none, (none, none, none)
+    # one number per (customer, invoice) pair, then one per (pair, month): both stay far below 2**63
+    pair, _ = pd.factorize(customer * (int(invoice.max()) + 1) + invoice)
+    month = key - customer * span
+    invoice_month = np.unique(pair.astype("int64") * span + month)    # sorted: by pair, then month
+    pair_of, month_of = invoice_month // span, invoice_month % span
+    customer_of = np.empty(int(pair.max()) + 1, dtype="int64")
+    customer_of[pair] = customer
+    month_key = customer_of[pair_of] * span + month_of
+    invoices = np.bincount(np.searchsorted(keys, month_key), minlength=len(keys)).astype("int64")
+    linked = np.flatnonzero(pair_of[1:] == pair_of[:-1]) + 1
+    gap = month_of[linked] - month_of[linked - 1]
+    link, counts = np.unique(month_key[linked] * span + gap, return_counts=True)
+    return invoices, (link // span, link % span, counts.astype("int64"))
 
 
 def _days_to_dates(days: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from crm_xl.config import Config
+from crm_xl.core.facts import Facts
 
 _BLANK = np.iinfo(np.int64).min  # "no date" in day-number arrays
 OUTPUT_WINDOWS = (1, 6, 12, 13, 24, 25)
@@ -58,9 +59,10 @@ class Panel:
         return slice(int(start), int(stop))
 
 
-def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.Period,
+def build_panel(all_facts: Facts, customers: pd.DataFrame, report_month: pd.Period,
                 config: Config) -> Panel:
     """Snapshots for ``history_months`` report months ending at ``report_month`` (plus one before)."""
+    facts = all_facts.months
     n_cust = len(customers)
     n_months = config.history_months + 1
     last = _ordinal(report_month)
@@ -70,10 +72,8 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
     base = first - lookback + 1                       # grid column 1; column 0 gathers all earlier months
     n_cols = last - base + 2
 
-    month = facts["month"].to_numpy().astype("datetime64[M]").astype("int64") + 1970 * 12
     cust = facts["customer_key"].to_numpy()
-    col = np.clip(month - base + 1, 0, None)
-    flat = col * n_cust + cust                        # grids are months x customers, month-major
+    flat = _grid_columns(facts["month"], base) * n_cust + cust     # grids are months x customers, month-major
     size = n_cols * n_cust
 
     def grid(weights: np.ndarray) -> np.ndarray:
@@ -116,6 +116,9 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
                     windows(facts[monetary_col].to_numpy(), {config.rfm_window_months})[config.rfm_window_months])
     revenue_sums = windows(facts["core_revenue"].to_numpy(), {1, 12})
     invoice_sums = windows(invoices, {6, config.tier_window_months, config.rfm_window_months}, "int64")
+    for k, linked in _linked_months(all_facts.invoice_links, set(invoice_sums), base, n_cols, n_cust, first_col,
+                                    n_months):
+        invoice_sums[k] -= rows(linked, "int64")
     month_counts = windows((measure > 0).astype("float64"),
                            {1, config.active_window_months, config.active_window_months + 1,
                             config.tier_window_months, config.reactivation_gap_months + 1}, "int64")
@@ -140,6 +143,43 @@ def build_panel(facts: pd.DataFrame, customers: pd.DataFrame, report_month: pd.P
 
 def _ordinal(month: pd.Period) -> int:
     return month.year * 12 + month.month - 1
+
+
+def _grid_columns(months: pd.Series, base: int, shift: np.ndarray | int = 0) -> np.ndarray:
+    """Grid column of each month (moved on by ``shift`` months): 1 for ``base``, 0 gathering every earlier month."""
+    ordinal = months.to_numpy().astype("datetime64[M]").astype("int64") + 1970 * 12 + shift
+    return np.clip(ordinal - base + 1, 0, None)
+
+
+def _linked_months(links: pd.DataFrame, lengths: set[int], base: int, n_cols: int, n_cust: int, first_col: int,
+                   n_months: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(k, months x customers count of invoice links inside each k-month window), for the report months.
+
+    A window's invoice-months minus its links is its distinct invoices: the months an invoice
+    touches inside one window are consecutive among its months, so they are joined by one link
+    fewer than there are months. A link of gap g arriving in month s lies inside the windows of
+    length k > g that end in s … s - g + k - 1; k = 0 (all history) holds every link up to its
+    month. Each interval is a +1 and a -1 on a difference grid, summed down the months.
+    """
+    if links.empty:
+        return
+    start = _grid_columns(links["month"], base)
+    cust = links["customer_key"].to_numpy()
+    gap, count = links["gap_months"].to_numpy(), links["links"].to_numpy().astype("float64")
+    months = links["month"]
+    for k in sorted(lengths):
+        inside = np.ones(len(gap), dtype=bool) if k == 0 else gap < k
+        if not inside.any():
+            continue
+        flat = [start[inside] * n_cust + cust[inside]]
+        weights = [count[inside]]
+        if k:   # the window no longer reaches the link's earlier month from column start - gap + k on
+            stop = np.minimum(_grid_columns(months[inside], base, k - gap[inside]), n_cols)
+            flat.append(stop * n_cust + cust[inside])
+            weights.append(-count[inside])
+        diff = np.bincount(np.concatenate(flat), weights=np.concatenate(weights), minlength=(n_cols + 1) * n_cust)
+        running = np.cumsum(diff.reshape(n_cols + 1, n_cust)[:n_cols], axis=0)
+        yield k, running[first_col: first_col + n_months]
 
 
 def _window_sums(grid: np.ndarray, first_col: int, n_months: int,
