@@ -18,6 +18,9 @@ Sections start with a line ending in a colon:
   CSV read as text gives them; an empty cell is missing. A header ``name:number`` makes the cells
   numbers (as Excel stores numeric cells) and ``name:date`` makes them datetimes (Excel date
   cells); in such a column a cell starting with ``'`` stays text (Excel's apostrophe prefix).
+  ``name:int64``, ``name:string`` and ``name:category`` give the column that pandas dtype (as
+  DataFrames built in Python or read from Parquet have); in a category column an empty cell is
+  the empty text ``""``, not a missing value.
   Without ``customers:`` every customer_id of the transactions is a Retail customer created
   2020-01-01; without ``products:`` the default product master below is used.
 * ``segment_map:`` -- a CSV table (segment, cells) given as the ``segment_map`` setting.
@@ -162,6 +165,9 @@ def _cell(value: str, kind: str) -> Any:
     return pd.Timestamp(value) if kind == "date" else float(value)
 
 
+_DTYPES = {"int64": "int64", "string": "string", "category": "category"}
+
+
 def input_table(lines: list[str]) -> pd.DataFrame:
     """A raw table from CSV lines: text cells, or typed cells for ``name:number`` / ``name:date``."""
     rows = _csv_rows(lines)
@@ -176,8 +182,11 @@ def input_table(lines: list[str]) -> pd.DataFrame:
                 columns[name] = pd.Series(values, dtype="datetime64[ns]" if kind == "date" else "float64")
             else:
                 columns[name] = pd.Series(values, dtype=object)
+        elif kind in _DTYPES:   # the dtypes DataFrames built in Python or read from Parquet carry
+            columns[name] = pd.Series([c if c != "" or kind == "category" else None for c in cells]).astype(
+                _DTYPES[kind])
         elif kind:
-            raise ValueError(f"unknown column type {kind!r} in {spec!r} (use number or date)")
+            raise ValueError(f"unknown column type {kind!r} in {spec!r} (use number, date, {', '.join(_DTYPES)})")
         else:
             columns[name] = pd.Series([c if c != "" else None for c in cells], dtype=object)
     return pd.DataFrame(columns)

@@ -17,9 +17,10 @@ _SERIAL_MIN, _SERIAL_MAX = 1, 2958465
 
 
 def blank_mask(values: pd.Series) -> np.ndarray:
-    """True where a cell is empty: missing, or text of only spaces."""
+    """True where a cell is empty: missing, or text of only spaces (whatever dtype holds the text)."""
     missing = values.isna().to_numpy(dtype=bool)
-    if ptypes.is_string_dtype(values.dtype) or values.dtype == object:
+    dtype = values.dtype
+    if not (ptypes.is_numeric_dtype(dtype) or ptypes.is_bool_dtype(dtype) or ptypes.is_datetime64_any_dtype(dtype)):
         text = values.astype("str")
         missing = missing | (text.str.strip() == "").fillna(False).to_numpy(dtype=bool)
     return missing
@@ -52,6 +53,8 @@ def normalize_ids(values: pd.Series) -> pd.Series:
 def _ids_as_text(uniques: pd.Series) -> pd.Series:
     if ptypes.is_bool_dtype(uniques.dtype):
         return uniques.astype("str")
+    if ptypes.is_integer_dtype(uniques.dtype):   # int64 ids (loyalty cards) have 19 digits: never via float
+        return uniques.astype("str")
     if ptypes.is_numeric_dtype(uniques.dtype):
         return _numbers_as_id_text(uniques.to_numpy(dtype=float))
     text = pd.Series(
@@ -67,8 +70,10 @@ def _ids_as_text(uniques: pd.Series) -> pd.Series:
 def _numbers_as_id_text(numbers: np.ndarray) -> pd.Series:
     """Whole numbers without the '.0' Excel adds; other numbers as Python writes them."""
     whole = np.isfinite(numbers) & (numbers == np.floor(numbers))
+    fits = whole & (np.abs(numbers) < 2.0**63)
     text = np.full(len(numbers), None, dtype=object)
-    text[whole] = pd.Series(numbers[whole].astype("int64")).astype("str").to_numpy(dtype=object)
+    text[fits] = pd.Series(numbers[fits].astype("int64")).astype("str").to_numpy(dtype=object)
+    text[whole & ~fits] = [str(int(v)) for v in numbers[whole & ~fits]]
     rest = ~whole & ~np.isnan(numbers)
     text[rest] = [repr(float(v)) for v in numbers[rest]]
     return pd.Series(text, dtype="str")
@@ -104,22 +109,50 @@ def to_dates(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 
 def _parse_dates(uniques: pd.Series) -> pd.Series:
+    """Distinct values as dates: Excel serials, ISO text (any dtype holding text), date-time objects."""
     out = pd.Series(pd.NaT, index=uniques.index, dtype="datetime64[s]")
-    numbers = pd.to_numeric(uniques, errors="coerce") if uniques.dtype != object else pd.Series(
-        [v if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else
-         _text_number(v) for v in uniques.to_numpy(dtype=object)], dtype="float64")
+    if ptypes.is_numeric_dtype(uniques.dtype) and not ptypes.is_bool_dtype(uniques.dtype):
+        numbers = pd.Series(uniques.to_numpy(dtype="float64", na_value=np.nan), index=uniques.index)
+        values = np.full(len(uniques), None, dtype=object)
+    else:   # object, str, string[pyarrow], categorical …: plain Python values, one rule for all
+        values = uniques.to_numpy(dtype=object, na_value=None)
+        numbers = pd.Series([v if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else
+                             _text_number(v) for v in values], index=uniques.index, dtype="float64")
     serial = numbers.between(_SERIAL_MIN, _SERIAL_MAX)
     if serial.any():
         out[serial] = (_EXCEL_EPOCH + pd.to_timedelta(numbers[serial].astype(float).round(6), unit="D")).dt.floor("D")
-    rest = ~serial & numbers.isna() & uniques.notna()
-    if rest.any():
-        vals = uniques[rest]
-        stamps = [v for v in vals.to_numpy(dtype=object)]
-        parsed = pd.Series(
-            [_to_timestamp(v) for v in stamps], index=vals.index, dtype="datetime64[s]"
-        )
-        out[rest] = parsed.dt.floor("D")
+    is_text = np.array([isinstance(v, str) for v in values], dtype=bool)
+    text = ~serial.to_numpy() & numbers.isna().to_numpy() & is_text
+    if text.any():
+        out[text] = _iso_dates(pd.Series(values[text], dtype="str")).to_numpy()
+    other = ~serial.to_numpy() & numbers.isna().to_numpy() & ~is_text & pd.notna(values)
+    if other.any():
+        stamps = pd.Series([_to_timestamp(v) for v in values[other]], dtype="datetime64[s]")
+        out[other] = stamps.dt.floor("D").to_numpy()
     return out
+
+
+# A time of day followed by a UTC offset: the offset is dropped, so the date is the one written.
+_OFFSET = r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _iso_dates(texts: pd.Series) -> pd.Series:
+    return local_datetimes(texts).dt.floor("D").astype("datetime64[s]")
+
+
+def local_datetimes(texts: pd.Series) -> pd.Series:
+    """ISO 8601 text as naive date-times, the wall time as written: ``2024-02-01T00:30+01:00`` is
+    1 February 00:30 (the offset is dropped, never converted to UTC).
+
+    Parsed once per distinct text in one vectorised call; text that is not ISO 8601, or a year
+    outside 1900-9999, is NaT.
+    """
+    codes, uniques = pd.factorize(texts, use_na_sentinel=True)
+    local = pd.Series(uniques, dtype="str").str.strip().str.replace(_OFFSET, r"\1", regex=True)
+    stamps = pd.to_datetime(local, format="ISO8601", errors="coerce")
+    stamps = stamps.where((stamps.dt.year >= 1900) & (stamps.dt.year <= 9999)).astype("datetime64[s]")
+    picked = stamps.to_numpy()[np.maximum(codes, 0)] if len(uniques) else np.zeros(len(codes), "datetime64[s]")
+    return pd.Series(np.where(codes >= 0, picked, np.datetime64("NaT")), index=texts.index, dtype="datetime64[s]")
 
 
 def _text_number(value: object) -> float:
@@ -132,19 +165,11 @@ def _text_number(value: object) -> float:
 
 
 def _to_timestamp(value: object) -> pd.Timestamp | None:
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            stamp = pd.to_datetime(text, format="ISO8601")
-        except (ValueError, TypeError, OverflowError):
-            return None
-    else:
-        try:
-            stamp = pd.Timestamp(value)
-        except (ValueError, TypeError, OverflowError):
-            return None
+    """A date-time object (datetime, date, Timestamp) as a naive timestamp in its own wall time."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
     if stamp is pd.NaT or stamp.year < 1900 or stamp.year > 9999:
         return None
     return stamp.tz_localize(None) if stamp.tzinfo else stamp

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from crm_xl.config import Config
-from crm_xl.core.coerce import blank_mask, id_codes, normalize_ids, to_dates, to_numbers
+from crm_xl.core.coerce import id_codes, normalize_ids, to_dates, to_numbers
 from crm_xl.core.quality import QualityLog
 from crm_xl.errors import InputError
 
@@ -168,9 +168,13 @@ def _type_customer_columns(rows: pd.DataFrame, log: QualityLog) -> pd.DataFrame:
 
 
 def _as_text(values: pd.Series) -> pd.Series:
-    """Master text columns as text; numbers that Excel made floats lose the '.0'."""
-    if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
-        return values
+    """Master text columns as text (one dtype, whichever text dtype they came in); numbers that Excel
+    made floats lose the '.0'."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        dtype = dtype.categories.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return values.astype("str")
     return normalize_ids(values)
 
 
@@ -260,7 +264,7 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
     log.add("transactions", "quantity", "zero_quantity", "info", usable & (qty == 0),
             "quantity 0: left out of every engagement figure")
 
-    invoice_key = _invoice_keys(invoice_ids, blank_mask(raw_invoice), customer_key, dates, log)
+    invoice_key = _invoice_keys(invoice_ids, customer_key, dates, log)
     rows = np.flatnonzero(usable)
     day = dates.to_numpy()[rows]
     return pd.DataFrame({
@@ -291,12 +295,17 @@ def _lookup(codes: np.ndarray, per_unique: np.ndarray, missing: object = -1) -> 
     return np.where(codes >= 0, per_unique[np.maximum(codes, 0)], missing)
 
 
-def _invoice_keys(invoice_ids: tuple[np.ndarray, pd.Series], missing: np.ndarray, customer_key: np.ndarray,
+def _invoice_keys(invoice_ids: tuple[np.ndarray, pd.Series], customer_key: np.ndarray,
                   dates: pd.Series, log: QualityLog) -> np.ndarray:
-    """Integer invoice keys; a line without invoice id is its customer's invoice of that day."""
+    """Integer invoice keys; a line without invoice id is its customer's invoice of that day.
+
+    "Without" is decided on the normalized ids, whatever the column's dtype: blank text in a
+    categorical or string column is as missing as an empty cell.
+    """
+    codes, uniques = invoice_ids
+    missing = _lookup(codes, uniques.isna().to_numpy(), missing=True).astype(bool)
     log.add("transactions", "invoice_id", "missing_invoice_id", "info", missing,
             "no invoice id: the customer's lines of that day count as one invoice")
-    codes, uniques = invoice_ids
     codes = _lookup(codes, pd.factorize(uniques, use_na_sentinel=True)[0]).astype("int64")
     if missing.any():
         day = dates.to_numpy().astype("datetime64[D]").astype("int64")

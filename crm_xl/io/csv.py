@@ -13,12 +13,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
+from crm_xl.core.coerce import local_datetimes
 from crm_xl.errors import InputError
 from crm_xl.io.files import replace_atomically
 
 RAW_TABLES = ("transactions", "customers", "products")
+# Ids keep their leading zeros.
 _TEXT_COLUMNS = ("invoice_id", "customer_id", "product_id", "store_id", "mobile_number", "customer_name",
                  "customer_group", "city", "email", "product_name", "brand", "category")
+# Read as text and typed by the core's rule, the date-time as written: pyarrow would turn
+# 2024-02-01T00:30+01:00 into 31 January (UTC).
+_DATE_COLUMNS = ("invoice_date", "created_date")
 
 
 def read_raw_folder(folder: str | Path) -> dict[str, pd.DataFrame]:
@@ -34,12 +39,24 @@ def read_csv(path: str | Path, table: str) -> pd.DataFrame:
         raise InputError(table, f"file not found: {path}")
     try:
         names = _header(path)
-        text_types = {n: pa.string() for n in names if n.strip().lower() in _TEXT_COLUMNS}
+        text_types = {n: pa.string() for n in names if n.strip().lower() in (*_TEXT_COLUMNS, *_DATE_COLUMNS)}
         arrow = pcsv.read_csv(
             path, convert_options=pcsv.ConvertOptions(column_types=text_types, strings_can_be_null=True))
     except (pa.ArrowInvalid, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(table, f"{path.name} is not a readable CSV file: {exc}") from None
-    return arrow.to_pandas(date_as_object=False)
+    return _typed_dates(arrow.to_pandas(date_as_object=False))
+
+
+def _typed_dates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Date columns become date-times when every value is one; otherwise they stay text, so staging
+    can report the lines whose date cannot be read."""
+    for column in frame.columns:
+        if str(column).strip().lower() in _DATE_COLUMNS:
+            text = frame[column]
+            stamps = local_datetimes(text)
+            if (stamps.notna() | text.isna() | (text.str.strip() == "")).all():
+                frame[column] = stamps
+    return frame
 
 
 def _header(path: Path) -> list[str]:
