@@ -21,7 +21,8 @@ windows subtract the links that lie wholly inside them: a link of gap g arriving
 two months of one invoice in every window that reaches back to s - g, i.e. in windows of length
 k > g ending in s … s - g + k - 1 (see ``snapshots``). The equivalent SQL, for the record::
 
-    WITH core AS (SELECT * FROM lines WHERE kind = 1 AND quantity > 0),
+    WITH core AS (SELECT * FROM lines WHERE kind = 1 AND quantity > 0 AND units > 0),  -- revenue > 0
+                                                                       -- with measure = revenue
          invoice_months AS (SELECT DISTINCT customer_key, invoice_key, date_trunc('month', date) AS month
                             FROM core)
     -- facts
@@ -61,8 +62,13 @@ class Facts:
     invoice_links: pd.DataFrame   # LINK_COLUMNS
 
 
-def customer_month_facts(lines: pd.DataFrame) -> Facts:
-    """Aggregate lines to customer x month facts (see the module docstring for the contract)."""
+def customer_month_facts(lines: pd.DataFrame, measure: str = "units") -> Facts:
+    """Aggregate lines to customer x month facts (see the module docstring for the contract).
+
+    ``measure`` (``units`` or ``revenue``) decides what a purchase is: a core line whose quantity
+    and measure are both > 0. With units that is every core line of quantity > 0; with revenue a
+    free core line adds nothing, so it is no purchase either (no order, no first or last date).
+    """
     day = lines["date"].to_numpy().astype("datetime64[D]").astype("int64")
     month = lines["date"].to_numpy().astype("datetime64[M]").astype("int64")
     base = int(month.min()) if len(month) else 0
@@ -70,7 +76,7 @@ def customer_month_facts(lines: pd.DataFrame) -> Facts:
     key = lines["customer_key"].to_numpy() * span + (month - base)
     positive = lines["quantity"].to_numpy() > 0
     kind = lines["kind"].to_numpy()
-    core = positive & (kind == KIND_CORE)
+    core = positive & (kind == KIND_CORE) & (lines[measure].to_numpy() > 0)
     entry = positive & (kind == KIND_ENTRY)
 
     core_keys, sums = _aggregate_core(key[core], day[core], lines["units"].to_numpy()[core],

@@ -55,7 +55,7 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
     _require(products, "products", PRODUCT_COLUMNS)
     master, anonymous_ids = _stage_customers(customers, config, log)
     product_table = _stage_products(products, config, log)
-    lines = _stage_lines(transactions, master, anonymous_ids, product_table, log)
+    lines = _stage_lines(transactions, master, anonymous_ids, product_table, config, log)
     if lines.empty:
         raise InputError("transactions", "no usable transactions (every line has a problem: "
                          "see the data-quality table)" if len(transactions) else "the table is empty")
@@ -205,7 +205,7 @@ def _stage_products(raw: pd.DataFrame, config: Config, log: QualityLog) -> pd.Da
 
 
 def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Index,
-                 products: pd.DataFrame, log: QualityLog) -> pd.DataFrame:
+                 products: pd.DataFrame, config: Config, log: QualityLog) -> pd.DataFrame:
     n = len(raw)
     raw_customer, raw_product = _column(raw, "customer_id"), _column(raw, "product_id")
     raw_invoice = _column(raw, "invoice_id")
@@ -263,6 +263,11 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
             values=quantity)
     log.add("transactions", "quantity", "zero_quantity", "info", usable & (qty == 0),
             "quantity 0: left out of every engagement figure")
+    if config.measure == "revenue":
+        free = usable & (kind == KIND_CORE) & (qty > 0) & ~(np.nan_to_num(revenue.to_numpy()) > 0)
+        log.add("transactions", "revenue", "free_core_line", "info", free,
+                "core line with revenue 0 or less under measure=revenue: adds nothing, so not a purchase",
+                values=revenue)
 
     invoice_key = _invoice_keys(invoice_ids, customer_key, dates, log)
     rows = np.flatnonzero(usable)
