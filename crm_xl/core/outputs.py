@@ -97,7 +97,7 @@ def _snapshot(staged: Staged, panel: Panel, full: pd.DataFrame) -> pd.DataFrame:
     latest_rows, previous_rows = panel.month_rows(last), panel.month_rows(last - 1)
     latest = full.iloc[latest_rows].set_index(panel.customer_key[latest_rows])
     previous = full.iloc[previous_rows].set_index(panel.customer_key[previous_rows])
-    master = staged.customers.drop(columns=["entry_date"]).loc[latest.index]
+    master = staged.customers.loc[latest.index]
     master = master.rename(columns=_renamed_extras(master.columns, staged))
     for name, kind, _ in contract.TABLES["customer_snapshot"][1][: len(contract._MASTER)]:
         if name not in master:

@@ -59,7 +59,7 @@ def run_timed(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.
     cfg = Config.from_mapping(config)
     staged = clock("staging", stage, transactions, customers, products, cfg)
     facts = clock("facts", customer_month_facts, staged.lines, cfg.measure)
-    panel = clock("snapshots", build_panel, facts, staged.customers, staged.report_month, cfg)
+    panel = clock("snapshots", build_panel, facts, staged.entry_dates, staged.report_month, cfg)
     labels = clock("rules", apply_rules, panel, cfg)
     scores = clock("rfm", score_rfm, panel, labels, cfg)
     counts = {"transactions": len(transactions), "customers": len(customers), "products": len(products)}

@@ -59,11 +59,11 @@ class Panel:
         return slice(int(start), int(stop))
 
 
-def build_panel(all_facts: Facts, customers: pd.DataFrame, report_month: pd.Period,
-                config: Config) -> Panel:
-    """Snapshots for ``history_months`` report months ending at ``report_month`` (plus one before)."""
+def build_panel(all_facts: Facts, entry_dates: np.ndarray, report_month: pd.Period, config: Config) -> Panel:
+    """Snapshots for ``history_months`` report months ending at ``report_month`` (plus one before),
+    of the customers whose base-entry dates are ``entry_dates`` (by customer_key; NaT = from the start)."""
     facts = all_facts.months
-    n_cust = len(customers)
+    n_cust = len(entry_dates)
     n_months = config.history_months + 1
     last = _ordinal(report_month)
     first = last - n_months + 1
@@ -79,7 +79,7 @@ def build_panel(all_facts: Facts, customers: pd.DataFrame, report_month: pd.Peri
     def grid(weights: np.ndarray) -> np.ndarray:
         return np.bincount(flat, weights=weights, minlength=size).reshape(n_cols, n_cust)
 
-    present = _presence(customers, first, n_months)
+    present = _presence(entry_dates, first, n_months)
     everyone = bool(present.all())
     if everyone:   # the usual case: every cell of the grid is a row of the history, no copy needed
         month_pos = np.repeat(np.arange(n_months), n_cust)
@@ -222,12 +222,12 @@ def _first_per_customer(facts: pd.DataFrame, n_cust: int, column: str) -> np.nda
     return first
 
 
-def _presence(customers: pd.DataFrame, first: int, n_months: int) -> np.ndarray:
+def _presence(entry_dates: np.ndarray, first: int, n_months: int) -> np.ndarray:
     """(months x customers) True where the customer is in the base at that month's end.
 
-    Staging decided each customer's ``entry_date`` (blank = in the base from the start).
+    Staging decided each customer's entry date (blank = in the base from the start).
     """
-    entry = _day_numbers(customers["entry_date"])
+    entry = _day_numbers(pd.Series(entry_dates))
     entry_month = np.where(entry == _BLANK, np.iinfo(np.int64).min, _month_of_day(np.where(entry == _BLANK, 0, entry)))
     month_ord = np.arange(first, first + n_months)
     return entry_month[None, :] <= month_ord[:, None]

@@ -34,12 +34,14 @@ class Staged:
     ``lines``: usable transaction lines up to the report month's end, columns
     customer_key, invoice_key, date, quantity, units, revenue, kind (0 other, 1 core, 2 entry).
     ``customers``: the analysed customers (anonymous ones removed), sorted by customer_id, row i
-    having customer_key i, typed master columns plus ``entry_date`` (created_date or blank).
+    having customer_key i, with the typed master columns (every extra column kept, whatever its name).
+    ``entry_dates``: when each customer (by customer_key) enters the base, NaT = from the start.
     ``report_month``: the resolved report month.
     """
 
     lines: pd.DataFrame
     customers: pd.DataFrame
+    entry_dates: np.ndarray
     products: pd.DataFrame
     report_month: pd.Period
     quality: QualityLog
@@ -60,12 +62,13 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
         raise InputError("transactions", "no usable transactions (every line has a problem: "
                          "see the data-quality table)" if len(transactions) else "the table is empty")
     report_month = config.report_month or _period(int(lines["month"].max()))
-    master["entry_date"] = _entry_dates(master, lines, config)
+    entry_dates = _entry_dates(master, lines, config)
     lines = _cut_at_report_month(lines, report_month, log)
     history = pd.period_range(end=report_month, periods=config.history_months, freq="M")
     empty = _empty_months(lines, history, log)
     keep = ["customer_key", "invoice_key", "date", "quantity", "units", "revenue", "kind"]
-    return Staged(lines=lines[keep].reset_index(drop=True), customers=master, products=product_table,
+    return Staged(lines=lines[keep].reset_index(drop=True), customers=master, entry_dates=entry_dates,
+                  products=product_table,
                   report_month=report_month, quality=log, empty_months=empty)
 
 
@@ -186,22 +189,27 @@ def _stage_products(raw: pd.DataFrame, config: Config, log: QualityLog) -> pd.Da
     dup = ids.duplicated(keep="first").to_numpy() & ~missing
     log.add("products", "product_id", "duplicate_product_id", "warning", dup,
             "later rows with the same id ignored; the first row is used", values=ids)
-    category = _column(raw, "category").astype("str").str.strip()
+    category = normalize_ids(_column(raw, "category"))   # like ids: the code 1 stored as 1.0 is "1"
     unit_size, bad_size = to_numbers(_column(raw, "unit_size"))
     bad_size |= ~(unit_size > 0).to_numpy()
     keep = ~missing & ~dup
     log.add("products", "unit_size", "bad_unit_size", "warning", bad_size & keep,
             "unit_size must be a number > 0: lines of this product are left out", values=_column(raw, "unit_size"))
     lower = category.str.lower()
-    core = lower.isin([c.lower() for c in config.core_categories]).to_numpy()
-    entry = lower.isin([c.lower() for c in config.entry_categories]).to_numpy()
-    known = core | entry | lower.isin([c.lower() for c in config.other_categories]).to_numpy()
+    core = lower.isin(_category_names(config.core_categories)).to_numpy()
+    entry = lower.isin(_category_names(config.entry_categories)).to_numpy()
+    known = core | entry | lower.isin(_category_names(config.other_categories)).to_numpy()
     log.add("products", "category", "unknown_category", "warning", ~known & keep,
             "category not in core, entry or other categories: treated as non-core", values=category)
     kind = np.where(core, KIND_CORE, np.where(entry, KIND_ENTRY, KIND_OTHER)).astype("int8")
     table = pd.DataFrame({"product_id": ids, "category": category, "unit_size": unit_size,
                           "kind": kind, "usable": ~bad_size})
     return table[keep].reset_index(drop=True)
+
+
+def _category_names(names: tuple[str, ...]) -> list[str]:
+    """A category list of the settings, normalized as the product master's codes are (``1.0`` is ``1``)."""
+    return normalize_ids(pd.Series(list(names), dtype=object)).str.lower().dropna().tolist()
 
 
 def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Index,
