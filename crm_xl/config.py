@@ -60,6 +60,8 @@ SETTINGS_HELP: dict[str, str] = {
     "a_high": "AOS threshold for Diamond (A_high)",
     "f_high": "Order-count threshold for Diamond (F_high, invoices in the tier window)",
     "f_mid": "Order-count threshold for Platinum (F_mid, invoices in the tier window)",
+    "rfm_population": "Who is RFM-scored each month: active (Active customers, cut points from them) "
+                      "or all_buyers (everyone with a core purchase so far)",
     "rfm_window_months": "Window for RFM frequency and monetary",
     "rfm_monetary": "RFM monetary value: units or revenue",
     "rfm_method": "quantile (quintile cut points per month) or fixed (the cut points below)",
@@ -77,6 +79,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "measure": ("units", "revenue"),
     "rfm_monetary": ("units", "revenue"),
     "rfm_method": ("quantile", "fixed"),
+    "rfm_population": ("active", "all_buyers"),
     "udf_segment": ("value_tier", "rfm_segment"),
 }
 INT_RANGES: dict[str, tuple[int, int]] = {
@@ -112,6 +115,7 @@ class Config:
     a_high: float = 1500.0
     f_high: float = 6.0
     f_mid: float = 3.0
+    rfm_population: str = "active"
     rfm_window_months: int = 12
     rfm_monetary: str = "units"
     rfm_method: str = "quantile"

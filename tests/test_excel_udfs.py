@@ -284,22 +284,22 @@ def test_metric_dates_are_dates(primed):
 # --- CRM_RFM, CRM_SEGMENT setting ------------------------------------------------------------------------
 
 
-def test_rfm_code_and_blank_for_prospects(primed):
+def test_rfm_code_and_blank_for_the_customers_not_scored(primed):
     snapshot = primed["customer_snapshot"]
     ids = snapshot["customer_id"].tolist()
     codes = udfs.CRM_RFM([[i] for i in ids])
     for customer, state, (code,) in zip(ids, snapshot["lifecycle_state"].astype(str), codes, strict=True):
-        if state == "prospect":
+        if state in ("prospect", "lost"):     # rfm_population = active: only Active customers are scored
             assert code == "", customer
         else:
             assert re.fullmatch(r"R[1-5]F[1-5]M[1-5]T[1-5]", code), (customer, code)
-    assert udfs.CRM_RFM("G01") == "R4F4M5T4"
+    assert udfs.CRM_RFM("G01") == "R3F3M5T4"   # among the Active customers: R3 F3 M5 T4, FM 4
     assert udfs.CRM_RFM("G09") == ""
 
 
 def test_segment_follows_udf_segment(tables):
     udfs.prime(BOOK, tables, "rfm_segment")
-    assert udfs.CRM_SEGMENT("G01") == snap(tables, "G01", "rfm_segment") == "Champions"
+    assert udfs.CRM_SEGMENT("G01") == snap(tables, "G01", "rfm_segment") == "Loyal Customers"
     assert udfs.CRM_SEGMENT("G09") == ""
     assert udfs.CRM_EXPLAIN("G01") == snap(tables, "G01", "segment_reason")
     assert udfs.CRM_SEGMENT("G05", EARLY) == hist(tables, EARLY, "G05", "rfm_segment")
@@ -334,7 +334,7 @@ def test_clear_one_book_or_all(tables, monkeypatch):
     current["book"] = types.SimpleNamespace(fullname="A.xlsm", name="A.xlsm")
     assert udfs.CRM_SEGMENT("G01") == "Diamond"
     current["book"] = types.SimpleNamespace(fullname="B.xlsm", name="B.xlsm")
-    assert udfs.CRM_SEGMENT("G01") == "Champions"
+    assert udfs.CRM_SEGMENT("G01") == "Loyal Customers"
     udfs.clear("B.xlsm")
     assert udfs.CRM_SEGMENT("G01") == "#CRM: not refreshed yet"
     current["book"] = types.SimpleNamespace(fullname="A.xlsm", name="A.xlsm")
@@ -400,7 +400,7 @@ def test_reads_the_workbook_tables_once_when_not_cached(tables, monkeypatch):
     book = _FakeBook(r"C:\crm\crm.xlsm", {"customer_snapshot": snapshot, "run_info": run_info,
                                           "customer_history": _as_read_from_excel(renamed["customer_history"])})
     monkeypatch.setattr(udfs, "_caller_book", lambda: book)
-    assert udfs.CRM_SEGMENT("123") == "Champions"           # udf_segment from run_info
+    assert udfs.CRM_SEGMENT("123") == "Loyal Customers"           # udf_segment from run_info
     assert udfs.CRM_TIER([["123"], [123], ["G02"]]) == [["Diamond"], ["Diamond"], ["Platinum"]]
     for _ in range(100):
         udfs.CRM_STATE("G02")
@@ -477,7 +477,7 @@ def test_reads_tables_through_the_real_xlwings_book_api(tables, monkeypatch):
     assert data is not None and len(data.ids) == len(tables["customer_snapshot"])
     monkeypatch.setattr(udfs, "_caller_book", lambda: book)
     assert udfs.CRM_SEGMENT([["G01"], ["G09"]]) == [["Diamond"], [""]]
-    assert udfs.CRM_RFM("G01") == "R4F4M5T4"
+    assert udfs.CRM_RFM("G01") == "R3F3M5T4"
     assert udfs.CRM_STATE("G17", EARLY) == hist(tables, EARLY, "G17", "lifecycle_state")
     assert udfs.CRM_METRIC("G01", "first_core_date") == snap(tables, "G01", "first_core_date").to_pydatetime()
     assert udfs._CACHE.keys() == ["crm.xlsm"]

@@ -59,7 +59,7 @@ def _history_frame(staged: Staged, panel: Panel, labels: Labels, scores: Scores,
                    config: Config) -> pd.DataFrame:
     """customer_history's columns for every panel row, including the extra first month."""
     m, r = panel.measure, panel.revenue
-    not_scored = ~labels.has_core
+    no_purchase, not_scored = ~labels.has_core, ~scores.scored
     s = scores.scores
     ids = staged.customers["customer_id"].to_numpy()
     columns = {
@@ -71,13 +71,13 @@ def _history_frame(staged: Staged, panel: Panel, labels: Labels, scores: Scores,
         "first_device_date": _dates(panel.first_device_day),
         "first_core_date": _dates(panel.first_core_day),
         "last_core_date": _dates(panel.last_core_day),
-        "tenure_months": _blank_int(labels.tenure_months, not_scored),
+        "tenure_months": _blank_int(labels.tenure_months, no_purchase),
         "amc": labels.amc, "aos": labels.aos,
         "activity_status": _labels(np.where(labels.active, 0, 1), STATUSES),
         "value_tier": _labels(labels.tier, TIERS),
         "lifecycle_event": _labels(labels.event, EVENTS),
         "lifecycle_state": _labels(labels.state, STATES),
-        "recency_days": _blank_int(np.nan_to_num(scores.values["recency"]), not_scored),
+        "recency_days": _blank_int(np.nan_to_num(scores.values["recency"]), no_purchase),
         "frequency": panel.invoices[config.rfm_window_months],
         "monetary": panel.rfm_monetary,
         "r_score": _blank_int(s["recency"], not_scored), "f_score": _blank_int(s["frequency"], not_scored),

@@ -61,7 +61,13 @@ def segment_reasons(panel: Panel, scores: Scores, config: Config) -> pd.Categori
     s, v = scores.scores, scores.values
     window = config.rfm_window_months
     unit = "units" if config.rfm_monetary == "units" else "revenue"
-    variants: list[Variant] = [(scores.segment < 0, "Not scored: no core purchase yet")]
+    no_purchase = np.isnan(v["recency"])
+    variants: list[Variant] = [
+        (no_purchase, "Not scored: no core purchase yet"),
+        (~scores.scored, f"Not scored: not Active this month (no core purchase in the last "
+                         f"{config.active_window_months} months); RFM scores the Active customers "
+                         "(rfm_population = active)"),
+    ]
     for index, name in enumerate(scores.segment_names):
         variants.append((scores.segment == index,
                          f"{name}: R{{r}} FM{{fm}} (recency {{recency}} days → R{{r}}; frequency {{orders}} "

@@ -23,9 +23,10 @@ _CUT_DIGITS = 6
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
-    """Values and scores per panel row (score 0 = not scored: no core purchase yet)."""
+    """Values and scores per panel row (score 0 = not scored: outside ``rfm_population`` that month)."""
 
-    values: dict[str, np.ndarray]   # field -> value (NaN when not scored)
+    scored: np.ndarray              # in the month's scored population
+    values: dict[str, np.ndarray]   # field -> value (NaN before the first core purchase)
     scores: dict[str, np.ndarray]   # field -> 0..5 (int8)
     fm: np.ndarray                  # ceil((F + M) / 2), 0 when not scored
     segment: np.ndarray             # index into ``segment_names``, -1 when not scored
@@ -34,13 +35,15 @@ class Scores:
 
 
 def score_rfm(panel: Panel, labels: Labels, config: Config) -> Scores:
-    """Score every customer with a core purchase, month by month."""
-    scored = labels.has_core
+    """Score, month by month, the customers of ``rfm_population``: those Active at the month's end
+    (the seed system's RFMT, cut points from them alone), or everyone with a core purchase so far."""
+    buyers = labels.has_core    # the values are facts of every buyer, shown even when not scored
+    scored = labels.active if config.rfm_population == "active" else buyers
     values = {
-        "recency": np.where(scored, panel.month_end_day - panel.last_core_day, np.nan).astype("float64"),
-        "frequency": np.where(scored, panel.invoices[config.rfm_window_months], np.nan).astype("float64"),
-        "monetary": np.where(scored, panel.rfm_monetary, np.nan),
-        "tenure": np.where(scored, labels.tenure_months, np.nan).astype("float64"),
+        "recency": np.where(buyers, panel.month_end_day - panel.last_core_day, np.nan).astype("float64"),
+        "frequency": np.where(buyers, panel.invoices[config.rfm_window_months], np.nan).astype("float64"),
+        "monetary": np.where(buyers, panel.rfm_monetary, np.nan),
+        "tenure": np.where(buyers, labels.tenure_months, np.nan).astype("float64"),
     }
     scores = {field: np.zeros(panel.rows, dtype="int8") for field in SCORE_FIELDS}
     bounds = np.searchsorted(panel.month_pos, np.arange(len(panel.months) + 1))
@@ -64,7 +67,7 @@ def score_rfm(panel: Panel, labels: Labels, config: Config) -> Scores:
     segment = np.where(scored, grid[scores["recency"], fm], -1).astype("int8")
     cut_points = pd.DataFrame(cut_rows, columns=["report_month", "field", "method", "cut_1", "cut_2",
                                                  "cut_3", "cut_4", "customers_scored"])
-    return Scores(values=values, scores=scores, fm=fm, segment=segment, segment_names=segment_names,
+    return Scores(scored=scored, values=values, scores=scores, fm=fm, segment=segment, segment_names=segment_names,
                   cut_points=cut_points)
 
 
