@@ -257,6 +257,7 @@ EXPECTED_RULES = {  # (table, column, rule): (severity, rows, example_rows)
     ("products", "product_id", "duplicate_product_id"): ("warning", 1, "5"),
     ("products", "unit_size", "bad_unit_size"): ("warning", 2, "3, 7"),
     ("products", "category", "unknown_category"): ("warning", 1, "4"),
+    ("transactions", "product_id", "line_in_unknown_category"): ("warning", 1, "12"),
     ("transactions", "customer_id", "missing_customer_id"): ("warning", 1, "6"),
     ("transactions", "customer_id", "anonymous_customer"): ("info", 1, "8"),
     ("transactions", "customer_id", "unknown_customer"): ("warning", 1, "7"),

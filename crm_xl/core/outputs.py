@@ -217,5 +217,8 @@ def _run_info(staged: Staged, config: Config, counts: dict[str, int], history_ro
         ("products_read", str(counts["products"]), "Product master rows given"),
         ("history_rows", str(history_rows), "Rows of customer_history"),
     ]
+    rows += [(f"category.{r.category}", f"{r.counts_as}: {r.products:,} products, {r.lines:,} lines",
+              "A category of the product master and what it counts as (set core_categories, entry_categories, "
+              "other_categories to map it)") for r in staged.categories.itertuples()]
     frame = pd.DataFrame(rows, columns=["item", "value", "description"])
     return frame.astype("str")

@@ -16,7 +16,7 @@ import pandas as pd
 from crm_xl.config import Config
 from crm_xl.core.coerce import id_codes, normalize_ids, to_dates, to_numbers
 from crm_xl.core.quality import QualityLog
-from crm_xl.errors import InputError
+from crm_xl.errors import ConfigError, InputError
 
 TRANSACTION_COLUMNS = ("invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue")
 CUSTOMER_COLUMNS = ("customer_id",)
@@ -43,6 +43,7 @@ class Staged:
     customers: pd.DataFrame
     entry_dates: np.ndarray
     products: pd.DataFrame
+    categories: pd.DataFrame        # category, counts_as, products, lines (usable lines)
     report_month: pd.Period
     quality: QualityLog
     empty_months: tuple[pd.Period, ...]
@@ -57,7 +58,7 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
     _require(products, "products", PRODUCT_COLUMNS)
     master, anonymous_ids = _stage_customers(customers, config, log)
     product_table = _stage_products(products, config, log)
-    lines = _stage_lines(transactions, master, anonymous_ids, product_table, config, log)
+    categories, lines = _stage_lines(transactions, master, anonymous_ids, product_table, config, log)
     if lines.empty:
         raise InputError("transactions", "no usable transactions (every line has a problem: "
                          "see the data-quality table)" if len(transactions) else "the table is empty")
@@ -68,7 +69,7 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
     empty = _empty_months(lines, history, log)
     keep = ["customer_key", "invoice_key", "date", "quantity", "units", "revenue", "kind"]
     return Staged(lines=lines[keep].reset_index(drop=True), customers=master, entry_dates=entry_dates,
-                  products=product_table,
+                  products=product_table, categories=categories,
                   report_month=report_month, quality=log, empty_months=empty)
 
 
@@ -203,7 +204,7 @@ def _stage_products(raw: pd.DataFrame, config: Config, log: QualityLog) -> pd.Da
             "category not in core, entry or other categories: treated as non-core", values=category)
     kind = np.where(core, KIND_CORE, np.where(entry, KIND_ENTRY, KIND_OTHER)).astype("int8")
     table = pd.DataFrame({"product_id": ids, "category": category, "unit_size": unit_size,
-                          "kind": kind, "usable": ~bad_size})
+                          "kind": kind, "known": known, "usable": ~bad_size})
     return table[keep].reset_index(drop=True)
 
 
@@ -212,8 +213,9 @@ def _category_names(names: tuple[str, ...]) -> list[str]:
     return normalize_ids(pd.Series(list(names), dtype=object)).str.lower().dropna().tolist()
 
 
-def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Index,
-                 products: pd.DataFrame, config: Config, log: QualityLog) -> pd.DataFrame:
+def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Index, products: pd.DataFrame,
+                 config: Config, log: QualityLog) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The category census and the usable lines (see :class:`Staged`)."""
     n = len(raw)
     raw_customer, raw_product = _column(raw, "customer_id"), _column(raw, "product_id")
     raw_invoice = _column(raw, "invoice_id")
@@ -277,10 +279,12 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
                 "core line with revenue 0 or less under measure=revenue: adds nothing, so not a purchase",
                 values=revenue)
 
+    categories = _category_census(product_pos, usable, products, config, log)
+
     invoice_key = _invoice_keys(invoice_ids, customer_key, dates, log)
     rows = np.flatnonzero(usable)
     day = dates.to_numpy()[rows]
-    return pd.DataFrame({
+    return categories, pd.DataFrame({
         "row": rows + 1,
         "customer_key": customer_key[rows].astype("int64"),
         "invoice_key": invoice_key[rows],
@@ -291,6 +295,38 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
         "revenue": np.nan_to_num(revenue.to_numpy()[rows]),
         "kind": kind[rows],
     }, copy=False)
+
+
+def _category_census(product_pos: np.ndarray, usable: np.ndarray, products: pd.DataFrame, config: Config,
+                     log: QualityLog) -> pd.DataFrame:
+    """Every category of the product master with what it counts as, its products and usable lines.
+
+    An analyst maps an extract's categories once ("Coffee Capsules" is core): run_info lists them
+    on every refresh, lines in no category list get a warning naming those categories, and a
+    product master without a single core product stops the refresh with the list, rather than
+    make every customer a prospect.
+    """
+    lines = np.bincount(product_pos[usable], minlength=len(products))
+    counts_as = np.where(~products["known"].to_numpy(), "none (no category list)",
+                         np.asarray(["other", "core", "entry"], dtype=object)[products["kind"].to_numpy()])
+    census = pd.DataFrame({"category": products["category"].fillna("(blank)"), "counts_as": counts_as,
+                           "products": 1, "lines": lines}).groupby("category", sort=False).agg(
+        counts_as=("counts_as", "first"), products=("products", "sum"), lines=("lines", "sum"))
+    census = census.sort_values(["lines", "products"], ascending=False, kind="stable").reset_index()
+    listed = "; ".join(f"{r.category} ({r.lines:,} lines)" for r in census.itertuples())
+    if not (census["counts_as"] == "core").any():
+        raise ConfigError("core_categories", f"no product is in a core category ({', '.join(config.core_categories)}); "
+                          f"categories found: {listed or 'none'}. Set core_categories to the categories of "
+                          "recurring consumables (and entry_categories, other_categories for the rest)")
+    unknown = census[(census["counts_as"] == "none (no category list)") & (census["lines"] > 0)]
+    if len(unknown):
+        in_unknown = usable.copy()
+        in_unknown[usable] = ~products["known"].to_numpy()[product_pos[usable]]
+        log.add("transactions", "product_id", "line_in_unknown_category", "warning", in_unknown,
+                "line of a product whose category is in no category list, counted as non-core: "
+                + "; ".join(f"{r.category} ({r.lines:,} lines)" for r in unknown.itertuples())
+                + ". Add each to core_categories, entry_categories or other_categories")
+    return census
 
 
 def _ordinal(month: pd.Period) -> int:
