@@ -43,7 +43,8 @@ DEFAULT_SEGMENT_MAP: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 SETTINGS_HELP: dict[str, str] = {
-    "report_month": "Last month to report (YYYY-MM); blank = the last month that has transactions",
+    "report_month": "Last month to report (YYYY-MM); blank = the last month that has transactions; "
+                    "last_complete = the last month the data covers to its last day",
     "history_months": "How many month-end snapshots to compute, ending with the report month",
     "core_categories": "Product categories that count toward engagement (recurring consumables)",
     "entry_categories": "Product categories whose first purchase marks entry into the base (devices)",
@@ -89,6 +90,8 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "reactivation_gap_months": (1, 24),
     "rfm_window_months": (1, 60),
 }
+#: ``report_month = last_complete``: the last month whose every day the data covers (see data_through).
+LAST_COMPLETE = "last_complete"
 THRESHOLDS = ("t_high", "t_mid_high", "t_mid", "a_high", "f_high", "f_mid")
 _CATEGORY_LISTS = ("core_categories", "entry_categories", "other_categories", "anonymous_groups")
 _CUTS = ("rfm_cuts_recency", "rfm_cuts_frequency", "rfm_cuts_monetary", "rfm_cuts_tenure")
@@ -98,7 +101,7 @@ _CUTS = ("rfm_cuts_recency", "rfm_cuts_frequency", "rfm_cuts_monetary", "rfm_cut
 class Config:
     """All settings of one run. Build it with :meth:`from_mapping` to get validation and parsing."""
 
-    report_month: pd.Period | None = None
+    report_month: pd.Period | str | None = None    # a month, LAST_COMPLETE, or None (latest month with data)
     history_months: int = 24
     core_categories: tuple[str, ...] = ("consumable",)
     entry_categories: tuple[str, ...] = ("device",)
@@ -192,6 +195,8 @@ def _is_blank(value: Any) -> bool:
 
 def _parse(key: str, value: Any) -> Any:
     if key == "report_month":
+        if str(value).strip().lower().replace(" ", "_") == LAST_COMPLETE:
+            return LAST_COMPLETE
         return parse_month(value, key)
     if key in INT_RANGES:
         return _parse_int(key, value)
@@ -348,7 +353,7 @@ def _validate(cfg: Config) -> None:
         cuts = getattr(cfg, key)
         if len(cuts) != 4 or any(b < a for a, b in itertools.pairwise(cuts)):
             raise ConfigError(key, f"expected 4 ascending numbers, got {format_value(tuple(cuts))!r}")
-    if cfg.report_month is not None and not isinstance(cfg.report_month, pd.Period):
+    if cfg.report_month not in (None, LAST_COMPLETE) and not isinstance(cfg.report_month, pd.Period):
         object.__setattr__(cfg, "report_month", parse_month(cfg.report_month))
     _check_segment_coverage(cfg.segment_map)
 

@@ -288,6 +288,7 @@ def test_run_info_records_the_run(golden_result):
 def test_empty_data_quality_table_keeps_its_columns_and_types():
     inputs = _no_core_purchase_inputs()
     inputs["transactions"]["quantity"] = [1, 1, 2]
+    inputs["transactions"]["invoice_date"] = ["2024-01-05", "2024-02-05", "2024-03-31"]   # March is complete
     result = crm_xl.run(**inputs, config={"report_month": "2024-03", "history_months": 3})
     quality = result["data_quality"]
     assert quality.empty

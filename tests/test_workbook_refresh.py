@@ -255,6 +255,7 @@ def test_chart_status_and_log_tables(books: dict[str, Path], expected: dict[str,
     status = status_of(books["refreshed"])
     assert list(status) == list(layout.STATUS_ITEMS)
     assert status["report month"] == "2024-12"
+    assert status["data through"] == "2025-01-02"      # the golden extract runs past the report month
     assert status["customers"] == f"{len(expected['customer_snapshot']):,}" == "19"
     assert status["last refresh"] == NOW.strftime("%Y-%m-%d %H:%M:%S")
     assert status["rows read"] == "transactions 353, customers 21, products 5"

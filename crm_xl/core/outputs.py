@@ -206,7 +206,9 @@ def _segment_map(config: Config) -> pd.DataFrame:
 
 def _run_info(staged: Staged, config: Config, counts: dict[str, int], history_rows: int) -> pd.DataFrame:
     rows = [("crm_xl_version", __version__, "Version of crm_xl that produced these tables"),
-            ("report_month_used", str(staged.report_month), "The report month of this run (resolved if blank)")]
+            ("report_month_used", str(staged.report_month), "The report month of this run (resolved if blank)"),
+            ("data_through", str(staged.data_through.date()), "Date of the latest usable transaction line: "
+                                                              "figures of later days are not in the data")]
     rows += [(f"setting.{name}", value, help_) for name, value, help_ in config.as_rows()]
     rows += [
         ("transactions_read", str(counts["transactions"]), "Transaction lines given"),

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from crm_xl.config import Config
+from crm_xl.config import LAST_COMPLETE, Config
 from crm_xl.core.coerce import id_codes, normalize_ids, to_dates, to_numbers
 from crm_xl.core.quality import QualityLog
 from crm_xl.errors import ConfigError, InputError
@@ -44,6 +44,7 @@ class Staged:
     entry_dates: np.ndarray
     products: pd.DataFrame
     categories: pd.DataFrame        # category, counts_as, products, lines (usable lines)
+    data_through: pd.Timestamp      # the latest usable line's date, after the report month included
     report_month: pd.Period
     quality: QualityLog
     empty_months: tuple[pd.Period, ...]
@@ -62,14 +63,15 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
     if lines.empty:
         raise InputError("transactions", "no usable transactions (every line has a problem: "
                          "see the data-quality table)" if len(transactions) else "the table is empty")
-    report_month = config.report_month or _period(int(lines["month"].max()))
+    data_through = pd.Timestamp(lines["date"].max())
+    report_month = _report_month(config, data_through, log)
     entry_dates = _entry_dates(master, lines, config)
     lines = _cut_at_report_month(lines, report_month, log)
     history = pd.period_range(end=report_month, periods=config.history_months, freq="M")
     empty = _empty_months(lines, history, log)
     keep = ["customer_key", "invoice_key", "date", "quantity", "units", "revenue", "kind"]
     return Staged(lines=lines[keep].reset_index(drop=True), customers=master, entry_dates=entry_dates,
-                  products=product_table, categories=categories,
+                  products=product_table, categories=categories, data_through=data_through,
                   report_month=report_month, quality=log, empty_months=empty)
 
 
@@ -327,6 +329,24 @@ def _category_census(product_pos: np.ndarray, usable: np.ndarray, products: pd.D
                 + "; ".join(f"{r.category} ({r.lines:,} lines)" for r in unknown.itertuples())
                 + ". Add each to core_categories, entry_categories or other_categories")
     return census
+
+
+def _report_month(config: Config, data_through: pd.Timestamp, log: QualityLog) -> pd.Period:
+    """The month reported: as set, the month of the latest line (blank), or the last month the data
+    covers to its last day (``last_complete``). A report month that ends after the data stops is
+    flagged (``partial_month``): its New, M1 and revenue cover only part of the month."""
+    latest = data_through.to_period("M")
+    if config.report_month == LAST_COMPLETE:
+        month = (data_through + pd.Timedelta(days=1)).to_period("M") - 1
+    else:
+        month = config.report_month or latest
+    if month == latest and data_through < month.to_timestamp(how="end").normalize():
+        days = data_through.day
+        log.add_note("transactions", "invoice_date", "partial_month", "warning", days, str(data_through.date()),
+                     f"the report month {month} has data only through {data_through.date()} ({days} of "
+                     f"{month.days_in_month} days): its New, M1 and revenue figures cover part of the month. "
+                     f"Set report_month to {month - 1} (or last_complete) to report the last complete month")
+    return month
 
 
 def _ordinal(month: pd.Period) -> int:

@@ -184,7 +184,9 @@ def _status(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, stamp: dt.d
     status = "OK" if not warnings else f"OK with {warnings} data-quality warnings (see Data Quality)"
     if history_file is not None:
         status += f"; full history in {history_file.name}"
+    info = dict(zip(tables["run_info"]["item"], tables["run_info"]["value"], strict=True))
     values = {"last refresh": stamp.strftime("%Y-%m-%d %H:%M:%S"), "report month": month,
+              "data through": info.get("data_through", "-"),
               "rows read": ", ".join(f"{name} {len(frame):,}" for name, frame in inputs.raw.items()),
               "customers": f"{len(snapshot):,}", "status": status}
     return pd.DataFrame({"item": list(layout.STATUS_ITEMS), "value": [values[i] for i in layout.STATUS_ITEMS]},
