@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
                      help="a setting, e.g. --set report_month=2024-12 or --set 'csv_delimiter=;' (repeatable; "
                           "see docs/business_logic.md)")
+    run.add_argument("--no-bom", action="store_true",
+                     help="write the output CSVs without the UTF-8 byte-order mark (Excel needs it for accents)")
     run.set_defaults(handler=_run)
 
     sample = commands.add_parser("sample", help="generate the synthetic sample data as CSV files")
@@ -111,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     tables = run(**{name: file.frame for name, file in files.items()}, config=settings)
     notes = [note for file in files.values() for note in file.notes()]
     tables = {**tables, "data_quality": with_read_notes(tables["data_quality"], notes)}
-    written = write_tables(tables, args.out)
+    written = write_tables(tables, args.out, bom=not args.no_bom)
     print(summary_text(tables, time.perf_counter() - started))
     print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import shutil
 import subprocess
 import sys
@@ -34,11 +35,21 @@ def test_run_writes_every_table_and_prints_a_summary(golden_folder: Path, tmp_pa
     printed = capsys.readouterr().out
     assert "report month 2024-12, 19 customers" in printed
     assert "unknown_customer 1 in transactions" in printed
-    history = pd.read_csv(out / "customer_history.csv", dtype={"customer_id": str})
+    history = pd.read_csv(out / "customer_history.csv", dtype={"customer_id": str}, encoding="utf-8-sig")
     assert list(history.columns) == contract.columns("customer_history")
     expected = pd.read_csv(GOLDEN / "expected_history.csv", dtype={"customer_id": str})
     assert len(history) == len(expected)
-    assert history["report_month"].iloc[0] == "2023-01-01"  # dates as yyyy-mm-dd, no time part
+    assert history["report_month"].iloc[0] == "2023-01"  # months as yyyy-mm
+    assert history["first_core_date"].iloc[0] == "2022-01-05"  # dates as yyyy-mm-dd, no time part
+    assert (out / "customer_history.csv").read_bytes().startswith(codecs.BOM_UTF8)  # Excel then reads UTF-8
+
+
+def test_no_bom_writes_plain_utf8(golden_folder: Path, tmp_path: Path) -> None:
+    assert main(["run", "--data", str(golden_folder), "--out", str(tmp_path / "bom")]) == 0
+    assert main(["run", "--data", str(golden_folder), "--out", str(tmp_path / "plain"), "--no-bom"]) == 0
+    for name in contract.TABLE_NAMES:
+        with_bom = (tmp_path / "bom" / f"{name}.csv").read_bytes()
+        assert (tmp_path / "plain" / f"{name}.csv").read_bytes() == with_bom.removeprefix(codecs.BOM_UTF8)
 
 
 # --- CSV files as Excel writes them in other locales ----------------------------------------------------

@@ -14,7 +14,7 @@ import pyarrow.csv as pcsv
 import pytest
 
 from crm_xl.errors import ConfigError, InputError
-from crm_xl.io.csv import read_csv, read_csv_file
+from crm_xl.io.csv import read_csv, read_csv_file, write_tables
 from crm_xl.io.dialect import SAMPLE_BYTES, CsvOptions, split_settings
 
 HEADER = ["invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue"]
@@ -156,3 +156,19 @@ def test_settings_blank_auto_and_names() -> None:
     assert options(csv_encoding="UTF8").encoding == "utf-8"
     csv_part, rest = split_settings({"csv_delimiter": ";", "report_month": "2024-12"})
     assert (csv_part.delimiter, rest) == (";", {"report_month": "2024-12"})
+
+
+def test_our_own_outputs_read_back(tmp_path: Path) -> None:
+    """Written with a BOM, months as YYYY-MM, dates as YYYY-MM-DD; the reader takes them back."""
+    month = pd.to_datetime(["2024-11-01", "2024-12-01"])
+    table = pd.DataFrame({"report_month": month, "customer_id": ["00123", "São"],
+                          "first_core_date": pd.to_datetime(["2024-01-05", None]), "m1": [1.5, 2.0]})
+    path = write_tables({"customer_history": table}, tmp_path)["customer_history"]
+    raw = path.read_bytes()
+    assert raw.startswith(codecs.BOM_UTF8)
+    assert raw.decode("utf-8-sig").splitlines()[1] == '"2024-11","00123",2024-01-05,1.5'
+    back = read_csv(path, "customers")
+    assert back["customer_id"].tolist() == ["00123", "São"]
+    assert back["report_month"].tolist() == ["2024-11", "2024-12"]
+    plain = write_tables({"customer_history": table}, tmp_path / "plain", bom=False)["customer_history"]
+    assert plain.read_bytes() == raw[len(codecs.BOM_UTF8):]

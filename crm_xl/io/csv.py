@@ -4,10 +4,14 @@ pyarrow's multi-threaded CSV reader does the parsing; id columns are always read
 leading zeros survive; anything the reader cannot type stays text and staging types it. The
 dialect (delimiter, encoding, decimal comma) is detected from a sample or set (:mod:`.dialect`);
 decimal commas become points here, so the core only ever sees one number format.
+
+Output files are UTF-8 with a byte-order mark by default (Excel then shows accents right), months
+as ``YYYY-MM`` and dates as ``YYYY-MM-DD``.
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from crm_xl import contract
 from crm_xl.core.quality import QUALITY_COLUMNS
 from crm_xl.errors import InputError
 from crm_xl.io.dialect import (
@@ -209,19 +214,36 @@ def with_read_notes(quality: pd.DataFrame, notes: Iterable[dict[str, object]]) -
     return pd.concat([frame, quality], ignore_index=True)
 
 
-def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path) -> dict[str, Path]:
-    """Each table as ``NAME.csv`` in ``folder`` (dates as yyyy-mm-dd), each file replaced atomically."""
+def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path, *, bom: bool = True) -> dict[str, Path]:
+    """Each table as ``NAME.csv`` in ``folder``, each file replaced atomically.
+
+    ``bom``: start with the UTF-8 byte-order mark, without which Excel reads UTF-8 as the
+    Windows code page (``São`` shows as ``SÃ£o``); our reader skips it.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, frame in tables.items():
+        arrow = _arrow_table(frame, _month_columns(name))
         written[name] = replace_atomically(folder / f"{name}.csv",
-                                           lambda temp, frame=frame: pcsv.write_csv(_arrow_table(frame), temp))
+                                           lambda temp, arrow=arrow: _write_csv(arrow, temp, bom))
     return written
 
 
-def _arrow_table(frame: pd.DataFrame) -> pa.Table:
-    """Categoricals as text and datetimes as dates, which is how a CSV reader expects them."""
+def _write_csv(arrow: pa.Table, path: Path, bom: bool) -> None:
+    with open(path, "wb") as handle:
+        if bom:
+            handle.write(codecs.BOM_UTF8)
+        pcsv.write_csv(arrow, handle)
+
+
+def _month_columns(table: str) -> set[str]:
+    columns = contract.TABLES[table][1] if table in contract.TABLES else []
+    return {name for name, kind, _ in columns if kind == "month"}
+
+
+def _arrow_table(frame: pd.DataFrame, months: set[str]) -> pa.Table:
+    """Categoricals as text, months as YYYY-MM and other datetimes as dates, as a CSV reader expects them."""
     arrays, names = [], []
     for column in frame.columns:
         series = frame[column]
@@ -230,7 +252,7 @@ def _arrow_table(frame: pd.DataFrame) -> pa.Table:
         else:
             array = pa.array(series)
             if pa.types.is_timestamp(array.type):
-                array = array.cast(pa.date32())
+                array = pc.strftime(array, "%Y-%m") if str(column) in months else array.cast(pa.date32())
         arrays.append(array)
         names.append(str(column))
     return pa.Table.from_arrays(arrays, names=names)
