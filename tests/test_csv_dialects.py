@@ -105,14 +105,40 @@ def test_not_utf8_past_the_sample_falls_back_to_cp1252(tmp_path: Path) -> None:
     assert [n["rule"] for n in file.notes()] == ["not_utf8"]
 
 
-def test_bytes_that_are_no_text_are_one_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plain_lines", [0, SAMPLE_BYTES // 10], ids=["in the sample", "past the sample"])
+def test_bytes_that_are_no_text_are_one_clear_error(tmp_path: Path, plain_lines: int) -> None:
     path = tmp_path / "c.csv"
-    path.write_bytes(b"customer_id,city\nC1,\x81\x8d\n")
+    path.write_bytes(b"customer_id,city\n" + b"C0,Lisbon\n" * plain_lines + b"C1,\x81\x8d\n")
     with pytest.raises(InputError) as caught:
         read_csv(path, "customers")
     message = str(caught.value)
-    assert message.startswith("customers: c.csv is neither UTF-8 nor Windows-1252")
+    assert message.startswith("customers: c.csv is neither UTF-8 nor Windows-1252 text (it has the byte 0x81)")
     assert "csv_encoding" in message and "\n" not in message
+
+
+def test_excel_unicode_text_is_utf16_with_tabs(tmp_path: Path) -> None:
+    path = tmp_path / "customers.txt"
+    path.write_bytes("customer_id\tcity\r\n00123\tSão Paulo\r\n".encode("utf-16"))
+    file = read_csv_file(path, "customers")
+    assert (file.encoding, file.delimiter) == ("utf-16", "\t")
+    assert file.frame.to_dict("list") == {"customer_id": ["00123"], "city": ["São Paulo"]}
+
+
+def test_a_ragged_semicolon_file_is_an_error_not_one_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.csv", ["customer_id;city;created_date", "C1;Porto;2020-01-01", "C2;Faro"])
+    with pytest.raises(InputError) as caught:
+        read_csv(path, "customers")
+    message = str(caught.value)
+    assert message.startswith("customers: c.csv is not a readable CSV file (read with delimiter ';', encoding utf-8)")
+    assert "Expected 3 columns, got 2" in message and "csv_delimiter" in message and "\n" not in message
+
+
+def test_a_file_not_in_the_set_encoding(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.csv", ["customer_id,city", "C1,Évora"], encoding="cp1252")
+    with pytest.raises(InputError) as caught:
+        read_csv(path, "customers", options(csv_encoding="utf-8"))
+    assert str(caught.value) == ("customers: c.csv is not utf-8 text: set csv_encoding to the file's encoding "
+                                 "(e.g. utf-8, cp1252, latin-1), or to auto")
 
 
 def test_explicit_settings_override_the_detection(tmp_path: Path) -> None:

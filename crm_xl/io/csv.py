@@ -44,6 +44,7 @@ _UTF8 = ("utf-8", "utf-8-sig")          # pyarrow decodes these itself (and skip
 # A quoted line break cut by pyarrow's block boundary shows as some parse error ("Expected 3 columns,
 # got 2", "got out of sync with chunker"); reading with newlines_in_values is the cure to try first.
 _PARSE_ERROR = "CSV parse"
+_NOT_UTF8 = "invalid UTF8"              # pyarrow's words for a string column that is not UTF-8
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _COMMA_DECIMAL = r"^[+-]?(\d{1,3}(\.\d{3})+|\d*),\d+$"         # 109,65  1.234,56  ,5
 _POINT_DECIMAL = r"^[+-]?\d*\.\d+$"
@@ -122,14 +123,22 @@ def _read(path: Path, table: str, sniffed: Sniffed, options: CsvOptions) -> tupl
             return _parse(path, sniffed, options), sniffed
         except pa.ArrowInvalid as exc:
             retry = _second_try(sniffed, options, str(exc))
-            if retry is None:
+            if retry is not None:
+                sniffed = retry
+            elif options.encoding and _NOT_UTF8 in str(exc):
+                raise _not_the_set_encoding(table, path, options.encoding) from None
+            else:
                 raise _unreadable(table, path, sniffed, exc) from None
-            sniffed = retry
         except UnicodeDecodeError as exc:
             if not options.encoding:
                 raise unreadable_text(table, path.name, exc) from None
-            raise InputError(table, f"{path.name} is not {options.encoding} text ({exc.reason} at byte "
-                                    f"{exc.start:,}): set csv_encoding to the file's encoding, or auto") from None
+            detail = f" ({exc.reason} at byte {exc.start:,})"
+            raise _not_the_set_encoding(table, path, options.encoding, detail) from None
+
+
+def _not_the_set_encoding(table: str, path: Path, encoding: str, detail: str = "") -> InputError:
+    return InputError(table, f"{path.name} is not {encoding} text{detail}: set csv_encoding to the file's "
+                             "encoding (e.g. utf-8, cp1252, latin-1), or to auto")
 
 
 class _NotUtf8(pa.ArrowInvalid):
@@ -147,14 +156,14 @@ def _parse(path: Path, sniffed: Sniffed, options: CsvOptions) -> pa.Table:
                                         newlines_in_values=sniffed.newlines_in_values),
         convert_options=pcsv.ConvertOptions(column_types=text_types, strings_can_be_null=True))
     if any(pa.types.is_binary(field.type) for field in arrow.schema):
-        raise _NotUtf8("invalid UTF8 data")
+        raise _NotUtf8(_NOT_UTF8)
     return arrow
 
 
 def _second_try(sniffed: Sniffed, options: CsvOptions, message: str) -> Sniffed | None:
     if _PARSE_ERROR in message and not sniffed.newlines_in_values:
         return dataclasses.replace(sniffed, newlines_in_values=True)
-    if "invalid UTF8" in message and sniffed.encoding in _UTF8 and not options.encoding:
+    if _NOT_UTF8 in message and sniffed.encoding in _UTF8 and not options.encoding:
         return dataclasses.replace(sniffed, encoding=FALLBACK_ENCODING, fallback=True)
     return None
 

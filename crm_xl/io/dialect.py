@@ -26,7 +26,7 @@ FALLBACK_ENCODING = "cp1252"
 _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 _SHOWN = {"\t": "tab"}
 _SAMPLE_RECORDS = 200
-_CONSISTENT_SHARE = 0.9
+_AGREEING_SHARE = 0.5
 
 #: Setting -> (default, description); the Config sheet lists them with the ``*_file`` settings.
 CSV_SETTINGS: dict[str, tuple[str, str]] = {
@@ -149,10 +149,10 @@ def _encoding(sample: bytes, whole_file: bool, options: CsvOptions, table: str, 
     return FALLBACK_ENCODING, True
 
 
-def unreadable_text(table: str, name: str, exc: UnicodeDecodeError | None = None) -> InputError:
+def unreadable_text(table: str, name: str, exc: UnicodeDecodeError) -> InputError:
     """The error for a file whose bytes are text in no encoding tried."""
-    where = f" (byte 0x{exc.object[exc.start]:02x} at position {exc.start:,})" if exc else ""
-    return InputError(table, f"{name} is neither UTF-8 nor Windows-1252 text{where}: save it from Excel as "
+    return InputError(table, f"{name} is neither UTF-8 nor Windows-1252 text (it has the byte "
+                             f"0x{exc.object[exc.start]:02x}): save it from Excel as "
                              "'CSV UTF-8', or set csv_encoding to its encoding (e.g. latin-1, utf-16)")
 
 
@@ -177,21 +177,21 @@ def _records(text: str, delimiter: str, whole_file: bool) -> list[list[str]]:
 
 
 def _delimiter(text: str, whole_file: bool) -> str:
-    """The candidate that splits the header into the most fields, the sample's records agreeing.
+    """The candidate that splits the header into the most fields, preferring those the sample's rows agree with.
 
-    Agreeing means most records have as many fields as the header: a decimal comma inside a
-    semicolon file splits records but not the header, so it never wins.
+    Agreeing means at least half the records have as many fields as the header: a ``;`` inside a
+    quoted header name splits the header but not the rows. A decimal comma in a semicolon file
+    splits rows but not the header, so it never wins. A header no candidate splits is one column.
     """
-    best, best_fields = ",", 1
-    for candidate in DELIMITERS:
+    scored = []
+    for rank, candidate in enumerate(DELIMITERS):
         records = _records(text, candidate, whole_file)
-        if not records or len(records[0]) <= best_fields:
+        if not records or len(records[0]) < 2:
             continue
-        rows = [r for r in records[1:] if r]
-        fields = len(records[0])
-        if not rows or sum(len(r) == fields for r in rows) >= _CONSISTENT_SHARE * len(rows):
-            best, best_fields = candidate, fields
-    return best
+        fields, rows = len(records[0]), [r for r in records[1:] if r]
+        agree = not rows or sum(len(r) == fields for r in rows) >= _AGREEING_SHARE * len(rows)
+        scored.append((agree, fields, -rank, candidate))
+    return max(scored)[-1] if scored else ","
 
 
 def shown(delimiter: str) -> str:
