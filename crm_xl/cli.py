@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from crm_xl._version import __version__
-from crm_xl.errors import CrmXlError
+from crm_xl.errors import ConfigError, CrmXlError
 
 DEFAULT_SAMPLE = Path("sample_data")
 
@@ -47,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="folder with transactions.csv, customers.csv, products.csv (default: sample_data)")
     run.add_argument("--out", type=Path, default=Path("out"), help="folder for the output CSVs (default: out)")
     run.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
-                     help="a setting, e.g. --set report_month=2024-12 (repeatable; see docs/business_logic.md)")
+                     help="a setting, e.g. --set report_month=2024-12 or --set 'csv_delimiter=;' (repeatable; "
+                          "see docs/business_logic.md)")
+    run.add_argument("--no-bom", action="store_true",
+                     help="write the output CSVs without the UTF-8 byte-order mark (Excel needs it for accents)")
     run.set_defaults(handler=_run)
 
     sample = commands.add_parser("sample", help="generate the synthetic sample data as CSV files")
@@ -74,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("book", type=Path, help="the workbook (.xlsm)")
     for name in ("transactions", "customers", "products"):
         load.add_argument(f"--{name}", type=Path, help=f"CSV file for tbl_{name}")
+    load.add_argument("--set", action="append", default=[], metavar="csv_SETTING=VALUE",
+                      help="how the CSV files are written, e.g. --set 'csv_delimiter=;' (csv_delimiter, csv_decimal, "
+                           "csv_encoding; default auto: detected)")
     load.set_defaults(handler=_load)
 
     refresh = commands.add_parser("refresh", help="recompute every output sheet of a workbook, headless")
@@ -98,12 +104,16 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
 
 def _run(args: argparse.Namespace) -> int:
     from crm_xl.core.pipeline import run
-    from crm_xl.io.csv import read_raw_folder, write_tables
+    from crm_xl.io.csv import read_raw_files, with_read_notes, write_tables
+    from crm_xl.io.dialect import split_settings
 
     started = time.perf_counter()
-    raw = read_raw_folder(args.data)
-    tables = run(**raw, config=parse_settings(args.set))
-    written = write_tables(tables, args.out)
+    options, settings = split_settings(parse_settings(args.set))
+    files = read_raw_files(args.data, options)
+    tables = run(**{name: file.frame for name, file in files.items()}, config=settings)
+    notes = [note for file in files.values() for note in file.notes()]
+    tables = {**tables, "data_quality": with_read_notes(tables["data_quality"], notes)}
+    written = write_tables(tables, args.out, bom=not args.no_bom)
     print(summary_text(tables, time.perf_counter() - started))
     print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())}")
     return 0
@@ -159,15 +169,24 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from crm_xl.io.csv import read_csv
+    from crm_xl.io.csv import read_csv_file
+    from crm_xl.io.dialect import split_settings
     from crm_xl.workbook.book import load_raw
 
-    files = {name: getattr(args, name) for name in ("transactions", "customers", "products") if getattr(args, name)}
-    if not files:
+    paths = {name: getattr(args, name) for name in ("transactions", "customers", "products") if getattr(args, name)}
+    if not paths:
         raise CrmXlError("load: give at least one of --transactions, --customers, --products")
-    tables = {name: read_csv(file, name) for name, file in files.items()}
-    load_raw(args.book, tables)
-    print(f"Loaded into {args.book}: " + ", ".join(f"{n} {len(t):,} rows" for n, t in tables.items()))
+    options, others = split_settings(parse_settings(args.set))
+    if others:
+        raise ConfigError(next(iter(others)), "load only takes csv_delimiter, csv_decimal and csv_encoding; "
+                                              "other settings go on the workbook's Config sheet")
+    files = {name: read_csv_file(path, name, options) for name, path in paths.items()}
+    load_raw(args.book, {name: file.frame for name, file in files.items()})
+    for file in files.values():
+        for note in file.notes():
+            print(f"crm-xl: warning: {note['message']}", file=sys.stderr)
+    print(f"Loaded into {args.book}: " + ", ".join(f"{n} {len(f.frame):,} rows{f.dialect_note()}"
+                                                   for n, f in files.items()))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from crm_xl import contract
 from crm_xl.cli import main
+from crm_xl.io.csv import read_csv
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 
@@ -33,11 +35,77 @@ def test_run_writes_every_table_and_prints_a_summary(golden_folder: Path, tmp_pa
     printed = capsys.readouterr().out
     assert "report month 2024-12, 19 customers" in printed
     assert "unknown_customer 1 in transactions" in printed
-    history = pd.read_csv(out / "customer_history.csv", dtype={"customer_id": str})
+    history = pd.read_csv(out / "customer_history.csv", dtype={"customer_id": str}, encoding="utf-8-sig")
     assert list(history.columns) == contract.columns("customer_history")
     expected = pd.read_csv(GOLDEN / "expected_history.csv", dtype={"customer_id": str})
     assert len(history) == len(expected)
-    assert history["report_month"].iloc[0] == "2023-01-01"  # dates as yyyy-mm-dd, no time part
+    assert history["report_month"].iloc[0] == "2023-01"  # months as yyyy-mm
+    assert history["first_core_date"].iloc[0] == "2022-01-05"  # dates as yyyy-mm-dd, no time part
+    assert (out / "customer_history.csv").read_bytes().startswith(codecs.BOM_UTF8)  # Excel then reads UTF-8
+
+
+def test_no_bom_writes_plain_utf8(golden_folder: Path, tmp_path: Path) -> None:
+    assert main(["run", "--data", str(golden_folder), "--out", str(tmp_path / "bom")]) == 0
+    assert main(["run", "--data", str(golden_folder), "--out", str(tmp_path / "plain"), "--no-bom"]) == 0
+    for name in contract.TABLE_NAMES:
+        with_bom = (tmp_path / "bom" / f"{name}.csv").read_bytes()
+        assert (tmp_path / "plain" / f"{name}.csv").read_bytes() == with_bom.removeprefix(codecs.BOM_UTF8)
+
+
+# --- CSV files as Excel writes them in other locales ----------------------------------------------------
+
+
+def write_golden_as(folder: Path, **to_csv: object) -> Path:
+    """The golden inputs (with an accented name) written by pandas in a given dialect."""
+    folder.mkdir()
+    for name in ("transactions", "customers", "products"):
+        frame = read_csv(GOLDEN / f"{name}.csv", name)
+        if name == "customers":
+            frame.loc[0, "customer_name"] = "João Ávila"
+        frame.to_csv(folder / f"{name}.csv", index=False, **to_csv)
+    return folder
+
+
+def test_run_reads_excel_pt_csv_like_plain_csv(tmp_path: Path, capsys) -> None:
+    """; between fields, decimal commas, Windows-1252: the same tables as from UTF-8 comma files."""
+    plain = write_golden_as(tmp_path / "plain")
+    excel_pt = write_golden_as(tmp_path / "pt", sep=";", decimal=",", encoding="cp1252", lineterminator="\r\n")
+    assert "238,8" in (excel_pt / "transactions.csv").read_text(encoding="cp1252")
+    for data in (plain, excel_pt):
+        assert main(["run", "--data", str(data), "--out", str(tmp_path / f"out_{data.name}")]) == 0
+    assert "not_utf8 21 in customers" in capsys.readouterr().out
+    for name in contract.TABLE_NAMES:
+        got, want = (read_csv(tmp_path / f"out_{d}" / f"{name}.csv", name) for d in ("pt", "plain"))
+        if name == "data_quality":
+            assert got["rule"].tolist() == ["not_utf8", *want["rule"]]
+            got = got.iloc[1:].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want, obj=name)
+    snapshot = read_csv(tmp_path / "out_pt" / "customer_snapshot.csv", "customers")
+    assert "João Ávila" in snapshot["customer_name"].tolist()
+
+
+def test_csv_settings_on_the_command_line(tmp_path: Path, capsys) -> None:
+    data = write_golden_as(tmp_path / "pt", sep=";", decimal=",")
+    out = tmp_path / "out"
+    assert main(["run", "--data", str(data), "--out", str(out), "--set", "csv_delimiter=;", "--set",
+                 "csv_decimal=,", "--set", "csv_encoding=utf-8"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--data", str(data), "--out", str(out), "--set", "csv_decimal=."]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("crm-xl: error: transactions.quantity: ") or err.startswith(
+        "crm-xl: error: transactions.revenue: ")
+    assert "are not numbers (e.g. '238,8'" in err or "are not numbers (e.g. '129,0'" in err
+    assert "csv_decimal" in err
+
+
+def test_bad_csv_setting_is_one_line_naming_it(golden_folder: Path, tmp_path: Path, capsys) -> None:
+    code = main(["run", "--data", str(golden_folder), "--out", str(tmp_path / "o"), "--set", "csv_delimiter=;;"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("crm-xl: error: Config 'csv_delimiter': got ';;'; allowed: auto, or one character such as , ; | "
+                   "or the word tab")
+    assert not (tmp_path / "o").exists()
 
 
 def test_run_twice_gives_identical_files(golden_folder: Path, tmp_path: Path) -> None:

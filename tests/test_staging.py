@@ -423,6 +423,32 @@ def test_no_usable_transactions_is_fatal():
     assert "usable" in str(info.value)
 
 
+@pytest.mark.parametrize(("table", "column"), [("transactions", "quantity"), ("transactions", "revenue"),
+                                               ("products", "unit_size")])
+def test_a_mostly_unreadable_number_column_is_fatal(table, column):
+    """Decimal commas read as text would give revenue 0 and exit 0: more than half unreadable stops the run."""
+    inputs = _inputs()
+    inputs["transactions"] = make_transactions(["C1"] * 5)
+    inputs["products"] = PRODUCTS.astype({"unit_size": object})
+    values = ["109,65", "12,5", "109,65", "1.234,56", ""] if table == "transactions" else ["0,5", "1", "2,5"]
+    inputs[table] = inputs[table].assign(**{column: pd.Series(values, dtype=object)})
+    with pytest.raises(InputError) as info:
+        crm_xl.run(**inputs, config=CONFIG)
+    assert (info.value.table, info.value.column) == (table, column)
+    message = str(info.value)
+    assert message.startswith(f"{table}.{column}: ")
+    examples = "'109,65', '12,5', '1.234,56'" if table == "transactions" else "'0,5', '2,5'"
+    assert f"of {4 if table == 'transactions' else 3} values are not numbers (e.g. {examples})" in message
+    assert "csv_decimal" in message and "fix the column" in message
+
+
+def test_half_unreadable_is_still_a_warning():
+    inputs = _inputs()
+    inputs["transactions"] = make_transactions(["C1"] * 4, revenue=["1,5", "abc", "2", "3.5"])
+    quality = crm_xl.run(**inputs, config=CONFIG)["data_quality"].set_index("rule")
+    assert quality.loc["bad_revenue", "rows"] == 2
+
+
 @pytest.mark.parametrize("table", ["transactions", "customers", "products"])
 @pytest.mark.parametrize("value", [None, [], {"customer_id": ["C1"]}, pd.Series(["C1"], name="customer_id")],
                          ids=["None", "list", "dict", "Series"])

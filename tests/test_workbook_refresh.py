@@ -803,3 +803,75 @@ def test_a_missing_raw_file_names_its_config_cell(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"Config!B\d+ does not exist"):
         refresh_workbook(book, now=NOW)
     assert book.read_bytes() == before
+
+
+# --- CSV dialects of the files read (Excel in other locales) -----------------------------------------
+
+
+def write_pt_csv(path: Path, frame: pd.DataFrame) -> Path:
+    """A table as Excel saves "CSV" in a Portuguese locale: ; between fields, decimal commas, Windows-1252."""
+    frame.to_csv(path, index=False, sep=";", decimal=",", encoding="cp1252", lineterminator="\r\n")
+    return path
+
+
+def test_cli_load_reads_a_semicolon_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    book = new_workbook(tmp_path / "book.xlsm")
+    customers = golden_raw()["customers"]
+    customers.loc[0, "city"] = "Évora"
+    write_pt_csv(tmp_path / "tx.csv", golden_raw()["transactions"])
+    write_pt_csv(tmp_path / "customers.csv", customers)
+    assert main(["load", str(book), "--transactions", str(tmp_path / "tx.csv"),
+                 "--customers", str(tmp_path / "customers.csv")]) == 0
+    captured = capsys.readouterr()
+    assert "transactions 353 rows (delimiter ';', decimal comma)" in captured.out
+    assert "customers 21 rows (delimiter ';', cp1252)" in captured.out
+    assert "customers.csv is not UTF-8" in captured.err
+    raw = read_inputs(book).raw
+    assert list(raw["transactions"].columns) == list(golden_raw()["transactions"].columns)
+    revenue = golden_raw()["transactions"]["revenue"].sum()
+    assert raw["transactions"]["revenue"].astype(float).sum() == pytest.approx(revenue)
+    assert raw["customers"]["city"].iloc[0] == "Évora"
+
+
+def test_cli_load_takes_only_csv_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    book = new_workbook(tmp_path / "book.xlsm")
+    write_pt_csv(tmp_path / "tx.csv", golden_raw()["transactions"])
+    before = book.read_bytes()
+    assert main(["load", str(book), "--transactions", str(tmp_path / "tx.csv"), "--set", "report_month=2024-12"]) == 2
+    one_error_line(capsys, "Config 'report_month'", "csv_delimiter")
+    assert main(["load", str(book), "--transactions", str(tmp_path / "tx.csv"), "--set", "csv_encoding=klingon"]) == 2
+    one_error_line(capsys, "Config 'csv_encoding'", "klingon")
+    assert book.read_bytes() == before
+    assert main(["load", str(book), "--transactions", str(tmp_path / "tx.csv"), "--set", "csv_delimiter=;",
+                 "--set", "csv_decimal=,"]) == 0
+    assert read_inputs(book).raw["transactions"]["revenue"].iloc[1] == 238.8
+
+
+def test_files_named_on_config_in_excel_pt_csv(tmp_path: Path, expected: dict[str, pd.DataFrame]) -> None:
+    """The *_file settings read CSV the same way; a Windows-1252 file is a warning on Data Quality and in the Log."""
+    book = new_workbook(tmp_path / "pt.xlsm")
+    raw = golden_raw()
+    write_pt_csv(tmp_path / "tx.csv", raw["transactions"])
+    customers = raw["customers"]
+    customers.loc[0, "customer_name"] = "João"
+    write_pt_csv(tmp_path / "customers.csv", customers)
+    load_raw(book, {"products": raw["products"]})
+    set_settings(book, {**GOLDEN_SETTINGS, "transactions_file": "tx.csv", "customers_file": "customers.csv"})
+    result = refresh_workbook(book, now=NOW)
+    got = result.tables["customer_history"].sort_values(["report_month", "customer_id"]).reset_index(drop=True)
+    want = expected["customer_history"].sort_values(["report_month", "customer_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    note = quality_rows(result.tables, "not_utf8")
+    assert (note["table"].tolist(), note["severity"].tolist()) == (["customers"], ["warning"])
+    tables = calamine_tables(book)
+    assert "not_utf8" in tables["data_quality"]["rule"].tolist()
+    assert any("customers.csv is not UTF-8" in str(m) for m in tables["tbl_log"]["message"])
+    # the same files with the dialect set on Config, decimals read as points: refused, not counted as 0
+    set_settings(book, {"csv_delimiter": ";", "csv_encoding": "cp1252", "csv_decimal": "."})
+    assert_refresh_fails(book, InputError, "transactions.", "are not numbers", "csv_decimal")
+
+
+@pytest.mark.parametrize(("key", "value"), [("csv_delimiter", "ab"), ("csv_decimal", ";"), ("csv_encoding", "x")])
+def test_bad_csv_setting_names_its_cell(loaded: Path, key: str, value: str) -> None:
+    set_settings(loaded, {key: value})
+    assert_refresh_fails(loaded, ConfigError, f"Config '{key}'", config_cell(key), repr(value))

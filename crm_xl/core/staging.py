@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from crm_xl.config import LAST_COMPLETE, Config
-from crm_xl.core.coerce import id_codes, normalize_ids, to_dates, to_numbers
+from crm_xl.core.coerce import blank_mask, id_codes, normalize_ids, to_dates, to_numbers
 from crm_xl.core.quality import QualityLog
 from crm_xl.errors import ConfigError, InputError
 
@@ -193,7 +193,7 @@ def _stage_products(raw: pd.DataFrame, config: Config, log: QualityLog) -> pd.Da
     log.add("products", "product_id", "duplicate_product_id", "warning", dup,
             "later rows with the same id ignored; the first row is used", values=ids)
     category = normalize_ids(_column(raw, "category"))   # like ids: the code 1 stored as 1.0 is "1"
-    unit_size, bad_size = to_numbers(_column(raw, "unit_size"))
+    unit_size, bad_size = _numbers(raw, "products", "unit_size")
     bad_size |= ~(unit_size > 0).to_numpy()
     keep = ~missing & ~dup
     log.add("products", "unit_size", "bad_unit_size", "warning", bad_size & keep,
@@ -215,6 +215,25 @@ def _category_names(names: tuple[str, ...]) -> list[str]:
     return normalize_ids(pd.Series(list(names), dtype=object)).str.lower().dropna().tolist()
 
 
+def _numbers(raw: pd.DataFrame, table: str, column: str) -> tuple[pd.Series, np.ndarray]:
+    """A numeric column typed; :class:`InputError` when most of its values are not numbers.
+
+    A few bad values are data-quality warnings, but a column that is mostly unreadable is a file
+    read the wrong way (decimal commas, a shifted column): counting it as 0 would give wrong
+    figures with no error.
+    """
+    values = _column(raw, column)
+    numbers, bad = to_numbers(values)
+    if bad.any():
+        present = int((~blank_mask(values)).sum())
+        if bad.sum() > present / 2:
+            examples = ", ".join(repr(str(v)) for v in pd.unique(values[bad])[:3])
+            raise InputError(table, f"{int(bad.sum()):,} of {present:,} values are not numbers (e.g. {examples}); "
+                                    "expected numbers with a decimal point like 109.65: if the file uses decimal "
+                                    "commas, set csv_decimal to , (comma); otherwise fix the column", column)
+    return numbers, bad
+
+
 def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Index, products: pd.DataFrame,
                  config: Config, log: QualityLog) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The category census and the usable lines (see :class:`Staged`)."""
@@ -229,8 +248,8 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
     customer_key = _lookup(cust_codes, pd.Index(master["customer_id"]).get_indexer(cust_uniques))
     product_pos = _lookup(prod_codes, pd.Index(products["product_id"]).get_indexer(prod_uniques))
     dates, bad_date = to_dates(_column(raw, "invoice_date"))
-    quantity, _ = to_numbers(_column(raw, "quantity"))
-    revenue, bad_rev = to_numbers(_column(raw, "revenue"))
+    quantity, _ = _numbers(raw, "transactions", "quantity")
+    revenue, bad_rev = _numbers(raw, "transactions", "revenue")
 
     no_cust = _lookup(cust_codes, cust_uniques.isna().to_numpy(), missing=True)
     anonymous = _lookup(cust_codes, cust_uniques.isin(anonymous_ids).to_numpy(), missing=False)

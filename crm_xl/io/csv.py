@@ -1,20 +1,41 @@
 """CSV adapter: read the three raw tables from a folder, write output tables to one.
 
 pyarrow's multi-threaded CSV reader does the parsing; id columns are always read as text so
-leading zeros survive; anything the reader cannot type stays text and staging types it.
+leading zeros survive; anything the reader cannot type stays text and staging types it. The
+dialect (delimiter, encoding, decimal comma) is detected from a sample or set (:mod:`.dialect`);
+decimal commas become points here, so the core only ever sees one number format.
+
+Output files are UTF-8 with a byte-order mark by default (Excel then shows accents right), months
+as ``YYYY-MM`` and dates as ``YYYY-MM-DD``.
 """
 
 from __future__ import annotations
 
-import csv
+import codecs
+import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from crm_xl import contract
 from crm_xl.core.coerce import local_datetimes
+from crm_xl.core.quality import QUALITY_COLUMNS
 from crm_xl.errors import InputError
+from crm_xl.io.dialect import (
+    DETECT,
+    FALLBACK_ENCODING,
+    NUMERIC_COLUMNS,
+    SAMPLE_BYTES,
+    CsvOptions,
+    Sniffed,
+    shown,
+    sniff,
+    unreadable_text,
+)
 from crm_xl.io.files import replace_atomically
 
 RAW_TABLES = ("transactions", "customers", "products")
@@ -24,27 +45,76 @@ _TEXT_COLUMNS = ("invoice_id", "customer_id", "product_id", "store_id", "mobile_
 # Read as text and typed by the core's rule, the date-time as written: pyarrow would turn
 # 2024-02-01T00:30+01:00 into 31 January (UTC).
 _DATE_COLUMNS = ("invoice_date", "created_date")
+_UTF8 = ("utf-8", "utf-8-sig")          # pyarrow decodes these itself (and skips a BOM)
+# A quoted line break cut by pyarrow's block boundary shows as some parse error ("Expected 3 columns,
+# got 2", "got out of sync with chunker"); reading with newlines_in_values is the cure to try first.
+_PARSE_ERROR = "CSV parse"
+_NOT_UTF8 = "invalid UTF8"              # pyarrow's words for a string column that is not UTF-8
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_COMMA_DECIMAL = r"^[+-]?(\d{1,3}(\.\d{3})+|\d*),\d+$"         # 109,65  1.234,56  ,5
+_POINT_DECIMAL = r"^[+-]?\d*\.\d+$"
+_THOUSANDS_DOTS = r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$"           # 1.234  1.234,56 (not 12.5)
+_SPACES = r"[\s\x{00a0}]+"      # RE2 syntax (pyarrow)
 
 
-def read_raw_folder(folder: str | Path) -> dict[str, pd.DataFrame]:
+@dataclasses.dataclass(frozen=True)
+class CsvTable:
+    """A raw table read from a CSV file, with the dialect it was read in."""
+
+    table: str
+    path: Path
+    frame: pd.DataFrame
+    delimiter: str
+    encoding: str
+    decimal: str
+    encoding_guessed: bool
+
+    def dialect_note(self) -> str:
+        """How the file was read, as `` (delimiter ';', decimal comma, cp1252)``; empty for plain UTF-8 CSV."""
+        parts = [f"delimiter '{shown(self.delimiter)}'"] if self.delimiter != "," else []
+        parts += ["decimal comma"] if self.decimal == "," else []
+        parts += [self.encoding] if self.encoding not in _UTF8 else []
+        return f" ({', '.join(parts)})" if parts else ""
+
+    def notes(self) -> list[dict[str, object]]:
+        """Data-quality rows about how the file was read (only what a user should check)."""
+        if not self.encoding_guessed:
+            return []
+        return [{"table": self.table, "column": "(file)", "rule": "not_utf8", "severity": "warning",
+                 "rows": len(self.frame), "example_rows": "", "example_values": self.encoding,
+                 "message": f"{self.path.name} is not UTF-8: read as Windows-1252 (cp1252); check that accented "
+                            "text looks right, or save the file as 'CSV UTF-8' or set csv_encoding"}]
+
+
+def read_raw_folder(folder: str | Path, options: CsvOptions = DETECT) -> dict[str, pd.DataFrame]:
     """``transactions.csv``, ``customers.csv`` and ``products.csv`` from ``folder``."""
+    return {name: file.frame for name, file in read_raw_files(folder, options).items()}
+
+
+def read_raw_files(folder: str | Path, options: CsvOptions = DETECT) -> dict[str, CsvTable]:
+    """The three raw tables of ``folder`` with how each was read."""
     folder = Path(folder)
-    return {name: read_csv(folder / f"{name}.csv", name) for name in RAW_TABLES}
+    return {name: read_csv_file(folder / f"{name}.csv", name, options) for name in RAW_TABLES}
 
 
-def read_csv(path: str | Path, table: str) -> pd.DataFrame:
+def read_csv(path: str | Path, table: str, options: CsvOptions = DETECT) -> pd.DataFrame:
     """One raw table; a clear :class:`InputError` when the file is missing or not CSV."""
+    return read_csv_file(path, table, options).frame
+
+
+def read_csv_file(path: str | Path, table: str, options: CsvOptions = DETECT) -> CsvTable:
+    """One raw table and its dialect: detected from the first 64 KB unless ``options`` set it."""
     path = Path(path)
     if not path.is_file():
         raise InputError(table, f"file not found: {path}")
-    try:
-        names = _header(path)
-        text_types = {n: pa.string() for n in names if n.strip().lower() in (*_TEXT_COLUMNS, *_DATE_COLUMNS)}
-        arrow = pcsv.read_csv(
-            path, convert_options=pcsv.ConvertOptions(column_types=text_types, strings_can_be_null=True))
-    except (pa.ArrowInvalid, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(table, f"{path.name} is not a readable CSV file: {exc}") from None
-    return _typed_dates(arrow.to_pandas(date_as_object=False))
+    with path.open("rb") as handle:
+        sample = handle.read(SAMPLE_BYTES + 1)
+    sniffed = sniff(sample[:SAMPLE_BYTES], len(sample) <= SAMPLE_BYTES, options, table, path.name)
+    arrow, sniffed = _read(path, table, sniffed, options)
+    arrow, decimal = _numbers(arrow, _wants_text_numbers(sniffed, options), options.decimal)
+    return CsvTable(table=table, path=path, frame=_typed_dates(arrow.to_pandas(date_as_object=False)),
+                    delimiter=sniffed.delimiter, encoding=sniffed.encoding, decimal=decimal,
+                    encoding_guessed=sniffed.fallback)
 
 
 def _typed_dates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -59,24 +129,147 @@ def _typed_dates(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _header(path: Path) -> list[str]:
-    with path.open("r", encoding="utf-8-sig", newline="") as handle:
-        return next(csv.reader(handle), [])
+def _read(path: Path, table: str, sniffed: Sniffed, options: CsvOptions) -> tuple[pa.Table, Sniffed]:
+    """The parsed file and the dialect that read it.
+
+    What a sample cannot show (a line break in a quoted value, a non-UTF-8 byte past it) is learnt
+    from a failed read; only then is the file read again.
+    """
+    while True:
+        try:
+            return _parse(path, sniffed, options), sniffed
+        except pa.ArrowInvalid as exc:
+            retry = _second_try(sniffed, options, str(exc))
+            if retry is not None:
+                sniffed = retry
+            elif options.encoding and _NOT_UTF8 in str(exc):
+                raise _not_the_set_encoding(table, path, options.encoding) from None
+            else:
+                raise _unreadable(table, path, sniffed, exc) from None
+        except UnicodeDecodeError as exc:
+            if not options.encoding:
+                raise unreadable_text(table, path.name, exc) from None
+            detail = f" ({exc.reason} at byte {exc.start:,})"
+            raise _not_the_set_encoding(table, path, options.encoding, detail) from None
 
 
-def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path) -> dict[str, Path]:
-    """Each table as ``NAME.csv`` in ``folder`` (dates as yyyy-mm-dd), each file replaced atomically."""
+def _not_the_set_encoding(table: str, path: Path, encoding: str, detail: str = "") -> InputError:
+    return InputError(table, f"{path.name} is not {encoding} text{detail}: set csv_encoding to the file's "
+                             "encoding (e.g. utf-8, cp1252, latin-1), or to auto")
+
+
+class _NotUtf8(pa.ArrowInvalid):
+    """A column pyarrow could only read as bytes: the file is not UTF-8 past the sample."""
+
+
+def _parse(path: Path, sniffed: Sniffed, options: CsvOptions) -> pa.Table:
+    text_types = {n: pa.string() for n in sniffed.header if n.strip().lower() in (*_TEXT_COLUMNS, *_DATE_COLUMNS)}
+    if _wants_text_numbers(sniffed, options):
+        text_types.update({n: pa.string() for n in sniffed.header if n.strip().lower() in NUMERIC_COLUMNS})
+    arrow = pcsv.read_csv(
+        path,
+        read_options=pcsv.ReadOptions(encoding="utf8" if sniffed.encoding in _UTF8 else sniffed.encoding),
+        parse_options=pcsv.ParseOptions(delimiter=sniffed.delimiter,
+                                        newlines_in_values=sniffed.newlines_in_values),
+        convert_options=pcsv.ConvertOptions(column_types=text_types, strings_can_be_null=True))
+    if any(pa.types.is_binary(field.type) for field in arrow.schema):
+        raise _NotUtf8(_NOT_UTF8)
+    return arrow
+
+
+def _second_try(sniffed: Sniffed, options: CsvOptions, message: str) -> Sniffed | None:
+    if _PARSE_ERROR in message and not sniffed.newlines_in_values:
+        return dataclasses.replace(sniffed, newlines_in_values=True)
+    if _NOT_UTF8 in message and sniffed.encoding in _UTF8 and not options.encoding:
+        return dataclasses.replace(sniffed, encoding=FALLBACK_ENCODING, fallback=True)
+    return None
+
+
+def _unreadable(table: str, path: Path, sniffed: Sniffed, exc: pa.ArrowInvalid) -> InputError:
+    detail = " ".join(str(exc).split())     # pyarrow quotes the offending row, line breaks included
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
+    return InputError(table, f"{path.name} is not a readable CSV file (read with delimiter "
+                             f"'{shown(sniffed.delimiter)}', encoding {sniffed.encoding}): {detail}; check the file, "
+                             "or set csv_delimiter / csv_encoding")
+
+
+def _wants_text_numbers(sniffed: Sniffed, options: CsvOptions) -> bool:
+    """Numeric columns are read as text when they may hold decimal commas, and converted here."""
+    return options.decimal == "," or (options.decimal is None and sniffed.delimiter != ",")
+
+
+def _numbers(arrow: pa.Table, as_text: bool, decimal: str | None) -> tuple[pa.Table, str]:
+    """Numeric columns read as text made numbers; the decimal separator used (detected if ``None``)."""
+    names = [n for n in arrow.column_names if n.strip().lower() in NUMERIC_COLUMNS] if as_text else []
+    columns = {n: pc.replace_substring_regex(arrow[n], _SPACES, "") for n in names}
+    decimal = decimal or _guess_decimal(columns.values())
+    for name, text in columns.items():
+        arrow = arrow.set_column(arrow.column_names.index(name), name, _to_numbers(arrow[name], text, decimal))
+    return arrow, decimal
+
+
+def _guess_decimal(columns: Iterable[pa.ChunkedArray]) -> str:
+    """A comma when more values look like ``109,65`` than like ``109.65`` (``1.234`` counts for neither)."""
+    commas = points = 0
+    for text in columns:
+        commas += pc.sum(pc.match_substring_regex(text, _COMMA_DECIMAL)).as_py() or 0
+        points += pc.sum(pc.and_(pc.match_substring_regex(text, _POINT_DECIMAL),
+                                 pc.invert(pc.match_substring_regex(text, _THOUSANDS_DOTS)))).as_py() or 0
+    return "," if commas > points else "."
+
+
+def _to_numbers(raw: pa.ChunkedArray, text: pa.ChunkedArray, decimal: str) -> pa.ChunkedArray:
+    """Floats when every value reads; else text with the readable values in point notation, the rest as given
+    (so staging reports them as they are in the file)."""
+    if decimal == ",":
+        dotted = pc.if_else(pc.match_substring_regex(text, _THOUSANDS_DOTS), pc.replace_substring(text, ".", ""), text)
+        text = pc.replace_substring(dotted, ",", ".")
+    readable = pc.match_substring_regex(text, _NUMBER)
+    if pc.all(pc.fill_null(readable, True)).as_py():
+        return pc.cast(text, pa.float64())
+    return pc.if_else(pc.fill_null(readable, False), text, raw)
+
+
+def with_read_notes(quality: pd.DataFrame, notes: Iterable[dict[str, object]]) -> pd.DataFrame:
+    """The data_quality table with the notes about how the files were read (:meth:`CsvTable.notes`), first."""
+    notes = list(notes)
+    if not notes:
+        return quality
+    frame = pd.DataFrame(notes, columns=list(QUALITY_COLUMNS)).astype(quality.dtypes.to_dict())
+    return pd.concat([frame, quality], ignore_index=True)
+
+
+def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path, *, bom: bool = True) -> dict[str, Path]:
+    """Each table as ``NAME.csv`` in ``folder``, each file replaced atomically.
+
+    ``bom``: start with the UTF-8 byte-order mark, without which Excel reads UTF-8 as the
+    Windows code page (``São`` shows as ``SÃ£o``); our reader skips it.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, frame in tables.items():
+        arrow = _arrow_table(frame, _month_columns(name))
         written[name] = replace_atomically(folder / f"{name}.csv",
-                                           lambda temp, frame=frame: pcsv.write_csv(_arrow_table(frame), temp))
+                                           lambda temp, arrow=arrow: _write_csv(arrow, temp, bom))
     return written
 
 
-def _arrow_table(frame: pd.DataFrame) -> pa.Table:
-    """Categoricals as text and datetimes as dates, which is how a CSV reader expects them."""
+def _write_csv(arrow: pa.Table, path: Path, bom: bool) -> None:
+    with open(path, "wb") as handle:
+        if bom:
+            handle.write(codecs.BOM_UTF8)
+        pcsv.write_csv(arrow, handle)
+
+
+def _month_columns(table: str) -> set[str]:
+    columns = contract.TABLES[table][1] if table in contract.TABLES else []
+    return {name for name, kind, _ in columns if kind == "month"}
+
+
+def _arrow_table(frame: pd.DataFrame, months: set[str]) -> pa.Table:
+    """Categoricals as text, months as YYYY-MM and other datetimes as dates, as a CSV reader expects them."""
     arrays, names = [], []
     for column in frame.columns:
         series = frame[column]
@@ -85,7 +278,7 @@ def _arrow_table(frame: pd.DataFrame) -> pa.Table:
         else:
             array = pa.array(series)
             if pa.types.is_timestamp(array.type):
-                array = array.cast(pa.date32())
+                array = pc.strftime(array, "%Y-%m") if str(column) in months else array.cast(pa.date32())
         arrays.append(array)
         names.append(str(column))
     return pa.Table.from_arrays(arrays, names=names)

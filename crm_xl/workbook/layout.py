@@ -20,6 +20,7 @@ from crm_xl import contract
 # The core's validation rules (private there) are read, not copied, so the sheet's dropdowns and
 # ranges cannot drift from what the core accepts.
 from crm_xl.config import CHOICES, DEFAULT_SEGMENT_MAP, EVENTS, INT_RANGES, STATES, THRESHOLDS, TIERS, Config
+from crm_xl.io.dialect import CSV_SETTINGS
 
 # --- column types and their number formats ------------------------------------------------------
 
@@ -136,13 +137,14 @@ LABEL_COLOURS: dict[str, dict[str, str]] = {
 
 # --- Config sheet --------------------------------------------------------------------------------
 
-#: Workbook-only settings: where the refresh reads raw data from and how much history the sheet
-#: keeps. They are not settings of the core (``crm_xl.run`` never sees them).
+#: Workbook-only settings: where the refresh reads raw data from (and the dialect of those CSV
+#: files) and how much history the sheet keeps. They are not settings of the core (``crm_xl.run`` never sees them).
 WORKBOOK_SETTINGS: dict[str, tuple[str, str]] = {
     "transactions_file": ("", "Optional CSV/Parquet file read instead of tbl_transactions (for more rows than "
                               "Excel holds); a path relative to the workbook's folder or absolute"),
     "customers_file": ("", "Optional CSV/Parquet file read instead of tbl_customers"),
     "products_file": ("", "Optional CSV/Parquet file read instead of tbl_products"),
+    **CSV_SETTINGS,
     "history_rows_in_sheet": ("500000", "Most customer_history rows kept in its sheet (latest months first); the "
                                         "full history is also written to a file beside the workbook when cut"),
 }

@@ -21,6 +21,7 @@ import pandas as pd
 from python_calamine import CalamineError, CalamineWorkbook
 
 from crm_xl.errors import ConfigError, InputError
+from crm_xl.io.dialect import DETECT, CsvOptions
 from crm_xl.workbook import layout
 from crm_xl.workbook.sheetxml import column_index, column_letter
 
@@ -41,6 +42,7 @@ class WorkbookInputs:
     first_data_row: dict[str, int | None]
     setting_cells: dict[str, str]
     log: pd.DataFrame
+    read_notes: tuple[dict[str, object], ...] = ()
 
 
 def read_inputs(path: str | Path) -> WorkbookInputs:
@@ -62,16 +64,20 @@ def assemble_inputs(book: Any, folder: Path,
     that file instead, relative to ``folder``.
     """
     settings, workbook_settings, cells = read_config(book)
+    options = CsvOptions.from_settings(workbook_settings)
     raw: dict[str, pd.DataFrame] = {}
     first_rows: dict[str, int | None] = {}
+    notes: list[dict[str, object]] = []
     for name, table in layout.RAW_TABLES.items():
         source = workbook_settings.get(f"{name}_file")
         if source:
-            raw[name], first_rows[name] = read_file(folder, str(source), name, cells[f"{name}_file"]), None
+            raw[name], found = read_file(folder, str(source), name, cells[f"{name}_file"], options)
+            first_rows[name] = None
+            notes += found
         else:
             raw[name], first_rows[name] = read_table(table)
     return WorkbookInputs(raw=raw, settings=settings, workbook_settings=workbook_settings,
-                          first_data_row=first_rows, setting_cells=cells, log=read_log(book))
+                          first_data_row=first_rows, setting_cells=cells, log=read_log(book), read_notes=tuple(notes))
 
 
 def read_log(book: CalamineWorkbook) -> pd.DataFrame:
@@ -194,6 +200,10 @@ def read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any],
 
 
 def _check_workbook_settings(values: dict[str, Any], cells: dict[str, str]) -> None:
+    try:
+        CsvOptions.from_settings(values)
+    except ConfigError as exc:
+        raise ConfigError(exc.key, f"cell {cells.get(exc.key, '?')}: {str(exc).split(': ', 1)[-1]}") from None
     raw = values.get("history_rows_in_sheet")
     low, high = layout.HISTORY_ROWS_RANGE
     if raw in (None, ""):
@@ -209,9 +219,11 @@ def _check_workbook_settings(values: dict[str, Any], cells: dict[str, str]) -> N
     values["history_rows_in_sheet"] = int(number)
 
 
-def read_file(folder: Path, source: str, name: str, cell: str) -> pd.DataFrame:
-    """A raw table from the CSV or Parquet file named on the Config sheet."""
-    from crm_xl.io.csv import read_csv
+def read_file(folder: Path, source: str, name: str, cell: str,
+              options: CsvOptions = DETECT) -> tuple[pd.DataFrame, list[dict[str, object]]]:
+    """A raw table from the CSV or Parquet file named on the Config sheet, and the data-quality notes
+    about how it was read (a CSV file that is not UTF-8)."""
+    from crm_xl.io.csv import read_csv_file
 
     path = Path(source).expanduser()
     path = path if path.is_absolute() else folder / path
@@ -219,7 +231,8 @@ def read_file(folder: Path, source: str, name: str, cell: str) -> pd.DataFrame:
         raise InputError(name, f"the file named in {cell} does not exist: {path}")
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
-            return pd.read_parquet(path)
+            return pd.read_parquet(path), []
         except (OSError, ValueError) as exc:
             raise InputError(name, f"{path.name} (named in {cell}) is not a readable Parquet file: {exc}") from None
-    return read_csv(path, name)
+    file = read_csv_file(path, name, options)
+    return file.frame, file.notes()

@@ -19,6 +19,7 @@ import pandas as pd
 
 from crm_xl.core.pipeline import run_timed
 from crm_xl.errors import ConfigError, InputError
+from crm_xl.io.csv import with_read_notes
 from crm_xl.io.files import write_beside
 from crm_xl.workbook import layout
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, rewrite_tables
@@ -78,7 +79,8 @@ def compute(inputs: WorkbookInputs) -> tuple[dict[str, pd.DataFrame], dict[str, 
     except ConfigError as exc:
         cell = inputs.setting_cells.get(exc.key)
         raise ConfigError(exc.key, f"{cell}: {str(exc).split(': ', 1)[-1]}" if cell else str(exc)) from None
-    return {**tables, "data_quality": _sheet_rows(tables["data_quality"], inputs)}, seconds
+    quality = with_read_notes(tables["data_quality"], inputs.read_notes)
+    return {**tables, "data_quality": _sheet_rows(quality, inputs)}, seconds
 
 
 @dataclasses.dataclass(frozen=True)
