@@ -104,7 +104,8 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
 
 def _run(args: argparse.Namespace) -> int:
     from crm_xl.core.pipeline import run
-    from crm_xl.io.csv import read_raw_files, with_read_notes, write_tables
+    from crm_xl.core.quality import source_rows
+    from crm_xl.io.csv import file_rows, read_raw_files, with_read_notes, write_tables
     from crm_xl.io.dialect import split_settings
 
     started = time.perf_counter()
@@ -113,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     tables = run(**{name: file.frame for name, file in files.items()}, config=settings)
     notes = [note for file in files.values() for note in file.notes()]
     tables = {**tables, "data_quality": with_read_notes(tables["data_quality"], notes)}
+    tables = {**tables, **source_rows(tables, file_rows())}     # row numbers as the files' line numbers
     written = write_tables(tables, args.out, bom=not args.no_bom)
     print(summary_text(tables, time.perf_counter() - started))
     print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())}")

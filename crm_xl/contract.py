@@ -44,7 +44,8 @@ _FIGURES: list[Column] = [
     ("recency_days", "integer", "Days from the last core purchase to the month's end; blank if none yet"),
     ("frequency", "integer", "Core orders in the RFM window (12 months by default)"),
     ("monetary", "decimal", "Core units (or revenue, per rfm_monetary) in the RFM window"),
-    ("r_score", "integer", "Recency score 1-5 (5 = most recent); blank when not scored (no core purchase yet)"),
+    ("r_score", "integer", "Recency score 1-5 (5 = most recent); blank when not scored (not in rfm_population: "
+                           "not Active, by default)"),
     ("f_score", "integer", "Frequency score 1-5 (5 = most orders); blank when not scored"),
     ("m_score", "integer", "Monetary score 1-5 (5 = most volume); blank when not scored"),
     ("t_score", "integer", "Tenure score 1-5 (5 = longest tenure); blank when not scored"),
@@ -113,7 +114,8 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
          ("method", "text", "quantile (quintiles of that month's values) or fixed (from the config)"),
          ("cut_1", "decimal", "1st cut point"), ("cut_2", "decimal", "2nd cut point"),
          ("cut_3", "decimal", "3rd cut point"), ("cut_4", "decimal", "4th cut point"),
-         ("customers_scored", "integer", "Customers scored that month (those with a core purchase)")],
+         ("customers_scored", "integer", "Customers scored that month (rfm_population: the Active ones by "
+                                         "default, or everyone with a core purchase)")],
     ),
     "segment_map": (
         "The RFM segment map used: one row per (R, FM) cell.",
@@ -127,9 +129,21 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
          ("rule", "text", "Rule name, e.g. unknown_customer, bad_date, return_line"),
          ("severity", "text", "warning (rows left out or changed) or info (expected, by design)"),
          ("rows", "integer", "How many rows"),
-         ("example_rows", "text", "Up to five row numbers (1 = first data row under the header)"),
+         ("example_rows", "text", "Up to five row numbers: from crm_xl.run, 1 = the first data row; in a "
+                                  "workbook the sheet rows, from CSV files the line numbers (the header is line 1)"),
          ("example_values", "text", "The offending values of those rows"),
          ("message", "text", "What was done with those rows")],
+    ),
+    "rejected_lines": (
+        "Every row left out of the analysis, one row each with its raw values (data_quality counts them "
+        "by rule). Written as a file, not a sheet: rejected_lines.csv in a CSV run, BOOK_rejected_lines.csv "
+        "beside a workbook.",
+        [("table", "text", "transactions, customers or products"),
+         ("row", "integer", "The row as data_quality numbers it (crm_xl.run: 1 = first data row; workbook: "
+                            "the sheet row; CSV files: the line number, the header being line 1)"),
+         ("rule", "text", "Why it was left out: the data_quality rule, e.g. unknown_customer, bad_date"),
+         ("column", "text", "The column the rule checks"),
+         ("values", "text", "The row's raw values, as column=value pairs separated by ' | '")],
     ),
     "run_info": (
         "The settings and counts of this run, for the record (no clock time: same inputs, same table).",
@@ -139,6 +153,8 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
 }
 
 TABLE_NAMES = tuple(TABLES)
+#: Output tables written as files beside a workbook rather than as sheets (they can outgrow a sheet).
+FILE_TABLES = ("rejected_lines",)
 
 
 def columns(table: str) -> list[str]:

@@ -64,6 +64,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "rfm_cut_points": ("report_month", "field"),
     "segment_map": ("cell",),
     "data_quality": ("table", "column", "rule"),
+    "rejected_lines": ("table", "row", "rule"),
     "run_info": ("item",),
 }
 

@@ -153,3 +153,25 @@ def test_console_script_runs_on_the_bundled_sample(tmp_path: Path) -> None:
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "customers" in result.stdout
+
+
+def test_rejected_lines_name_the_line_of_the_csv_file(golden_folder: Path, tmp_path: Path) -> None:
+    """Every rejected row of a CSV run points at its line in the file (the header is line 1), and the
+    data_quality example rows use the same numbers; checked by reading the file's lines directly."""
+    tx = golden_folder / "transactions.csv"
+    with tx.open(encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    lines.insert(5, "BAD1,not a date,G01,POD10,1,4.5,S1")            # becomes line 6 of the file
+    tx.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", "--data", str(golden_folder), "--out", str(out), "--set", "report_month=2024-12"]) == 0
+    rejected = pd.read_csv(out / "rejected_lines.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert list(rejected.columns) == contract.columns("rejected_lines")
+    assert set(rejected["rule"]) == {"unknown_customer", "unknown_product", "bad_date"}
+    for row in rejected[rejected["table"] == "transactions"].itertuples():
+        line = lines[int(row.row) - 1]
+        assert line.split(",")[0] == row.values.split(" | ")[0].removeprefix("invoice_id="), (row.row, line)
+    bad = rejected[rejected["rule"] == "bad_date"]
+    assert bad["row"].tolist() == ["6"] and "invoice_date=not a date" in bad["values"].iloc[0]
+    quality = pd.read_csv(out / "data_quality.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert quality.loc[quality["rule"] == "bad_date", "example_rows"].tolist() == ["6"]

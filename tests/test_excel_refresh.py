@@ -45,7 +45,7 @@ VBA = Path(__file__).resolve().parents[1] / "workbook" / "vba" / "CrmXl.bas"
 RAW_NAMES = ("transactions", "customers", "products")
 SETTINGS = {"report_month": "2024-12", "history_months": 24}
 NOW = dt.datetime(2025, 2, 3, 4, 5, 6)
-WRITTEN = (*contract.TABLE_NAMES, *layout.CHART_TABLES, layout.STATUS_TABLE.name)
+WRITTEN = (*layout.OUTPUT_TABLES, *layout.CHART_TABLES, layout.STATUS_TABLE.name)
 BOOK_NAME = "golden.xlsm"
 
 live = importlib.import_module("crm_xl.excel.refresh")     # the module (crm_xl.excel.refresh is the function)
@@ -367,7 +367,9 @@ def test_history_cap_writes_parquet_beside_book(xw, tmp_path) -> None:
     assert 0 < len(_rows(expected)) <= 40
     parquet = where / "golden_customer_history.parquet"
     assert len(pd.read_parquet(parquet)) == len(pd.read_parquet(copy_path.with_name(parquet.name))) > 40
-    assert not [p for p in where.iterdir() if p != parquet]     # no temporary file left
+    rejected = where / "golden_rejected_lines.csv"              # G99 and XXX9, as the headless refresh lists them
+    assert rejected.read_bytes() == copy_path.with_name(rejected.name).read_bytes()
+    assert not [p for p in where.iterdir() if p not in (parquet, rejected)]     # no temporary file left
 
 
 # --- errors --------------------------------------------------------------------------------------------
@@ -383,7 +385,7 @@ def test_bad_config_one_alert_and_no_output_writes(xw, tmp_path) -> None:
     assert "measure" in prompt and "'volume'" in prompt and re.search(r"Config!B\d+", prompt)
     assert "units" in prompt and "revenue" in prompt            # how to fix: the allowed values
     assert title == "CRM refresh" and mode == "critical"
-    outputs = _sheet_positions(payload, (*contract.TABLE_NAMES, *layout.CHART_TABLES, layout.STATUS_TABLE.name))
+    outputs = _sheet_positions(payload, (*layout.OUTPUT_TABLES, *layout.CHART_TABLES, layout.STATUS_TABLE.name))
     assert not [a for a in actions if a["sheet_position"] in outputs]
     log_sheet = _sheet_positions(payload, (layout.LOG_TABLE.name,))
     written = {a["sheet_position"] for a in actions if a["func"] in ("setValues", "resizeTable", "rangeClearContents")}

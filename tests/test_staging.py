@@ -272,6 +272,7 @@ EXPECTED_RULES = {  # (table, column, rule): (severity, rows, example_rows)
     ("transactions", "invoice_id", "missing_invoice_id"): ("info", 2, "3, 16"),
     ("transactions", "invoice_date", "after_report_month"): ("info", 1, "5"),
     ("transactions", "invoice_date", "empty_month"): ("warning", 1, ""),
+    ("(all)", "(any)", "rejected_lines"): ("info", 13, ""),
 }
 
 

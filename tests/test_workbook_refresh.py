@@ -42,7 +42,7 @@ GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 RAW_NAMES = ("transactions", "customers", "products")
 GOLDEN_SETTINGS = {"report_month": "2024-12", "history_months": 24}
 NOW = dt.datetime(2025, 2, 3, 4, 5, 6)
-WRITTEN_TABLES = (*contract.TABLE_NAMES, *layout.CHART_TABLES, layout.STATUS_TABLE.name)
+WRITTEN_TABLES = (*layout.OUTPUT_TABLES, *layout.CHART_TABLES, layout.STATUS_TABLE.name)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_every_output_table_holds_the_cores_result(books: dict[str, Path], expec
     got = calamine_tables(books["refreshed"])
     want = expected_sheet_tables(expected)
     customer_columns = list(read_csv(GOLDEN / "customers.csv", "customers").columns)
-    for name in contract.TABLE_NAMES:
+    for name in layout.OUTPUT_TABLES:    # the sheets; rejected_lines is a file beside the book
         assert name in got, f"no Excel table {name} in the refreshed workbook"
         columns, spec = list(got[name].columns), contract.columns(name)
         if name == "customer_snapshot":
@@ -238,7 +238,7 @@ def test_every_output_table_holds_the_cores_result(books: dict[str, Path], expec
 
 
 def test_openpyxl_reads_the_same_tables_as_calamine(books: dict[str, Path]) -> None:
-    names = [*contract.TABLE_NAMES, *layout.CHART_TABLES, layout.STATUS_TABLE.name, layout.LOG_TABLE.name]
+    names = [*layout.OUTPUT_TABLES, *layout.CHART_TABLES, layout.STATUS_TABLE.name, layout.LOG_TABLE.name]
     by_calamine = calamine_tables(books["refreshed"])
     by_openpyxl = openpyxl_tables(books["refreshed"], names)
     assert sorted(by_openpyxl) == sorted(names)
@@ -605,7 +605,8 @@ def test_history_rows_in_sheet_keeps_latest_whole_months(loaded: Path, expected:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(parquet.stat().st_mode) == 0o666 & ~umask, "the Parquet file is private (mkstemp's 0600)"
-    assert sorted(p.name for p in loaded.parent.iterdir()) == ["book.xlsm", "book_customer_history.parquet"]
+    assert sorted(p.name for p in loaded.parent.iterdir()) == ["book.xlsm", "book_customer_history.parquet",
+                                                               "book_rejected_lines.csv"]
 
 
 def test_history_file_is_not_left_stale(loaded: Path) -> None:
@@ -666,7 +667,7 @@ def test_cli_new_load_refresh(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["refresh", str(book)]) == 0
     err = capsys.readouterr().err
     assert "reading book.xlsm" in err and "writing" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["book.xlsm"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book.xlsm", "book_rejected_lines.csv"]
 
 
 def test_cli_new_with_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -875,3 +876,16 @@ def test_files_named_on_config_in_excel_pt_csv(tmp_path: Path, expected: dict[st
 def test_bad_csv_setting_names_its_cell(loaded: Path, key: str, value: str) -> None:
     set_settings(loaded, {key: value})
     assert_refresh_fails(loaded, ConfigError, f"Config '{key}'", config_cell(key), repr(value))
+
+
+def test_rejected_lines_beside_the_book_name_their_sheet_rows(books: dict[str, Path]) -> None:
+    """BOOK_rejected_lines.csv lists G99 and XXX9 at the Raw sheet rows that hold them (read with openpyxl)."""
+    book = books["refreshed"]
+    rejected = pd.read_csv(book.with_name(f"{book.stem}_rejected_lines.csv"), dtype=str, keep_default_na=False,
+                           encoding="utf-8-sig")
+    assert sorted(rejected["rule"]) == ["unknown_customer", "unknown_product"]
+    sheet = openpyxl.load_workbook(book, read_only=True)[layout.RAW_TRANSACTIONS]
+    for row in rejected.itertuples():
+        invoice = next(sheet.iter_rows(min_row=int(row.row), max_row=int(row.row), max_col=1, values_only=True))[0]
+        assert f"invoice_id={invoice} |" in row.values, (row.row, invoice)
+    assert "266" in rejected["row"].tolist()                        # G99, as data_quality says

@@ -28,6 +28,12 @@ def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, 
     full = _history_frame(staged, panel, labels, scores, config)
     history = full.iloc[panel.month_rows(1).start:].reset_index(drop=True)
     snapshot = _snapshot(staged, panel, full)      # first: it may add a note to the data-quality log
+    rejected = staged.quality.rejected_frame()
+    if len(rejected):
+        staged.quality.add_note("(all)", "(any)", "rejected_lines", "info", len(rejected),
+                                ", ".join(rejected["table"].drop_duplicates()),
+                                "rows left out of the analysis, each listed with its raw values in rejected_lines "
+                                "(rejected_lines.csv in a CSV run, BOOK_rejected_lines.csv beside a workbook)")
     tables = {
         "customer_snapshot": snapshot,
         "customer_history": history,
@@ -36,6 +42,7 @@ def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, 
         "rfm_cut_points": _cut_points(scores, panel),
         "segment_map": _segment_map(config),
         "data_quality": staged.quality.to_frame(),
+        "rejected_lines": rejected,
         "run_info": _run_info(staged, config, counts, len(history)),
     }
     return {name: tables[name] for name in contract.TABLE_NAMES}

@@ -6,6 +6,9 @@ header); adapters that know where a table starts on a sheet translate them.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -14,18 +17,29 @@ SEVERITIES = ("error", "warning", "info")
 _EXAMPLES = 5
 
 
+REJECTED_COLUMNS = ("table", "row", "rule", "column", "values")
+
+
 class QualityLog:
-    """Collects findings while staging runs; :meth:`to_frame` gives the ``data_quality`` table."""
+    """Collects findings while staging runs; :meth:`to_frame` gives the ``data_quality`` table and
+    :meth:`rejected_frame` the ``rejected_lines`` table."""
 
     def __init__(self) -> None:
         self._rows: list[dict[str, object]] = []
+        self._rejected: list[tuple[str, str, str, np.ndarray, pd.DataFrame]] = []
 
     def add(self, table: str, column: str, rule: str, severity: str, where: np.ndarray, message: str,
-            values: pd.Series | None = None) -> int:
-        """Record a rule. ``where`` is a boolean mask over the raw rows or an array of raw positions."""
+            values: pd.Series | None = None, rejects: pd.DataFrame | None = None) -> int:
+        """Record a rule. ``where`` is a boolean mask over the raw rows or an array of raw positions.
+
+        ``rejects``: the raw table, when the rule leaves those rows out of the analysis; each row is
+        then listed in ``rejected_lines`` with its raw values.
+        """
         positions = np.flatnonzero(where) if where.dtype == bool else np.sort(np.asarray(where))
         if len(positions) == 0:
             return 0
+        if rejects is not None:
+            self._rejected.append((table, column, rule, positions, rejects))
         first = positions[:_EXAMPLES]
         examples = ""
         if values is not None:
@@ -44,6 +58,19 @@ class QualityLog:
         self._rows.append({"table": table, "column": column, "rule": rule, "severity": severity,
                            "rows": count, "example_rows": "", "example_values": examples, "message": message})
 
+    def rejected_frame(self) -> pd.DataFrame:
+        """One row per (rejected row, rule), by table and row; ``values`` as ``column=value | ...``."""
+        parts = [pd.DataFrame({"table": table, "row": positions + 1, "rule": rule, "column": column,
+                               "values": _row_texts(raw, positions)})
+                 for table, column, rule, positions, raw in self._rejected]
+        if not parts:
+            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "str") for c in REJECTED_COLUMNS})
+        frame = pd.concat(parts, ignore_index=True)
+        order = {name: i for i, name in enumerate(("transactions", "customers", "products"))}
+        frame = frame.sort_values(["table", "row"], key=lambda c: c.map(order) if c.name == "table" else c,
+                                  kind="stable").reset_index(drop=True)
+        return frame.astype({"table": "str", "row": "int64", "rule": "str", "column": "str", "values": "str"})
+
     def to_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self._rows, columns=list(QUALITY_COLUMNS))
         frame["rows"] = frame["rows"].astype("int64")
@@ -51,6 +78,48 @@ class QualityLog:
             if column != "rows":
                 frame[column] = frame[column].astype("str")
         return frame
+
+
+def source_rows(tables: Mapping[str, pd.DataFrame],
+                row_of: Mapping[str, Callable[[int], int]]) -> dict[str, pd.DataFrame]:
+    """``data_quality`` and ``rejected_lines`` with their row numbers as the source numbers them.
+
+    The core numbers rows by position (1 = the first data row); an adapter that knows where a
+    table came from gives, per raw table, the row a user goes to for each position (a sheet row,
+    a file's line number). Tables without an entry keep their positions.
+    """
+    quality = tables["data_quality"].copy()
+    for i, row in quality.iterrows():
+        number = row_of.get(row["table"])
+        if number is not None and row["example_rows"]:
+            quality.at[i, "example_rows"] = ", ".join(str(number(int(p))) for p in row["example_rows"].split(", "))
+    rejected = tables["rejected_lines"].copy()
+    for table, number in row_of.items():
+        mine = (rejected["table"] == table).to_numpy()
+        if mine.any():
+            rejected.loc[mine, "row"] = [number(int(p)) for p in rejected.loc[mine, "row"]]
+    return {"data_quality": quality, "rejected_lines": rejected}
+
+
+def _row_texts(raw: pd.DataFrame, positions: np.ndarray) -> pd.Series:
+    """``invoice_id=I9 | invoice_date=15/01/2024 | …`` for the given rows, blank cells as nothing."""
+    rows = raw.iloc[positions]
+    texts = pd.Series("", index=range(len(positions)), dtype="str")
+    for i, column in enumerate(rows.columns):
+        cells = pd.Series(rows[column].to_numpy(dtype=object), dtype=object).map(_cell_text)
+        texts = texts.str.cat(f"{column}=" + cells.astype("str"), sep=" | " if i else "")
+    return texts
+
+
+def _cell_text(value: object) -> str:
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, dt.datetime | np.datetime64):   # whichever reader gave it: a date shows as one
+        stamp = pd.Timestamp(value)
+        return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:   # 3, as typed, not 3.0
+        return str(int(value))
+    return str(value)
 
 
 def _show(value: object) -> str:

@@ -112,10 +112,10 @@ def _stage_customers(raw: pd.DataFrame, config: Config, log: QualityLog) -> tupl
             rows[name] = raw[column].reset_index(drop=True)
     missing = ids.isna().to_numpy()
     log.add("customers", "customer_id", "missing_customer_id", "warning", missing,
-            "row ignored: a customer needs an id")
+            "row ignored: a customer needs an id", rejects=raw)
     dup = ids.duplicated(keep="first").to_numpy() & ~missing
     log.add("customers", "customer_id", "duplicate_customer_id", "warning", dup,
-            "later rows with the same id ignored; the first row is used", values=ids)
+            "later rows with the same id ignored; the first row is used", values=ids, rejects=raw)
     rows = rows[~missing & ~dup]
     rows = _type_customer_columns(rows, log)
     group = rows["customer_group"] if "customer_group" in rows else pd.Series(pd.NA, index=rows.index, dtype="str")
@@ -188,16 +188,17 @@ def _stage_products(raw: pd.DataFrame, config: Config, log: QualityLog) -> pd.Da
     ids = normalize_ids(_column(raw, "product_id"))
     missing = ids.isna().to_numpy()
     log.add("products", "product_id", "missing_product_id", "warning", missing,
-            "row ignored: a product needs an id")
+            "row ignored: a product needs an id", rejects=raw)
     dup = ids.duplicated(keep="first").to_numpy() & ~missing
     log.add("products", "product_id", "duplicate_product_id", "warning", dup,
-            "later rows with the same id ignored; the first row is used", values=ids)
+            "later rows with the same id ignored; the first row is used", values=ids, rejects=raw)
     category = normalize_ids(_column(raw, "category"))   # like ids: the code 1 stored as 1.0 is "1"
     unit_size, bad_size = _numbers(raw, "products", "unit_size")
     bad_size |= ~(unit_size > 0).to_numpy()
     keep = ~missing & ~dup
     log.add("products", "unit_size", "bad_unit_size", "warning", bad_size & keep,
-            "unit_size must be a number > 0: lines of this product are left out", values=_column(raw, "unit_size"))
+            "unit_size must be a number > 0: lines of this product are left out", values=_column(raw, "unit_size"),
+            rejects=raw)
     lower = category.str.lower()
     core = lower.isin(_category_names(config.core_categories)).to_numpy()
     entry = lower.isin(_category_names(config.entry_categories)).to_numpy()
@@ -263,23 +264,23 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
     unusable_prod[found] = ~products["usable"].to_numpy()[product_pos[found]]
 
     log.add("transactions", "customer_id", "missing_customer_id", "warning", no_cust,
-            "line left out: no customer id")
+            "line left out: no customer id", rejects=raw)
     log.add("transactions", "customer_id", "anonymous_customer", "info", anonymous,
             "line left out: customer in an anonymous group", values=raw_customer)
     log.add("transactions", "customer_id", "unknown_customer", "warning", unknown_cust,
-            "line left out: customer id not in the customer master", values=raw_customer)
+            "line left out: customer id not in the customer master", values=raw_customer, rejects=raw)
     log.add("transactions", "product_id", "missing_product_id", "warning", no_prod,
-            "line left out: no product id")
+            "line left out: no product id", rejects=raw)
     log.add("transactions", "product_id", "unknown_product", "warning", unknown_prod,
-            "line left out: product id not in the product master", values=raw_product)
+            "line left out: product id not in the product master", values=raw_product, rejects=raw)
     log.add("transactions", "product_id", "bad_unit_size", "warning", unusable_prod,
-            "line left out: its product has no valid unit_size", values=raw_product)
+            "line left out: its product has no valid unit_size", values=raw_product, rejects=raw)
     log.add("transactions", "invoice_date", "bad_date", "warning", bad_date,
-            "line left out: invoice_date is not a date", values=_column(raw, "invoice_date"))
+            "line left out: invoice_date is not a date", values=_column(raw, "invoice_date"), rejects=raw)
     log.add("transactions", "invoice_date", "missing_date", "warning", no_date & ~bad_date,
-            "line left out: no invoice_date")
+            "line left out: no invoice_date", rejects=raw)
     log.add("transactions", "quantity", "bad_quantity", "warning", no_qty,
-            "line left out: quantity is blank or not a number", values=_column(raw, "quantity"))
+            "line left out: quantity is blank or not a number", values=_column(raw, "quantity"), rejects=raw)
     log.add("transactions", "revenue", "bad_revenue", "warning", bad_rev,
             "revenue is not a number: counted as 0", values=_column(raw, "revenue"))
 

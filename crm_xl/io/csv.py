@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -248,19 +248,24 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path, *, bom: bo
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, frame in tables.items():
-        arrow = _arrow_table(frame, _month_columns(name))
-        written[name] = replace_atomically(folder / f"{name}.csv",
-                                           lambda temp, arrow=arrow: _write_csv(arrow, temp, bom))
-    return written
+    return {name: replace_atomically(folder / f"{name}.csv",
+                                     lambda temp, name=name, frame=frame: write_csv(frame, temp, name, bom=bom))
+            for name, frame in tables.items()}
 
 
-def _write_csv(arrow: pa.Table, path: Path, bom: bool) -> None:
+def write_csv(frame: pd.DataFrame, path: str | Path, table: str = "", *, bom: bool = True) -> None:
+    """One output table as CSV at ``path`` (written in place: callers make it atomic); ``table``
+    names its contract table, whose month columns are written YYYY-MM."""
+    arrow = _arrow_table(frame, _month_columns(table))
     with open(path, "wb") as handle:
         if bom:
             handle.write(codecs.BOM_UTF8)
         pcsv.write_csv(arrow, handle)
+
+
+def file_rows() -> dict[str, Callable[[int], int]]:
+    """Row numbering of tables read from CSV files: the line number, the header being line 1."""
+    return {name: (lambda position: position + 1) for name in RAW_TABLES}
 
 
 def _month_columns(table: str) -> set[str]:

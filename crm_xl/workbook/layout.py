@@ -92,7 +92,8 @@ def sheet_title(table_name: str) -> str:
     return " ".join(_ACRONYMS.get(word, word.capitalize()) for word in table_name.split("_"))
 
 
-OUTPUT_SHEETS: dict[str, str] = {name: sheet_title(name) for name in contract.TABLE_NAMES}
+OUTPUT_SHEETS: dict[str, str] = {name: sheet_title(name) for name in contract.TABLE_NAMES
+                                  if name not in contract.FILE_TABLES}
 
 #: Every sheet, in workbook order. VBA document modules are Sheet1..SheetN in this order.
 SHEETS: tuple[str, ...] = (
@@ -120,7 +121,7 @@ RAW_TABLES: dict[str, Table] = {
 
 OUTPUT_TABLES: dict[str, Table] = {
     name: Table(name, OUTPUT_SHEETS[name], tuple(Column(c, kind) for c, kind, _ in cols))
-    for name, (_, cols) in contract.TABLES.items()
+    for name, (_, cols) in contract.TABLES.items() if name in OUTPUT_SHEETS
 }
 
 #: Label columns that get one fill colour per value (conditional formatting on output sheets).

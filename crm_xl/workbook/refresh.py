@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from crm_xl import contract
 from crm_xl.core.pipeline import run_timed
+from crm_xl.core.quality import source_rows
 from crm_xl.errors import ConfigError, InputError
-from crm_xl.io.csv import with_read_notes
+from crm_xl.io.csv import with_read_notes, write_csv
 from crm_xl.io.files import write_beside
 from crm_xl.workbook import layout
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, rewrite_tables
@@ -80,49 +82,61 @@ def compute(inputs: WorkbookInputs) -> tuple[dict[str, pd.DataFrame], dict[str, 
         cell = inputs.setting_cells.get(exc.key)
         raise ConfigError(exc.key, f"{cell}: {str(exc).split(': ', 1)[-1]}" if cell else str(exc)) from None
     quality = with_read_notes(tables["data_quality"], inputs.read_notes)
-    return {**tables, "data_quality": _sheet_rows(quality, inputs)}, seconds
+    return {**tables, **source_rows({**tables, "data_quality": quality}, _sheet_row_of(inputs))}, seconds
 
 
 @dataclasses.dataclass(frozen=True)
 class PlannedWrite:
-    """What a refresh writes into the workbook's tables, computed before anything is written.
+    """What a refresh writes, computed before anything is written.
 
     ``tables`` maps an Excel table name to its new content (the output tables with customer_history
-    cut to the sheet, the chart tables, tbl_status and tbl_log). When the history is cut, its full
-    content waits in ``history_temp``: :meth:`commit` moves it to ``history_file`` once the workbook
-    is written, :meth:`discard` removes whatever is left (call it in a ``finally``).
+    cut to the sheet, the chart tables, tbl_status and tbl_log). The files beside the workbook (the
+    full history when it is cut, the rejected lines) wait in temporary files, ``sidecars`` as
+    (temporary file, target): :meth:`commit` moves them into place once the workbook is written,
+    :meth:`discard` removes whatever is left (call it in a ``finally``).
     """
 
     tables: dict[str, pd.DataFrame]
     history_file: Path | None
-    history_temp: str | None
+    sidecars: tuple[tuple[str, Path], ...] = ()
 
     def commit(self) -> None:
-        if self.history_temp is not None and self.history_file is not None:
-            os.replace(self.history_temp, self.history_file)
+        for temp, target in self.sidecars:
+            os.replace(temp, target)
 
     def discard(self) -> None:
-        if self.history_temp is not None and os.path.exists(self.history_temp):
-            os.unlink(self.history_temp)
+        for temp, _ in self.sidecars:
+            if os.path.exists(temp):
+                os.unlink(temp)
 
 
 def tables_to_write(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path, stamp: dt.datetime,
                     seconds: float) -> PlannedWrite:
     """Every table a refresh writes, from :func:`compute`'s tables; shared by the headless and live refresh.
 
-    ``book`` is the workbook's path (the full history goes beside it when cut), ``stamp`` the refresh
-    time shown on Start and in the Log, ``seconds`` the time taken so far (for the Log line).
+    ``book`` is the workbook's path (the full history and the rejected lines go beside it), ``stamp``
+    the refresh time shown on Start and in the Log, ``seconds`` the time taken so far (for the Log line).
     """
-    sheet_tables, history_file, history_temp = _fit_history(tables, inputs, book)
-    plan = PlannedWrite({}, history_file, history_temp)
+    sidecars: list[tuple[str, Path]] = []
     try:
-        written = {**sheet_tables, **layout.chart_tables(tables),
+        sheet_tables, history_file = _fit_history(tables, inputs, book, sidecars)
+        _rejected_beside(tables["rejected_lines"], book, sidecars)
+        written = {**{n: f for n, f in sheet_tables.items() if n not in contract.FILE_TABLES},
+                   **layout.chart_tables(tables),
                    layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file),
                    layout.LOG_TABLE.name: _log(inputs, tables, stamp, seconds)}
     except BaseException:
-        plan.discard()
+        PlannedWrite({}, None, tuple(sidecars)).discard()
         raise
-    return PlannedWrite(written, history_file, history_temp)
+    return PlannedWrite(written, history_file, tuple(sidecars))
+
+
+def _rejected_beside(rejected: pd.DataFrame, book: Path, sidecars: list[tuple[str, Path]]) -> None:
+    """``BOOK_rejected_lines.csv`` beside the workbook when rows were left out; an earlier file is
+    rewritten (with its header only) when none are, so it is never stale."""
+    target = book.with_name(f"{book.stem}_rejected_lines.csv")
+    if len(rejected) or target.exists():
+        sidecars.append((str(write_beside(target, lambda path: write_csv(rejected, path, "rejected_lines"))), target))
 
 
 def _check_output_tables(path: Path) -> None:
@@ -145,37 +159,31 @@ def _check_not_open(path: Path) -> None:
         raise InputError("workbook", f"{path} is read-only: the refresh cannot replace it")
 
 
-def _sheet_rows(quality: pd.DataFrame, inputs: WorkbookInputs) -> pd.DataFrame:
-    """Example row numbers as the sheet rows a user can go to (for tables read from the workbook)."""
-    out = quality.copy()
-    for i, row in out.iterrows():
-        frame = inputs.raw.get(row["table"])
-        if frame is None or inputs.first_data_row.get(row["table"]) is None or not row["example_rows"]:
-            continue
-        positions = [int(p) - 1 for p in row["example_rows"].split(", ")]
-        out.at[i, "example_rows"] = ", ".join(str(frame.index[p]) for p in positions if p < len(frame))
-    return out
+def _sheet_row_of(inputs: WorkbookInputs) -> dict[str, Callable[[int], int]]:
+    """Per raw table read from a sheet, the sheet row of each 1-based position (files keep positions)."""
+    return {name: (lambda p, frame=frame: int(frame.index[p - 1])) for name, frame in inputs.raw.items()
+            if inputs.first_data_row.get(name) is not None}
 
 
-def _fit_history(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path
-                 ) -> tuple[dict[str, pd.DataFrame], Path | None, str | None]:
+def _fit_history(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path,
+                 sidecars: list[tuple[str, Path]]) -> tuple[dict[str, pd.DataFrame], Path | None]:
     """Keep the latest whole months of customer_history that fit the sheet; the full history then
     goes to a Parquet file beside the workbook (what Power BI reads for older months).
 
-    Returns the sheet's tables, the Parquet file and the temporary file holding its new content
-    (the caller moves it into place once the workbook is written). A Parquet file left by an
-    earlier refresh is rewritten even when the history now fits, so it is never stale.
+    Returns the sheet's tables and the Parquet file; the temporary file holding its new content is
+    added to ``sidecars`` (moved into place once the workbook is written). A Parquet file left by
+    an earlier refresh is rewritten even when the history now fits, so it is never stale.
     """
     history = tables["customer_history"]
     limit = inputs.workbook_settings["history_rows_in_sheet"]
     target = book.with_name(f"{book.stem}_customer_history.parquet")
     if len(history) <= limit and not target.exists():
-        return dict(tables), None, None
+        return dict(tables), None
     per_month = history.groupby("report_month", sort=True, observed=True).size()[::-1].cumsum()
     months = per_month[per_month <= limit].index
     kept = history[history["report_month"].isin(months)].reset_index(drop=True)
-    temp = str(write_beside(target, lambda path: history.to_parquet(path, index=False)))
-    return {**tables, "customer_history": kept}, target, temp
+    sidecars.append((str(write_beside(target, lambda path: history.to_parquet(path, index=False))), target))
+    return {**tables, "customer_history": kept}, target
 
 
 def _status(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, stamp: dt.datetime,
@@ -199,7 +207,8 @@ def _log(inputs: WorkbookInputs, tables: dict[str, pd.DataFrame], stamp: dt.date
     """The refresh log: earlier entries (newest kept) plus this refresh's lines."""
     quality = tables["data_quality"]
     lines = [("info", "refresh: " + ", ".join(f"{n} {len(f):,} rows" for n, f in inputs.raw.items()) + " read")]
-    lines += [("warning", f"{r.table}.{r.column}: {r.rule} x{r.rows:,} (rows {r.example_rows}): {r.message}")
+    lines += [("warning", f"{r.table}.{r.column}: {r.rule} x{r.rows:,}"
+                          + (f" (rows {r.example_rows})" if r.example_rows else "") + f": {r.message}")
               for r in quality.itertuples() if r.severity == "warning"]
     lines.append(("info", f"refresh done in {seconds:.1f} s: {len(tables['customer_snapshot']):,} customers"))
     new = pd.DataFrame({"time": [pd.Timestamp(stamp)] * len(lines), "level": [lvl for lvl, _ in lines],
