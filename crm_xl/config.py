@@ -52,6 +52,8 @@ SETTINGS_HELP: dict[str, str] = {
     "anonymous_groups": "Customer groups excluded from all analysis (compared ignoring case and spaces)",
     "measure": "Engagement measure: units (quantity x unit_size) or revenue",
     "use_created_date": "A customer enters the base at created_date (or first purchase if earlier)",
+    "date_order": "How text dates like 05/01/2024 read: auto (decided from the data, a day > 12 somewhere), "
+                  "DMY (day first), MDY (month first) or YMD (ISO text only)",
     "active_window_months": "Active when the measure over this many months is > 0 (M12)",
     "tier_window_months": "Window for AMC, O and AOS (6: AMC = M6/6, O6, AOS = M6/O6)",
     "reactivation_gap_months": "Silent months before a purchase counts as a reactivation",
@@ -78,6 +80,7 @@ SETTINGS_HELP: dict[str, str] = {
 # sheet's data validation is built from these, so the sheet and the parser cannot drift apart.
 CHOICES: dict[str, tuple[str, ...]] = {
     "measure": ("units", "revenue"),
+    "date_order": ("auto", "dmy", "mdy", "ymd"),
     "rfm_monetary": ("units", "revenue"),
     "rfm_method": ("quantile", "fixed"),
     "rfm_population": ("active", "all_buyers"),
@@ -109,6 +112,7 @@ class Config:
     anonymous_groups: tuple[str, ...] = ("General",)
     measure: str = "units"
     use_created_date: bool = True
+    date_order: str = "auto"
     active_window_months: int = 12
     tier_window_months: int = 6
     reactivation_gap_months: int = 12

@@ -96,11 +96,11 @@ def test_csv_timestamps_with_offsets_are_on_the_date_written(tmp_path: Path) -> 
 def test_a_csv_date_column_with_a_bad_value_stays_text_for_staging_to_report(tmp_path: Path) -> None:
     path = tmp_path / "transactions.csv"
     path.write_text("invoice_id,invoice_date,customer_id,product_id,quantity,revenue\n"
-                    "I1,2024-02-01,C1,P,1,1\nI2,01/02/2024,C1,P,1,1\nI3,,C1,P,1,1\n", encoding="utf-8")
+                    "I1,2024-02-01,C1,P,1,1\nI2,2024-02-31,C1,P,1,1\nI3,,C1,P,1,1\n", encoding="utf-8")
     tx = read_csv(path, "transactions")
-    assert tx["invoice_date"].tolist()[:2] == ["2024-02-01", "01/02/2024"]
+    assert tx["invoice_date"].tolist()[:2] == ["2024-02-01", "2024-02-31"]
     frames = _one_customer_frames(pd.Series(["C1"]))
     quality = crm_xl.run(tx, frames["customers"], frames["products"],
                          config={"report_month": "2024-02", "history_months": 1})["data_quality"]
     bad = quality[quality["rule"] == "bad_date"]
-    assert bad["rows"].tolist() == [1] and bad["example_values"].tolist() == ["01/02/2024"]
+    assert bad["rows"].tolist() == [1] and bad["example_values"].tolist() == ["2024-02-31"]

@@ -87,8 +87,10 @@ def _number_as_id_text(value: float) -> str | None:
     return repr(float(value))
 
 
-def to_dates(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Dates (datetime64, day precision) from datetimes, ISO text, or Excel serial numbers.
+def to_dates(values: pd.Series, order: str = "ymd") -> tuple[pd.Series, np.ndarray]:
+    """Dates (datetime64, day precision) from datetimes, ISO text, or Excel serial numbers; with
+    ``order`` dmy or mdy also text such as ``15/01/2024``, ``15.01.2024`` or ``01-15-24`` read day-first
+    or month-first (ymd: only ISO text, year first).
 
     Returns the dates and a mask of non-blank values that are not dates. Times of day are dropped.
     """
@@ -97,7 +99,7 @@ def to_dates(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
         dates = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) else values
         return dates.dt.floor("D").astype("datetime64[s]"), np.zeros(len(values), dtype=bool)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    parsed = _parse_dates(pd.Series(uniques))
+    parsed = _parse_dates(pd.Series(uniques), order)
     if len(uniques):
         dates = pd.Series(parsed.to_numpy()[np.where(codes >= 0, codes, 0)], index=values.index)
         dates = dates.where(codes >= 0)
@@ -108,7 +110,7 @@ def to_dates(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return dates, bad
 
 
-def _parse_dates(uniques: pd.Series) -> pd.Series:
+def _parse_dates(uniques: pd.Series, order: str = "ymd") -> pd.Series:
     """Distinct values as dates: Excel serials, ISO text (any dtype holding text), date-time objects."""
     out = pd.Series(pd.NaT, index=uniques.index, dtype="datetime64[s]")
     if ptypes.is_numeric_dtype(uniques.dtype) and not ptypes.is_bool_dtype(uniques.dtype):
@@ -124,7 +126,7 @@ def _parse_dates(uniques: pd.Series) -> pd.Series:
     is_text = np.array([isinstance(v, str) for v in values], dtype=bool)
     text = ~serial.to_numpy() & numbers.isna().to_numpy() & is_text
     if text.any():
-        out[text] = _iso_dates(pd.Series(values[text], dtype="str")).to_numpy()
+        out[text] = _text_dates(pd.Series(values[text], dtype="str"), order).to_numpy()
     other = ~serial.to_numpy() & numbers.isna().to_numpy() & ~is_text & pd.notna(values)
     if other.any():
         stamps = pd.Series([_to_timestamp(v) for v in values[other]], dtype="datetime64[s]")
@@ -136,8 +138,38 @@ def _parse_dates(uniques: pd.Series) -> pd.Series:
 _OFFSET = r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
 
-def _iso_dates(texts: pd.Series) -> pd.Series:
-    return local_datetimes(texts).dt.floor("D").astype("datetime64[s]")
+def _text_dates(texts: pd.Series, order: str) -> pd.Series:
+    """ISO text, and day-month text in ``order`` (dmy, mdy); the date as written, time dropped."""
+    dates = local_datetimes(texts).dt.floor("D").astype("datetime64[s]")
+    if order in ("dmy", "mdy"):
+        parts = texts.str.extract(_DAY_MONTH)
+        found = parts[0].notna().to_numpy()
+        if found.any():
+            first, second, year = (parts.loc[found, i].astype("int64") for i in range(3))
+            day, month = (first, second) if order == "dmy" else (second, first)
+            year = year.where(year >= 100, year + 2000)       # 15/01/24 is 2024
+            stamps = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": day}), errors="coerce")
+            dates[found] = stamps.where((stamps.dt.year >= 1900) & (stamps.dt.year <= 9999)).astype(
+                "datetime64[s]").to_numpy()
+    return dates
+
+
+# Day and month in either order, then the year (2 or 4 digits): 15/01/2024, 15.01.2024, 01-15-24 10:30
+_DAY_MONTH = r"^\s*(\d{1,2})[./-](\d{1,2})[./-](\d{4}|\d{2})(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?\s*$"
+
+
+def day_month_evidence(values: pd.Series) -> dict[str, list[str]]:
+    """What day-month dates such as ``05/01/2024`` in ``values`` say about their order.
+
+    ``dmy``: distinct texts whose first number is > 12 (so it is the day); ``mdy``: texts whose
+    second is; ``either``: texts that read both ways. Empty lists when the column has no such text.
+    """
+    texts = pd.Series([v for v in pd.unique(values.dropna()) if isinstance(v, str)], dtype="str")
+    parts = texts.str.extract(_DAY_MONTH)
+    found = parts[0].notna()
+    first, second, texts = parts.loc[found, 0].astype("int64"), parts.loc[found, 1].astype("int64"), texts[found]
+    return {"dmy": texts[(first > 12) & (second <= 12)].tolist(), "mdy": texts[(second > 12) & (first <= 12)].tolist(),
+            "either": texts[(first <= 12) & (second <= 12)].tolist()}
 
 
 def local_datetimes(texts: pd.Series) -> pd.Series:

@@ -214,6 +214,8 @@ def _segment_map(config: Config) -> pd.DataFrame:
 def _run_info(staged: Staged, config: Config, counts: dict[str, int], history_rows: int) -> pd.DataFrame:
     rows = [("crm_xl_version", __version__, "Version of crm_xl that produced these tables"),
             ("report_month_used", str(staged.report_month), "The report month of this run (resolved if blank)"),
+            ("date_order_used", staged.date_order.upper(), "How day-month text dates (05/01/2024) were read: "
+                                                            "DMY, MDY, or YMD (none in the data: ISO only)"),
             ("data_through", str(staged.data_through.date()), "Date of the latest usable transaction line: "
                                                               "figures of later days are not in the data")]
     rows += [(f"setting.{name}", value, help_) for name, value, help_ in config.as_rows()]

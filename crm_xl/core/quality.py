@@ -58,6 +58,14 @@ class QualityLog:
         self._rows.append({"table": table, "column": column, "rule": rule, "severity": severity,
                            "rows": count, "example_rows": "", "example_values": examples, "message": message})
 
+    def summary(self, table: str, top: int = 3) -> str:
+        """The warnings of ``table`` with most rows, as one line: ``bad_date 12 rows (e.g. rows 2, 3: 15/13/2024)``."""
+        rows = sorted((r for r in self._rows if r["table"] == table and r["severity"] == "warning"),
+                      key=lambda r: -int(r["rows"]))[:top]
+        return "; ".join(f"{r['column']} {r['rule']}: {int(r['rows']):,} rows (e.g. rows {r['example_rows']}"
+                         + (f": {r['example_values']}" if r["example_values"] else "") + ")" for r in rows) \
+            or "see the data-quality table"
+
     def rejected_frame(self) -> pd.DataFrame:
         """One row per (rejected row, rule), by table and row; ``values`` as ``column=value | ...``."""
         parts = [pd.DataFrame({"table": table, "row": positions + 1, "rule": rule, "column": column,

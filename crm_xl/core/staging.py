@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from crm_xl.config import LAST_COMPLETE, Config
-from crm_xl.core.coerce import blank_mask, id_codes, normalize_ids, to_dates, to_numbers
+from crm_xl.core.coerce import blank_mask, day_month_evidence, id_codes, normalize_ids, to_dates, to_numbers
 from crm_xl.core.quality import QualityLog
 from crm_xl.errors import ConfigError, InputError
 
@@ -45,6 +45,7 @@ class Staged:
     products: pd.DataFrame
     categories: pd.DataFrame        # category, counts_as, products, lines (usable lines)
     data_through: pd.Timestamp      # the latest usable line's date, after the report month included
+    date_order: str                 # how day-month text dates were read: dmy, mdy, or ymd (ISO only)
     report_month: pd.Period
     quality: QualityLog
     empty_months: tuple[pd.Period, ...]
@@ -57,12 +58,14 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
     _require(transactions, "transactions", TRANSACTION_COLUMNS)
     _require(customers, "customers", CUSTOMER_COLUMNS)
     _require(products, "products", PRODUCT_COLUMNS)
+    config = dataclasses.replace(config, date_order=_date_order(config, transactions, customers))
     master, anonymous_ids = _stage_customers(customers, config, log)
     product_table = _stage_products(products, config, log)
     categories, lines = _stage_lines(transactions, master, anonymous_ids, product_table, config, log)
     if lines.empty:
-        raise InputError("transactions", "no usable transactions (every line has a problem: "
-                         "see the data-quality table)" if len(transactions) else "the table is empty")
+        problems = log.summary("transactions")
+        raise InputError("transactions", f"no usable transactions: every line has a problem ({problems})"
+                         if len(transactions) else "the table is empty")
     data_through = pd.Timestamp(lines["date"].max())
     report_month = _report_month(config, data_through, log)
     entry_dates = _entry_dates(master, lines, config)
@@ -72,7 +75,33 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
     keep = ["customer_key", "invoice_key", "date", "quantity", "units", "revenue", "kind"]
     return Staged(lines=lines[keep].reset_index(drop=True), customers=master, entry_dates=entry_dates,
                   products=product_table, categories=categories, data_through=data_through,
+                  date_order=config.date_order,
                   report_month=report_month, quality=log, empty_months=empty)
+
+
+def _date_order(config: Config, transactions: pd.DataFrame, customers: pd.DataFrame) -> str:
+    """The order day-month text dates (05/01/2024) are read in: the setting, or with ``auto`` what
+    the dates themselves say; stop and ask when they cannot tell (no day above 12) or disagree."""
+    if config.date_order != "auto":
+        return config.date_order
+    evidence: dict[str, list[str]] = {"dmy": [], "mdy": [], "either": []}
+    for table, name in ((transactions, "invoice_date"), (customers, "created_date")):
+        column = _optional(table, name)
+        if column is not None:
+            for key, texts in day_month_evidence(column).items():
+                evidence[key] += texts
+    dmy, mdy, either = evidence["dmy"], evidence["mdy"], evidence["either"]
+    if dmy and mdy:
+        raise ConfigError("date_order", f"dates are written day-first ({', '.join(dmy[:3])}) and month-first "
+                                        f"({', '.join(mdy[:3])}): fix the extract, or set date_order to DMY or MDY "
+                                        "(the other dates are then not dates)")
+    if dmy or mdy:
+        return "dmy" if dmy else "mdy"
+    if either:
+        raise ConfigError("date_order", f"{len(either):,} distinct dates such as {', '.join(either[:3])} read both "
+                                        "day-first and month-first, and none has a day above 12 to tell: set "
+                                        f"date_order to DMY ({either[0]} = day first) or MDY (month first)")
+    return "ymd"
 
 
 def _require(table: pd.DataFrame, name: str, columns: tuple[str, ...]) -> None:
@@ -117,7 +146,7 @@ def _stage_customers(raw: pd.DataFrame, config: Config, log: QualityLog) -> tupl
     log.add("customers", "customer_id", "duplicate_customer_id", "warning", dup,
             "later rows with the same id ignored; the first row is used", values=ids, rejects=raw)
     rows = rows[~missing & ~dup]
-    rows = _type_customer_columns(rows, log)
+    rows = _type_customer_columns(rows, config, log)
     group = rows["customer_group"] if "customer_group" in rows else pd.Series(pd.NA, index=rows.index, dtype="str")
     anonymous_names = {g.strip().lower() for g in config.anonymous_groups}
     is_anon = group.astype("str").str.strip().str.lower().isin(anonymous_names).to_numpy()
@@ -153,13 +182,13 @@ def _positions(index: pd.Index, mask: np.ndarray) -> np.ndarray:
     return np.asarray(index)[mask]
 
 
-def _type_customer_columns(rows: pd.DataFrame, log: QualityLog) -> pd.DataFrame:
+def _type_customer_columns(rows: pd.DataFrame, config: Config, log: QualityLog) -> pd.DataFrame:
     out = rows.copy()
     for name in TEXT_CUSTOMER_COLUMNS:
         if name in out:
             out[name] = _as_text(out[name])
     if "created_date" in out:
-        dates, bad = to_dates(out["created_date"])
+        dates, bad = to_dates(out["created_date"], config.date_order)
         log.add("customers", "created_date", "bad_date", "warning", _positions(out.index, bad),
                 "not a date: treated as blank", values=out["created_date"])
         out["created_date"] = dates.to_numpy()
@@ -248,7 +277,7 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
         (cust_codes, cust_uniques), (prod_codes, prod_uniques), invoice_ids = (h.result() for h in hashed)
     customer_key = _lookup(cust_codes, pd.Index(master["customer_id"]).get_indexer(cust_uniques))
     product_pos = _lookup(prod_codes, pd.Index(products["product_id"]).get_indexer(prod_uniques))
-    dates, bad_date = to_dates(_column(raw, "invoice_date"))
+    dates, bad_date = to_dates(_column(raw, "invoice_date"), config.date_order)
     quantity, _ = _numbers(raw, "transactions", "quantity")
     revenue, bad_rev = _numbers(raw, "transactions", "revenue")
 
