@@ -15,12 +15,10 @@ import pandas as pd
 
 from crm_xl.config import LAST_COMPLETE, Config
 from crm_xl.core.coerce import blank_mask, id_codes, normalize_ids, to_dates, to_numbers
+from crm_xl.core.columns import to_contract
 from crm_xl.core.quality import QualityLog
 from crm_xl.errors import ConfigError, InputError
 
-TRANSACTION_COLUMNS = ("invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue")
-CUSTOMER_COLUMNS = ("customer_id",)
-PRODUCT_COLUMNS = ("product_id", "category", "unit_size")
 OPT_IN_COLUMNS = ("opt_email", "opt_sms", "opt_phone")
 TEXT_CUSTOMER_COLUMNS = ("customer_name", "customer_group", "city", "email", "mobile_number")
 
@@ -54,9 +52,9 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
           config: Config) -> Staged:
     """Type and validate the raw tables; resolve the report month."""
     log = QualityLog()
-    _require(transactions, "transactions", TRANSACTION_COLUMNS)
-    _require(customers, "customers", CUSTOMER_COLUMNS)
-    _require(products, "products", PRODUCT_COLUMNS)
+    transactions = to_contract(transactions, "transactions", config)
+    customers = to_contract(customers, "customers", config)
+    products = to_contract(products, "products", config)
     master, anonymous_ids = _stage_customers(customers, config, log)
     product_table = _stage_products(products, config, log)
     categories, lines = _stage_lines(transactions, master, anonymous_ids, product_table, config, log)
@@ -73,16 +71,6 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
     return Staged(lines=lines[keep].reset_index(drop=True), customers=master, entry_dates=entry_dates,
                   products=product_table, categories=categories, data_through=data_through,
                   report_month=report_month, quality=log, empty_months=empty)
-
-
-def _require(table: pd.DataFrame, name: str, columns: tuple[str, ...]) -> None:
-    if not isinstance(table, pd.DataFrame):
-        raise InputError(name, f"expected a table (pandas DataFrame), got {type(table).__name__}")
-    present = {str(c).strip().lower() for c in table.columns}
-    for column in columns:
-        if column not in present:
-            found = ", ".join(map(str, table.columns)) or "none"
-            raise InputError(name, f"required column '{column}' is missing (columns found: {found})", column)
 
 
 def _column(table: pd.DataFrame, name: str) -> pd.Series:
