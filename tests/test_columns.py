@@ -337,3 +337,15 @@ def test_load_set_writes_any_setting(tmp_path: Path) -> None:
                  "--set", "measure=revenue", "--set", "csv_delimiter=,"]) == 0
     settings, workbook_settings, _ = read_settings(book)
     assert (settings["measure"], workbook_settings["csv_delimiter"]) == ("revenue", ",")
+
+
+def test_the_raw_sheets_and_the_columns_table_list_the_input_columns() -> None:
+    """The Raw tables' template columns, the Columns table and the core's typing lists name the same columns."""
+    from crm_xl.core import staging
+
+    for name, table in layout.RAW_TABLES.items():
+        assert sorted(table.headers) == sorted(c.name for c in INPUT_COLUMNS[name])
+    customer_columns = {c.name for c in INPUT_COLUMNS["customers"]}
+    assert {*staging.TEXT_CUSTOMER_COLUMNS, *staging.OPT_IN_COLUMNS, "created_date"} <= customer_columns
+    assert [(t, c) for t, c, _, _ in layout.columns_rows()] == [
+        (t, c.name) for t, columns in INPUT_COLUMNS.items() for c in columns]
