@@ -15,9 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from crm_xl._version import __version__
-from crm_xl.errors import ConfigError, CrmXlError
+from crm_xl.errors import CrmXlError, InputError
 
 DEFAULT_SAMPLE = Path("sample_data")
+RAW_TABLES = ("transactions", "customers", "products")
+_SET_HELP = ("a Config setting written to the workbook first, e.g. --set report_month=2025-01, --set 'csv_delimiter=;' "
+             "or --set 'map.transactions.invoice_id=Invoice No' (repeatable; checked like the refresh checks it; "
+             "if the command fails the workbook is left as it was)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,13 +46,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     commands = parser.add_subparsers(title="commands")
 
-    run = commands.add_parser("run", help="compute the output tables from three CSV files")
+    run = commands.add_parser("run", help="compute the output tables from three CSV or Parquet files")
     run.add_argument("--data", type=Path, default=DEFAULT_SAMPLE,
                      help="folder with transactions.csv, customers.csv, products.csv (default: sample_data)")
+    for name in RAW_TABLES:
+        run.add_argument(f"--{name}", type=Path, metavar="FILE",
+                         help=f"CSV or Parquet file of the {name} table, instead of {name}.csv in --data")
     run.add_argument("--out", type=Path, default=Path("out"), help="folder for the output CSVs (default: out)")
     run.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
-                     help="a setting, e.g. --set report_month=2024-12 or --set 'csv_delimiter=;' (repeatable; "
-                          "see docs/business_logic.md)")
+                     help="a setting, e.g. --set report_month=2024-12, --set 'csv_delimiter=;' or "
+                          "--set 'map.transactions.invoice_id=Invoice No' (repeatable; see docs/business_logic.md)")
     run.add_argument("--no-bom", action="store_true",
                      help="write the output CSVs without the UTF-8 byte-order mark (Excel needs it for accents)")
     run.set_defaults(handler=_run)
@@ -73,17 +80,21 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--force", action="store_true", help="replace the file if it exists")
     new.set_defaults(handler=_new)
 
-    load = commands.add_parser("load", help="fill a workbook's Raw tables from CSV files")
+    load = commands.add_parser(
+        "load", help="replace a workbook's Raw tables with CSV files",
+        description="Replace each Raw table given (tbl_transactions, tbl_customers, tbl_products) with the rows of "
+                    "a CSV file: the table's old rows are gone, not appended to. Every file is checked against "
+                    "the input columns (after the Columns table and map.* settings) before the workbook is "
+                    "touched: when one fails, nothing is written.")
     load.add_argument("book", type=Path, help="the workbook (.xlsm)")
-    for name in ("transactions", "customers", "products"):
-        load.add_argument(f"--{name}", type=Path, help=f"CSV file for tbl_{name}")
-    load.add_argument("--set", action="append", default=[], metavar="csv_SETTING=VALUE",
-                      help="how the CSV files are written, e.g. --set 'csv_delimiter=;' (csv_delimiter, csv_decimal, "
-                           "csv_encoding; default auto: detected)")
+    for name in RAW_TABLES:
+        load.add_argument(f"--{name}", type=Path, metavar="FILE", help=f"CSV file whose rows replace tbl_{name}")
+    load.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
     load.set_defaults(handler=_load)
 
     refresh = commands.add_parser("refresh", help="recompute every output sheet of a workbook, headless")
     refresh.add_argument("book", type=Path, help="the workbook (.xlsm) to refresh in place")
+    refresh.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
     refresh.set_defaults(handler=_refresh)
     for sub in (run, sample, template, new, load, refresh):
@@ -103,18 +114,22 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from crm_xl.config import Config
     from crm_xl.core.pipeline import run
     from crm_xl.core.quality import source_rows
-    from crm_xl.io.csv import file_rows, read_raw_files, with_read_notes, write_tables
+    from crm_xl.io.csv import file_rows, read_raw_file, with_read_notes, write_tables
     from crm_xl.io.dialect import split_settings
 
     started = time.perf_counter()
     options, settings = split_settings(parse_settings(args.set))
-    files = read_raw_files(args.data, options)
-    tables = run(**{name: file.frame for name, file in files.items()}, config=settings)
-    notes = [note for file in files.values() for note in file.notes()]
+    config = Config.from_mapping(settings)
+    paths = {name: Path(getattr(args, name) or args.data / f"{name}.csv") for name in RAW_TABLES}
+    files = {name: read_raw_file(path, name, options, config.headers(name)) for name, path in paths.items()}
+    tables = run(**{name: frame for name, (frame, _) in files.items()}, config=config)
+    notes = [note for _, file_notes in files.values() for note in file_notes]
     tables = {**tables, "data_quality": with_read_notes(tables["data_quality"], notes)}
-    tables = {**tables, **source_rows(tables, file_rows())}     # row numbers as the files' line numbers
+    csv_tables = [name for name, path in paths.items() if path.suffix.lower() != ".parquet"]
+    tables = {**tables, **source_rows(tables, file_rows(csv_tables))}   # rows as the CSV files' line numbers
     written = write_tables(tables, args.out, bom=not args.no_bom)
     print(summary_text(tables, time.perf_counter() - started))
     print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())}")
@@ -171,19 +186,23 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
+    from crm_xl.core.columns import contract_headers
     from crm_xl.io.csv import read_csv_file
-    from crm_xl.io.dialect import split_settings
-    from crm_xl.workbook.book import load_raw
+    from crm_xl.workbook.book import load_raw, settings_with, with_settings
 
-    paths = {name: getattr(args, name) for name in ("transactions", "customers", "products") if getattr(args, name)}
+    paths = {name: getattr(args, name) for name in RAW_TABLES if getattr(args, name)}
     if not paths:
         raise CrmXlError("load: give at least one of --transactions, --customers, --products")
-    options, others = split_settings(parse_settings(args.set))
-    if others:
-        raise ConfigError(next(iter(others)), "load only takes csv_delimiter, csv_decimal and csv_encoding; "
-                                              "other settings go on the workbook's Config sheet")
-    files = {name: read_csv_file(path, name, options) for name, path in paths.items()}
-    load_raw(args.book, {name: file.frame for name, file in files.items()})
+    values = parse_settings(args.set)
+    config, options = settings_with(args.book, values)
+    files = {name: read_csv_file(path, name, options, config.headers(name)) for name, path in paths.items()}
+    for name, file in files.items():
+        try:
+            contract_headers(list(file.frame.columns), name, config)
+        except InputError as exc:
+            raise InputError(name, f"{file.path.name}: {exc.message}; nothing was loaded", exc.column,
+                             exc.setting) from None
+    with_settings(args.book, values, lambda: load_raw(args.book, {n: f.frame for n, f in files.items()}, config))
     for file in files.values():
         for note in file.notes():
             print(f"crm-xl: warning: {note['message']}", file=sys.stderr)
@@ -193,11 +212,15 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _refresh(args: argparse.Namespace) -> int:
+    from crm_xl.workbook.book import settings_with, with_settings
     from crm_xl.workbook.refresh import refresh_workbook
 
     started = time.perf_counter()
     progress = None if args.quiet else (lambda message: print(f"  {message} ...", file=sys.stderr, flush=True))
-    result = refresh_workbook(args.book, progress=progress)
+    values = parse_settings(args.set)
+    if values:
+        settings_with(args.book, values)
+    result = with_settings(args.book, values, lambda: refresh_workbook(args.book, progress=progress))
     print(summary_text(result.tables, time.perf_counter() - started))
     if result.history_file is not None:
         print(f"  customer_history: the sheet keeps the latest months; all months in {result.history_file}")

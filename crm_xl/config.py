@@ -4,6 +4,9 @@ Every setting has a name (the key used on the Config sheet and in ``run(config={
 default, and a one-line description in :data:`SETTINGS_HELP`. :meth:`Config.from_mapping` accepts
 the loose values a spreadsheet gives (text numbers, comma-separated lists, ``2024-12`` or a date
 for a month) and raises :class:`~crm_xl.errors.ConfigError` naming the key and what is allowed.
+
+The input contract (:data:`INPUT_COLUMNS`) lives here too, because the ``map.<table>.<column>``
+settings name an extract's own header for one of its columns and are validated against it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,70 @@ DEFAULT_SEGMENT_MAP: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Hibernating", ("12",)),
     ("Lost", ("11",)),
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class InputColumn:
+    """A column of a raw table as the core reads it: its name, whether the table must have it, what it holds."""
+
+    name: str
+    required: bool
+    description: str
+
+
+def _inputs(*columns: tuple[str, bool, str]) -> tuple[InputColumn, ...]:
+    return tuple(InputColumn(*column) for column in columns)
+
+
+#: The input contract: every column of the three raw tables the core knows, required ones first
+#: (docs/business_logic.md section 3). Other columns are allowed. The workbook's Columns table has one
+#: row per column here.
+INPUT_COLUMNS: dict[str, tuple[InputColumn, ...]] = {
+    "transactions": _inputs(
+        ("invoice_id", True, "The order: lines of one customer with the same invoice id are one order"),
+        ("invoice_date", True, "The day of the line"),
+        ("customer_id", True, "The customer (an id of the customer master)"),
+        ("product_id", True, "The product (an id of the product master)"),
+        ("quantity", True, "Units of the product; negative = return"),
+        ("revenue", True, "Net value of the line"),
+        ("store_id", False, "The store; not used by the rules"),
+    ),
+    "customers": _inputs(
+        ("customer_id", True, "The customer's key"),
+        ("customer_name", False, "Carried to customer_snapshot"),
+        ("customer_group", False, "Decides anonymity (anonymous_groups)"),
+        ("city", False, "Carried to customer_snapshot"),
+        ("created_date", False, "Entry into the base (use_created_date)"),
+        ("email", False, "Carried to customer_snapshot"),
+        ("mobile_number", False, "Carried to customer_snapshot, as text"),
+        ("opt_email", False, "Marketing opt-in 0/1"),
+        ("opt_sms", False, "Marketing opt-in 0/1"),
+        ("opt_phone", False, "Marketing opt-in 0/1"),
+    ),
+    "products": _inputs(
+        ("product_id", True, "The product's key"),
+        ("category", True, "Compared with core_categories, entry_categories, other_categories"),
+        ("unit_size", True, "Volume per unit (pods, grams, litres), a number > 0"),
+        ("product_name", False, "Not used by the rules"),
+        ("brand", False, "Not used by the rules"),
+    ),
+}
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    table: tuple(c.name for c in columns if c.required) for table, columns in INPUT_COLUMNS.items()}
+#: ``map.transactions.invoice_id = Invoice No``: the header of an extract that holds a contract column.
+MAP_PREFIX = "map."
+MAP_HELP = "Header of {table}.{column} in your data (blank = {column})"
+
+
+def map_key(table: str, column: str) -> str:
+    """The setting that names the header of ``table.column`` in the user's data."""
+    return f"{MAP_PREFIX}{table}.{column}"
+
+
+def header_key(header: object) -> str:
+    """A header as the core compares headers: ignoring case and surrounding spaces."""
+    return str(header).strip().lower()
+
 
 SETTINGS_HELP: dict[str, str] = {
     "report_month": "Last month to report (YYYY-MM); blank = the last month that has transactions; "
@@ -132,6 +199,9 @@ class Config:
     rfm_cuts_tenure: tuple[float, ...] = (3.0, 6.0, 12.0, 24.0)
     segment_map: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_SEGMENT_MAP
     udf_segment: str = "value_tier"
+    # (table, column, header) for each contract column whose header in the data is another one, in
+    # INPUT_COLUMNS order; set by the map.<table>.<column> settings.
+    column_map: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -143,21 +213,38 @@ class Config:
             return cls()
         if isinstance(mapping, Config):
             return mapping
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = set(SETTINGS_HELP)
         values: dict[str, Any] = {}
+        headers: dict[tuple[str, str], str] = {}
         for raw_key, value in mapping.items():
             key = str(raw_key).strip()
+            if key.startswith(MAP_PREFIX):
+                column = parse_map_key(key)
+                if not _is_blank(value):
+                    headers[column] = str(value).strip()
+                continue
             if key not in known:
-                raise ConfigError(key, f"unknown setting; known settings: {', '.join(sorted(known))}")
+                raise ConfigError(key, f"unknown setting; known settings: {', '.join(sorted(known))} and "
+                                       f"{MAP_PREFIX}<table>.<column>")
             if _is_blank(value):
                 continue
             values[key] = _parse(key, value)
+        order = [(table, c.name) for table, columns in INPUT_COLUMNS.items() for c in columns]
+        values["column_map"] = tuple((*column, headers[column]) for column in order if column in headers)
         return cls(**values)
 
     def as_rows(self) -> list[tuple[str, str, str]]:
-        """(setting, value as text, description) for every setting, in declaration order."""
-        return [(f.name, format_value(getattr(self, f.name)), SETTINGS_HELP[f.name])
-                for f in dataclasses.fields(self)]
+        """(setting, value as text, description) for every setting, in declaration order; one
+        ``map.<table>.<column>`` row per mapped column."""
+        rows = [(f.name, format_value(getattr(self, f.name)), SETTINGS_HELP[f.name])
+                for f in dataclasses.fields(self) if f.name != "column_map"]
+        rows += [(map_key(table, column), header, MAP_HELP.format(table=table, column=column))
+                 for table, column, header in self.column_map]
+        return rows
+
+    def headers(self, table: str) -> dict[str, str]:
+        """Contract column -> the header that holds it in ``table``, for the mapped columns only."""
+        return {column: header for name, column, header in self.column_map if name == table}
 
     @property
     def segment_lookup(self) -> dict[tuple[int, int], str]:
@@ -170,6 +257,18 @@ class Config:
 
     def cuts_for(self, field: str) -> tuple[float, ...]:
         return getattr(self, f"rfm_cuts_{field}")
+
+
+def parse_map_key(key: str) -> tuple[str, str]:
+    """(table, column) of a ``map.<table>.<column>`` setting; :class:`ConfigError` naming an unknown one."""
+    table, _, column = key.removeprefix(MAP_PREFIX).partition(".")
+    if table not in INPUT_COLUMNS:
+        raise ConfigError(key, f"unknown table {table!r}; expected {MAP_PREFIX}<table>.<column> with table one of "
+                               f"{', '.join(INPUT_COLUMNS)}")
+    names = [c.name for c in INPUT_COLUMNS[table]]
+    if column not in names:
+        raise ConfigError(key, f"{table} has no column {column!r}; its columns: {', '.join(names)}")
+    return table, column
 
 
 def format_value(value: Any) -> str:
@@ -360,6 +459,31 @@ def _validate(cfg: Config) -> None:
     if cfg.report_month not in (None, LAST_COMPLETE) and not isinstance(cfg.report_month, pd.Period):
         object.__setattr__(cfg, "report_month", parse_month(cfg.report_month))
     _check_segment_coverage(cfg.segment_map)
+    _check_column_map(cfg.column_map)
+
+
+def _check_column_map(column_map: tuple[tuple[str, str, str], ...]) -> None:
+    """Each contract column of a table reads its own header: the header mapped to it, else its own name.
+
+    Two columns reading one header (both mapped to it, or one mapped to another's own name) would
+    silently read the same data twice.
+    """
+    for table, column, header in column_map:
+        parse_map_key(map_key(table, column))
+        if not isinstance(header, str) or not header.strip():
+            raise ConfigError(map_key(table, column), f"expected a column header, got {header!r}")
+    for table, columns in INPUT_COLUMNS.items():
+        mapped = {column: header for name, column, header in column_map if name == table}
+        readers: dict[str, list[str]] = {}
+        for column in columns:
+            readers.setdefault(header_key(mapped.get(column.name, column.name)), []).append(column.name)
+        for names in readers.values():
+            if len(names) > 1:
+                key = [map_key(table, n) for n in names if n in mapped][-1]
+                header = mapped.get(names[-1], names[-1])
+                raise ConfigError(key, f"{' and '.join(f'{table}.{n}' for n in names)} would both read the "
+                                       f"header {header!r}; give each column its own header (blank = the "
+                                       "column's own name)")
 
 
 def _check_segment_coverage(segment_map: tuple[tuple[str, tuple[str, ...]], ...]) -> None:

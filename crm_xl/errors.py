@@ -22,12 +22,15 @@ class ConfigError(CrmXlError, ValueError):
 class InputError(CrmXlError, ValueError):
     """An input table cannot be used at all (a required column missing, no usable rows).
 
-    ``table`` and ``column`` say where; row-level problems are never raised, they go to the
+    ``table`` and ``column`` say where; ``setting`` names the setting that fixes it, if one does
+    (an adapter can then point at its cell). Row-level problems are never raised, they go to the
     data-quality table instead.
     """
 
-    def __init__(self, table: str, message: str, column: str | None = None) -> None:
+    def __init__(self, table: str, message: str, column: str | None = None, setting: str | None = None) -> None:
         self.table = table
         self.column = column
+        self.setting = setting
+        self.message = message
         where = f"{table}.{column}" if column else table
         super().__init__(f"{where}: {message}")

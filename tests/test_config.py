@@ -69,15 +69,20 @@ def test_from_mapping_passes_a_config_through():
 
 def test_every_setting_has_a_description_and_text_form():
     rows = Config().as_rows()
-    assert [name for name, _, _ in rows] == [f.name for f in dataclasses.fields(Config)]
+    # column_map is the map.<table>.<column> settings: a row per mapped column, none by default
+    assert [name for name, _, _ in rows] == [f.name for f in dataclasses.fields(Config) if f.name != "column_map"]
     assert all(description for _, _, description in rows)
 
 
 def test_settings_survive_their_text_form():
     """What as_rows writes on the Config sheet reads back as the same settings."""
     cfg = Config.from_mapping({"report_month": "2024-06", "t_high": 900.5, "core_categories": "pods, refill",
-                               "use_created_date": False, "rfm_cuts_tenure": "1, 2, 3, 4"})
-    assert Config.from_mapping({name: text for name, text, _ in cfg.as_rows()}) == cfg
+                               "use_created_date": False, "rfm_cuts_tenure": "1, 2, 3, 4",
+                               "map.transactions.invoice_id": "Invoice No", "map.products.unit_size": " Size "})
+    rows = cfg.as_rows()
+    assert ("map.transactions.invoice_id", "Invoice No", "Header of transactions.invoice_id in your data "
+            "(blank = invoice_id)") in rows
+    assert Config.from_mapping({name: text for name, text, _ in rows}) == cfg
 
 
 # --- parsing loose values -----------------------------------------------------------------------

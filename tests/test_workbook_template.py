@@ -149,8 +149,8 @@ def test_udf_wrappers_are_what_xlwings_generates() -> None:
 
 
 def _all_tables() -> list[L.Table]:
-    return [L.STATUS_TABLE, L.CONFIG_TABLE, L.SEGMENT_MAP_TABLE, *L.RAW_TABLES.values(), *L.OUTPUT_TABLES.values(),
-            *L.CHART_TABLES.values(), L.LOG_TABLE]
+    return [L.STATUS_TABLE, L.CONFIG_TABLE, L.SEGMENT_MAP_TABLE, L.COLUMNS_TABLE, *L.RAW_TABLES.values(),
+            *L.OUTPUT_TABLES.values(), *L.CHART_TABLES.values(), L.LOG_TABLE]
 
 
 def test_layout_names_every_sheet_and_output_table() -> None:

@@ -15,12 +15,10 @@ import pandas as pd
 
 from crm_xl.config import LAST_COMPLETE, Config
 from crm_xl.core.coerce import blank_mask, day_month_evidence, id_codes, normalize_ids, to_dates, to_numbers
+from crm_xl.core.columns import to_contract
 from crm_xl.core.quality import QualityLog
 from crm_xl.errors import ConfigError, InputError
 
-TRANSACTION_COLUMNS = ("invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue")
-CUSTOMER_COLUMNS = ("customer_id",)
-PRODUCT_COLUMNS = ("product_id", "category", "unit_size")
 OPT_IN_COLUMNS = ("opt_email", "opt_sms", "opt_phone")
 TEXT_CUSTOMER_COLUMNS = ("customer_name", "customer_group", "city", "email", "mobile_number")
 
@@ -55,9 +53,9 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
           config: Config) -> Staged:
     """Type and validate the raw tables; resolve the report month."""
     log = QualityLog()
-    _require(transactions, "transactions", TRANSACTION_COLUMNS)
-    _require(customers, "customers", CUSTOMER_COLUMNS)
-    _require(products, "products", PRODUCT_COLUMNS)
+    transactions = to_contract(transactions, "transactions", config)
+    customers = to_contract(customers, "customers", config)
+    products = to_contract(products, "products", config)
     config = dataclasses.replace(config, date_order=_date_order(config, transactions, customers))
     master, anonymous_ids = _stage_customers(customers, config, log)
     product_table = _stage_products(products, config, log)
@@ -102,16 +100,6 @@ def _date_order(config: Config, transactions: pd.DataFrame, customers: pd.DataFr
                                         "day-first and month-first, and none has a day above 12 to tell: set "
                                         f"date_order to DMY ({either[0]} = day first) or MDY (month first)")
     return "ymd"
-
-
-def _require(table: pd.DataFrame, name: str, columns: tuple[str, ...]) -> None:
-    if not isinstance(table, pd.DataFrame):
-        raise InputError(name, f"expected a table (pandas DataFrame), got {type(table).__name__}")
-    present = {str(c).strip().lower() for c in table.columns}
-    for column in columns:
-        if column not in present:
-            found = ", ".join(map(str, table.columns)) or "none"
-            raise InputError(name, f"required column '{column}' is missing (columns found: {found})", column)
 
 
 def _column(table: pd.DataFrame, name: str) -> pd.Series:

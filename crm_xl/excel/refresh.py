@@ -41,7 +41,6 @@ from crm_xl.workbook import layout
 from crm_xl.workbook.reader import (
     WorkbookInputs,
     assemble_inputs,
-    check_headers,
     read_log,
 )
 from crm_xl.workbook.refresh import LOG_ROWS_KEPT, PlannedWrite, compute, tables_to_write
@@ -234,7 +233,6 @@ def _raw_frame(view: _BookView, table: layout.Table) -> tuple[pd.DataFrame, int]
         raise _missing_table(table.name)
     found = view.get_table_by_name(table.name)
     headers = [h.strip() for h in found.columns]
-    check_headers(table, headers)
     rows = found.to_python()
     frame = pd.DataFrame(rows, columns=headers, dtype=object) if rows else pd.DataFrame(columns=headers, dtype=object)
     frame = frame.replace({"": None})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from crm_xl import contract
+from crm_xl.config import header_key
 from crm_xl.core.coerce import local_datetimes
 from crm_xl.core.quality import QUALITY_COLUMNS
 from crm_xl.errors import InputError
@@ -39,6 +40,7 @@ from crm_xl.io.dialect import (
 from crm_xl.io.files import replace_atomically
 
 RAW_TABLES = ("transactions", "customers", "products")
+PARQUET_SUFFIXES = (".parquet", ".pq")
 # Ids keep their leading zeros.
 _TEXT_COLUMNS = ("invoice_id", "customer_id", "product_id", "store_id", "mobile_number", "customer_name",
                  "customer_group", "city", "email", "product_name", "brand", "category")
@@ -102,26 +104,64 @@ def read_csv(path: str | Path, table: str, options: CsvOptions = DETECT) -> pd.D
     return read_csv_file(path, table, options).frame
 
 
-def read_csv_file(path: str | Path, table: str, options: CsvOptions = DETECT) -> CsvTable:
-    """One raw table and its dialect: detected from the first 64 KB unless ``options`` set it."""
+def read_csv_file(path: str | Path, table: str, options: CsvOptions = DETECT,
+                  headers: Mapping[str, str] | None = None) -> CsvTable:
+    """One raw table and its dialect: detected from the first 64 KB unless ``options`` set it.
+
+    ``headers`` (contract column -> the file's header, from the ``map.*`` settings) lets a renamed
+    id, date or number column be read as the contract column it holds; the headers stay as in the
+    file (the core renames them).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(table, f"file not found: {path}")
     with path.open("rb") as handle:
         sample = handle.read(SAMPLE_BYTES + 1)
     sniffed = sniff(sample[:SAMPLE_BYTES], len(sample) <= SAMPLE_BYTES, options, table, path.name)
-    arrow, sniffed = _read(path, table, sniffed, options)
-    arrow, decimal = _numbers(arrow, _wants_text_numbers(sniffed, options), options.decimal)
-    return CsvTable(table=table, path=path, frame=_typed_dates(arrow.to_pandas(date_as_object=False)),
+    names = _Names(headers or {})
+    arrow, sniffed = _read(path, table, sniffed, options, names)
+    arrow, decimal = _numbers(arrow, _wants_text_numbers(sniffed, options), options.decimal, names)
+    return CsvTable(table=table, path=path, frame=_typed_dates(arrow.to_pandas(date_as_object=False), names),
                     delimiter=sniffed.delimiter, encoding=sniffed.encoding, decimal=decimal,
                     encoding_guessed=sniffed.fallback)
 
 
-def _typed_dates(frame: pd.DataFrame) -> pd.DataFrame:
+def read_raw_file(path: str | Path, table: str, options: CsvOptions = DETECT, headers: Mapping[str, str] | None = None,
+                  named_in: str = "") -> tuple[pd.DataFrame, list[dict[str, object]]]:
+    """A raw table from a CSV or Parquet file (by its suffix), and the data-quality notes about how it
+    was read; ``named_in`` says where the file was named (a Config cell), for the messages."""
+    path = Path(path)
+    if path.suffix.lower() not in PARQUET_SUFFIXES:
+        file = read_csv_file(path, table, options, headers)
+        return file.frame, file.notes()
+    where = f" (named in {named_in})" if named_in else ""
+    if not path.is_file():
+        raise InputError(table, f"file not found: {path}{where}")
+    try:
+        return pd.read_parquet(path), []
+    except (OSError, ValueError) as exc:
+        raise InputError(table, f"{path.name}{where} is not a readable Parquet file: {exc}") from None
+
+
+class _Names:
+    """Which contract column a header of the file holds: the one mapped to it, else its own name."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._columns = {header_key(header): column for column, header in headers.items()}
+
+    def of(self, header: str) -> str:
+        return self._columns.get(header_key(header), header_key(header))
+
+    def among(self, headers: Iterable[str], columns: Iterable[str]) -> list[str]:
+        wanted = set(columns)
+        return [h for h in headers if self.of(h) in wanted]
+
+
+def _typed_dates(frame: pd.DataFrame, names: _Names) -> pd.DataFrame:
     """Date columns become date-times when every value is one; otherwise they stay text, so staging
     can report the lines whose date cannot be read."""
     for column in frame.columns:
-        if str(column).strip().lower() in _DATE_COLUMNS:
+        if names.of(str(column)) in _DATE_COLUMNS:
             text = frame[column]
             stamps = local_datetimes(text)
             if (stamps.notna() | text.isna() | (text.str.strip() == "")).all():
@@ -129,7 +169,8 @@ def _typed_dates(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _read(path: Path, table: str, sniffed: Sniffed, options: CsvOptions) -> tuple[pa.Table, Sniffed]:
+def _read(path: Path, table: str, sniffed: Sniffed, options: CsvOptions, names: _Names
+          ) -> tuple[pa.Table, Sniffed]:
     """The parsed file and the dialect that read it.
 
     What a sample cannot show (a line break in a quoted value, a non-UTF-8 byte past it) is learnt
@@ -137,7 +178,7 @@ def _read(path: Path, table: str, sniffed: Sniffed, options: CsvOptions) -> tupl
     """
     while True:
         try:
-            return _parse(path, sniffed, options), sniffed
+            return _parse(path, sniffed, options, names), sniffed
         except pa.ArrowInvalid as exc:
             retry = _second_try(sniffed, options, str(exc))
             if retry is not None:
@@ -162,10 +203,10 @@ class _NotUtf8(pa.ArrowInvalid):
     """A column pyarrow could only read as bytes: the file is not UTF-8 past the sample."""
 
 
-def _parse(path: Path, sniffed: Sniffed, options: CsvOptions) -> pa.Table:
-    text_types = {n: pa.string() for n in sniffed.header if n.strip().lower() in (*_TEXT_COLUMNS, *_DATE_COLUMNS)}
+def _parse(path: Path, sniffed: Sniffed, options: CsvOptions, names: _Names) -> pa.Table:
+    text_types = {n: pa.string() for n in names.among(sniffed.header, (*_TEXT_COLUMNS, *_DATE_COLUMNS))}
     if _wants_text_numbers(sniffed, options):
-        text_types.update({n: pa.string() for n in sniffed.header if n.strip().lower() in NUMERIC_COLUMNS})
+        text_types.update({n: pa.string() for n in names.among(sniffed.header, NUMERIC_COLUMNS)})
     arrow = pcsv.read_csv(
         path,
         read_options=pcsv.ReadOptions(encoding="utf8" if sniffed.encoding in _UTF8 else sniffed.encoding),
@@ -199,10 +240,10 @@ def _wants_text_numbers(sniffed: Sniffed, options: CsvOptions) -> bool:
     return options.decimal == "," or (options.decimal is None and sniffed.delimiter != ",")
 
 
-def _numbers(arrow: pa.Table, as_text: bool, decimal: str | None) -> tuple[pa.Table, str]:
+def _numbers(arrow: pa.Table, as_text: bool, decimal: str | None, names: _Names) -> tuple[pa.Table, str]:
     """Numeric columns read as text made numbers; the decimal separator used (detected if ``None``)."""
-    names = [n for n in arrow.column_names if n.strip().lower() in NUMERIC_COLUMNS] if as_text else []
-    columns = {n: pc.replace_substring_regex(arrow[n], _SPACES, "") for n in names}
+    numeric = names.among(arrow.column_names, NUMERIC_COLUMNS) if as_text else []
+    columns = {n: pc.replace_substring_regex(arrow[n], _SPACES, "") for n in numeric}
     decimal = decimal or _guess_decimal(columns.values())
     for name, text in columns.items():
         arrow = arrow.set_column(arrow.column_names.index(name), name, _to_numbers(arrow[name], text, decimal))
@@ -263,9 +304,9 @@ def write_csv(frame: pd.DataFrame, path: str | Path, table: str = "", *, bom: bo
         pcsv.write_csv(arrow, handle)
 
 
-def file_rows() -> dict[str, Callable[[int], int]]:
-    """Row numbering of tables read from CSV files: the line number, the header being line 1."""
-    return {name: (lambda position: position + 1) for name in RAW_TABLES}
+def file_rows(tables: Iterable[str] = RAW_TABLES) -> dict[str, Callable[[int], int]]:
+    """Row numbering of ``tables`` read from CSV files: the line number, the header being line 1."""
+    return {name: (lambda position: position + 1) for name in tables}
 
 
 def _month_columns(table: str) -> set[str]:

@@ -7,18 +7,22 @@ and sheets are kept byte for byte and the target is replaced atomically.
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pandas as pd
 
-from crm_xl.errors import InputError
-from crm_xl.io.files import replace_atomically
+from crm_xl.config import Config, header_key, map_key
+from crm_xl.errors import ConfigError, InputError
+from crm_xl.io.dialect import CsvOptions
+from crm_xl.io.files import replace_atomically, write_beside
 from crm_xl.workbook import layout, sheetxml
 from crm_xl.workbook.package import WorkbookPackageError, ZipWriter, find_tables, rewrite_tables
 
@@ -57,35 +61,46 @@ def new_workbook(path: str | Path, *, sample: bool = False, overwrite: bool = Fa
         if sample:
             from crm_xl.io.sample import generate
 
-            _write_raw(temp, generate())
+            _write_raw(temp, generate(), Config())
 
     replace_atomically(path, write)
     return path
 
 
-def load_raw(path: str | Path, tables: dict[str, pd.DataFrame]) -> Path:
-    """Replace the Raw tables named in ``tables`` (transactions, customers, products) in place."""
+def load_raw(path: str | Path, tables: dict[str, pd.DataFrame], columns: Config | None = None) -> Path:
+    """Replace the Raw tables named in ``tables`` (transactions, customers, products) in place.
+
+    Headers are kept as given; ``columns`` (the ``map.*`` settings) says which contract column a
+    renamed header holds, so it gets that column's number format (ids as text).
+    """
     path = Path(path)
     unknown = set(tables) - set(layout.RAW_TABLES)
     if unknown:
         raise InputError("workbook", f"unknown raw tables {sorted(unknown)}; expected {list(layout.RAW_TABLES)}")
     _check_writable(path)
-    _write_raw(path, tables)
+    _write_raw(path, tables, columns or Config())
     return path
 
 
-def _write_raw(path: Path, tables: dict[str, pd.DataFrame]) -> None:
+def _write_raw(path: Path, tables: dict[str, pd.DataFrame], columns: Config) -> None:
     too_big = {n: len(f) for n, f in tables.items() if len(f) > 1_048_575}
     if too_big:
         raise InputError("workbook", f"{too_big} rows do not fit an Excel sheet (1,048,575 data rows): name the "
                                      "file on the Config sheet instead (transactions_file, ...)")
     named = {layout.RAW_TABLES[n].name: f for n, f in tables.items()}
-    styles = {layout.RAW_TABLES[n].name: {c.name: c.number_format for c in layout.RAW_TABLES[n].columns
-                                          if c.name in f.columns} for n, f in tables.items()}
+    styles = {layout.RAW_TABLES[n].name: _raw_styles(n, list(f.columns), columns) for n, f in tables.items()}
     try:
         rewrite_tables(path, path, named, styles=styles, allow_new_columns=True)
     except WorkbookPackageError as exc:   # a ValueError, not a CrmXlError: the CLI would show a traceback
         raise InputError("workbook", f"{path.name}: {exc}") from None
+
+
+def _raw_styles(name: str, headers: list[str], columns: Config) -> dict[str, str]:
+    """Number format per header of a raw table, by the contract column it holds."""
+    formats = {c.name: c.number_format for c in layout.RAW_TABLES[name].columns}
+    holds = {header_key(header): column for column, header in columns.headers(name).items()}
+    contract = {h: holds.get(header_key(h), header_key(h)) for h in headers}
+    return {h: formats[column] for h, column in contract.items() if column in formats}
 
 
 def _check_writable(path: Path) -> None:
@@ -99,38 +114,85 @@ def _check_writable(path: Path) -> None:
 
 # --- settings -------------------------------------------------------------------------------------------
 
+T = TypeVar("T")
+
+
+def settings_with(path: str | Path, values: Mapping[str, object]) -> tuple[Config, CsvOptions]:
+    """The workbook's settings with ``values`` put over them, validated as the refresh validates them
+    (a :class:`~crm_xl.errors.ConfigError` names the setting, and its cell when the workbook holds
+    the bad value). Returns what reading raw files needs: the ``map.*`` settings (as a Config) and
+    the CSV options.
+
+    The other core settings are checked only when ``values`` sets one, so a load is not stopped by
+    a Config value it does not use.
+    """
+    from crm_xl.workbook.reader import at_cell, check_workbook_settings, column_config, read_settings
+
+    if "segment_map" in values:
+        raise ConfigError("segment_map", f"edit it in {layout.SEGMENT_MAP_TABLE.name} on the {layout.CONFIG} "
+                                         "sheet; it cannot be set with --set")
+    settings, workbook_settings, cells = read_settings(path)
+    for key, value in values.items():
+        (workbook_settings if key in layout.WORKBOOK_SETTINGS else settings)[key] = value
+    unset = {k: v for k, v in cells.items() if k not in values}
+    check_workbook_settings(workbook_settings, unset)
+    if any(key not in layout.WORKBOOK_SETTINGS for key in values):
+        try:
+            Config.from_mapping(settings)
+        except ConfigError as exc:
+            raise at_cell(exc, unset) from None
+    return column_config(settings, unset), CsvOptions.from_settings(workbook_settings)
+
+
+def with_settings(path: str | Path, values: Mapping[str, object], action: Callable[[], T]) -> T:
+    """``action()`` (a load or a refresh) after ``values`` are written to the Config sheet; if anything
+    fails, the workbook is put back byte for byte, so a failed scheduled job changes nothing.
+
+    Validate ``values`` with :func:`settings_with` first.
+    """
+    path = Path(path)
+    if not values:
+        return action()
+    backup = write_beside(path, lambda temp: shutil.copyfile(path, temp))
+    try:
+        set_settings(path, {key: layout.config_cell_value(key, str(value)) for key, value in values.items()})
+        result = action()
+    except BaseException:
+        os.replace(backup, path)
+        raise
+    finally:
+        if backup.exists():
+            backup.unlink()
+    return result
+
 _ROW_RE = r'<row\b[^>]*?\sr="{row}"[^>]*?(?:/>|>.*?</row>)'
 
 
 def set_settings(path: str | Path, values: Mapping[str, object]) -> Path:
-    """Set Config values in place (tbl_config's value column), e.g. ``{"report_month": "2024-12"}``.
+    """Set Config values in place (tbl_config's value column), e.g. ``{"report_month": "2024-12"}``;
+    a ``map.<table>.<column>`` setting is the "your header" cell of its row in tbl_columns.
 
     Only the Config sheet's value cells change (their style and data validation stay); every
     other part of the package is copied byte for byte and the file is replaced atomically.
     Text is written as text, numbers as numbers, True/False as booleans, None or "" as a blank.
     """
-    from python_calamine import CalamineWorkbook
-
     path = Path(path)
     _check_writable(path)
-    book = CalamineWorkbook.from_path(str(path), load_tables=True)
-    try:
-        if layout.CONFIG_TABLE.name not in book.table_names:
-            raise InputError(layout.CONFIG, f"Excel table {layout.CONFIG_TABLE.name} not found in {path.name}")
-        table = book.get_table_by_name(layout.CONFIG_TABLE.name)
-        start_row, start_col = table.start      # first data cell, 0-based
-        rows = {str(r[0]).strip(): start_row + 1 + i for i, r in enumerate(table.to_python()) if r and r[0] != ""}
-    finally:
-        book.close()
-    unknown = sorted(set(values) - set(rows))
+    cells = _setting_cells(path)
+    unknown = sorted(set(values) - set(cells))
     if unknown:
-        raise InputError(layout.CONFIG, f"no setting {unknown} in {layout.CONFIG_TABLE.name} (it has {sorted(rows)})")
-    letter = sheetxml.column_letter(start_col + 1)
-    part = find_tables(path)[layout.CONFIG_TABLE.name].sheet_part
+        raise InputError(layout.CONFIG, f"no setting {unknown} in {layout.CONFIG_TABLE.name} or "
+                                        f"{layout.COLUMNS_TABLE.name} (settings: {sorted(cells)})")
+    tables = find_tables(path)
+    part = tables[layout.CONFIG_TABLE.name].sheet_part
+    columns = tables.get(layout.COLUMNS_TABLE.name)
+    if columns is not None and columns.sheet_part != part:   # only the Config sheet's cells are rewritten
+        raise InputError(layout.CONFIG, f"{layout.COLUMNS_TABLE.name} is not on the {layout.CONFIG} sheet")
     with zipfile.ZipFile(path) as zf:
         xml = zf.read(part).decode("utf-8")
     for key, value in values.items():
-        xml = _set_cell(xml, rows[key], letter, value)
+        letter, row = cells[key]
+        xml = _set_cell(xml, row, letter, value)
 
     def write(temp: Path) -> None:
         with zipfile.ZipFile(path) as zf, open(path, "rb") as raw, open(temp, "wb+") as out:
@@ -143,6 +205,32 @@ def set_settings(path: str | Path, values: Mapping[str, object]) -> Path:
             writer.close()
 
     return replace_atomically(path, write)
+
+
+def _setting_cells(path: Path) -> dict[str, tuple[str, int]]:
+    """Setting -> (column letter, sheet row) of its value cell: tbl_config's value column, and the
+    "your header" column of tbl_columns for the ``map.<table>.<column>`` settings."""
+    from python_calamine import CalamineWorkbook
+
+    book = CalamineWorkbook.from_path(str(path), load_tables=True)
+    try:
+        if layout.CONFIG_TABLE.name not in book.table_names:
+            raise InputError(layout.CONFIG, f"Excel table {layout.CONFIG_TABLE.name} not found in {path.name}")
+        cells = _value_cells(book.get_table_by_name(layout.CONFIG_TABLE.name), lambda r: str(r[0]).strip(), 1)
+        if layout.COLUMNS_TABLE.name in book.table_names:
+            headers = layout.COLUMNS_TABLE.headers
+            cells |= _value_cells(book.get_table_by_name(layout.COLUMNS_TABLE.name),
+                                  lambda r: map_key(str(r[0]).strip(), str(r[1]).strip()),
+                                  headers.index(layout.YOUR_HEADER))
+    finally:
+        book.close()
+    return cells
+
+
+def _value_cells(table: Any, key: Callable[[list[Any]], str], value_col: int) -> dict[str, tuple[str, int]]:
+    start_row, start_col = table.start      # first data cell, 0-based
+    letter = sheetxml.column_letter(start_col + value_col)
+    return {key(r): (letter, start_row + 1 + i) for i, r in enumerate(table.to_python()) if r and r[0] != ""}
 
 
 def _set_cell(xml: str, row: int, letter: str, value: object) -> str:

@@ -19,7 +19,17 @@ from crm_xl import contract
 
 # The core's validation rules (private there) are read, not copied, so the sheet's dropdowns and
 # ranges cannot drift from what the core accepts.
-from crm_xl.config import CHOICES, DEFAULT_SEGMENT_MAP, EVENTS, INT_RANGES, STATES, THRESHOLDS, TIERS, Config
+from crm_xl.config import (
+    CHOICES,
+    DEFAULT_SEGMENT_MAP,
+    EVENTS,
+    INPUT_COLUMNS,
+    INT_RANGES,
+    STATES,
+    THRESHOLDS,
+    TIERS,
+    Config,
+)
 from crm_xl.io.dialect import CSV_SETTINGS
 
 # --- column types and their number formats ------------------------------------------------------
@@ -157,6 +167,20 @@ SEGMENT_MAP_TABLE = Table("tbl_segment_map", CONFIG, _cols(("rfm_segment", "text
                           row=3, col=5)
 
 
+#: The header column of tbl_columns: what the user's data calls each contract column.
+YOUR_HEADER = "your header"
+#: Beside the segment map on the Config sheet (not below it, where a grown segment map would run into
+#: it): one row per input column, read as the ``map.<table>.<column>`` settings.
+COLUMNS_TABLE = Table("tbl_columns", CONFIG, _cols(
+    ("table", "text"), ("column", "text"), (YOUR_HEADER, "text"), ("description", "text")), row=3, col=8)
+
+
+def columns_rows() -> list[tuple[str, str, str, str]]:
+    """(table, column, your header, description) rows of tbl_columns: every input column, your header blank."""
+    return [(table, c.name, "", ("Required. " if c.required else "Optional. ") + c.description)
+            for table, columns in INPUT_COLUMNS.items() for c in columns]
+
+
 def config_rows() -> list[tuple[str, str, str, str]]:
     """(setting, value, default, description) rows of tbl_config: every core setting except the
     segment map (it has its own table), then the workbook settings. Value starts as the default."""
@@ -197,6 +221,23 @@ def config_validations() -> dict[str, Validation]:
     rules["history_rows_in_sheet"] = Validation("integer", minimum=HISTORY_ROWS_RANGE[0],
                                                 maximum=HISTORY_ROWS_RANGE[1])
     return rules
+
+
+def config_cell_value(key: str, text: str, rules: dict[str, Validation] | None = None) -> object:
+    """A setting's text as a typed cell: numbers as numbers and TRUE/FALSE as booleans, so Excel's data
+    validation (which rejects numbers stored as text) accepts the value; text it cannot type stays text."""
+    rule = (config_validations() if rules is None else rules).get(key)
+    if text == "" or rule is None:
+        return text
+    if rule.kind in ("integer", "decimal"):
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return int(number) if number.is_integer() else number
+    if rule.choices == ("TRUE", "FALSE") and text.upper() in rule.choices:
+        return text.upper() == "TRUE"
+    return text
 
 
 # --- Start, Log -----------------------------------------------------------------------------------

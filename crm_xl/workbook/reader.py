@@ -20,6 +20,8 @@ from typing import Any
 import pandas as pd
 from python_calamine import CalamineError, CalamineWorkbook
 
+from crm_xl.config import MAP_PREFIX, Config, map_key
+from crm_xl.core.columns import contract_headers
 from crm_xl.errors import ConfigError, InputError
 from crm_xl.io.dialect import DETECT, CsvOptions
 from crm_xl.workbook import layout
@@ -65,17 +67,21 @@ def assemble_inputs(book: Any, folder: Path,
     """
     settings, workbook_settings, cells = read_config(book)
     options = CsvOptions.from_settings(workbook_settings)
+    columns = column_config(settings, cells)
     raw: dict[str, pd.DataFrame] = {}
     first_rows: dict[str, int | None] = {}
     notes: list[dict[str, object]] = []
     for name, table in layout.RAW_TABLES.items():
         source = workbook_settings.get(f"{name}_file")
         if source:
-            raw[name], found = read_file(folder, str(source), name, cells[f"{name}_file"], options)
+            file_cell = cells[f"{name}_file"]
+            raw[name], found = read_file(folder, str(source), name, file_cell, options, columns.headers(name))
             first_rows[name] = None
             notes += found
+            check_headers(name, list(raw[name].columns), columns, cells, (name, f"{source} (named in {file_cell})"))
         else:
             raw[name], first_rows[name] = read_table(table)
+            check_headers(name, list(raw[name].columns), columns, cells, (table.sheet, f"table {table.name}"))
     return WorkbookInputs(raw=raw, settings=settings, workbook_settings=workbook_settings,
                           first_data_row=first_rows, setting_cells=cells, log=read_log(book), read_notes=tuple(notes))
 
@@ -112,7 +118,6 @@ def _table(book: CalamineWorkbook, table: layout.Table) -> Any:
 def _read_table(book: CalamineWorkbook, path: Path, table: layout.Table) -> tuple[pd.DataFrame, int]:
     found = _table(book, table)
     headers = [str(h).strip() for h in found.columns]
-    check_headers(table, headers)
     rows = found.to_python()
     start_row, start_col = found.start
     frame = pd.DataFrame(rows, columns=headers, dtype=object) if rows else pd.DataFrame(columns=headers, dtype=object)
@@ -127,15 +132,28 @@ def _read_table(book: CalamineWorkbook, path: Path, table: layout.Table) -> tupl
     return frame, first_data_row
 
 
-def check_headers(table: layout.Table, headers: list[str]) -> None:
-    lower = {h.lower() for h in headers}
-    required = {"transactions": ("invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue"),
-                "customers": ("customer_id",), "products": ("product_id", "category", "unit_size")}
-    kind = next(k for k, t in layout.RAW_TABLES.items() if t.name == table.name)
-    for column in required[kind]:
-        if column not in lower:
-            raise InputError(table.sheet, f"table {table.name} has no column '{column}' (its columns: "
-                                          f"{', '.join(headers)}); rename the header back to '{column}'", column)
+def column_config(settings: dict[str, Any], cells: dict[str, str]) -> Config:
+    """The ``map.*`` settings (the Columns table) parsed alone, so the raw tables can be read and checked
+    before the core runs; a :class:`ConfigError` names the Columns table's cell."""
+    try:
+        return Config.from_mapping({k: v for k, v in settings.items() if k.startswith(MAP_PREFIX)})
+    except ConfigError as exc:
+        raise at_cell(exc, cells) from None
+
+
+def check_headers(name: str, headers: list[str], columns: Config, cells: dict[str, str],
+                  where: tuple[str, str]) -> None:
+    """The core's header check (after mapping) on raw table ``name``, before the core runs: the error
+    says ``where`` it is (the sheet or file, and the table) and the Columns table's cell that fixes it."""
+    try:
+        contract_headers(headers, name, columns)
+    except InputError as exc:
+        fix = f" (its row in the Columns table: {_columns_cell(exc.setting, cells)})" if exc.setting else ""
+        raise InputError(where[0], f"{where[1]}: {exc.message}{fix}", exc.column, exc.setting) from None
+
+
+def _columns_cell(key: str | None, cells: dict[str, str]) -> str:
+    return cells.get(key or "", f"the Columns table ({layout.COLUMNS_TABLE.name})")
 
 
 def _restore_error_cells(frame: pd.DataFrame, path: Path, sheet: str, start_row: int, start_col: int) -> None:
@@ -195,15 +213,54 @@ def read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any],
         settings["segment_map"] = pairs
         seg_row, seg_col = segments.start
         cells["segment_map"] = f"{layout.CONFIG}!{column_letter(seg_col)}{seg_row + 1}"
-    _check_workbook_settings(workbook_settings, cells)
+    _read_columns(book, settings, cells)
+    check_workbook_settings(workbook_settings, cells)
     return settings, workbook_settings, cells
 
 
-def _check_workbook_settings(values: dict[str, Any], cells: dict[str, str]) -> None:
+def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """:func:`read_config` of the workbook at ``path`` (its raw tables are not read)."""
+    path = Path(path)
+    book = _open(path)
+    try:
+        return read_config(book)
+    finally:
+        book.close()
+
+
+def at_cell(exc: ConfigError, cells: dict[str, str]) -> ConfigError:
+    """``exc`` naming the workbook cell of its setting, when it has one."""
+    cell = cells.get(exc.key)
+    return ConfigError(exc.key, f"{cell}: {str(exc).split(': ', 1)[-1]}") if cell else exc
+
+
+def _read_columns(book: CalamineWorkbook, settings: dict[str, Any], cells: dict[str, str]) -> None:
+    """The Columns table as ``map.<table>.<column>`` settings (a blank header: the contract's own name),
+    each with its "your header" cell. A workbook made before the table existed maps nothing."""
+    if layout.COLUMNS_TABLE.name not in book.table_names:
+        return
+    found = book.get_table_by_name(layout.COLUMNS_TABLE.name)
+    start_row, start_col = found.start
+    at = {h: i for i, h in enumerate(layout.COLUMNS_TABLE.headers)}
+    letter = column_letter(start_col + at[layout.YOUR_HEADER])
+    for offset, row in enumerate(found.to_python()):
+        table, column = (str(row[at[h]]).strip() for h in ("table", "column"))
+        if not table and not column:
+            continue
+        key = map_key(table, column)
+        cells[key] = f"{layout.CONFIG}!{letter}{start_row + 1 + offset}"
+        header = row[at[layout.YOUR_HEADER]]
+        if header not in ("", None):
+            settings[key] = header
+
+
+def check_workbook_settings(values: dict[str, Any], cells: dict[str, str]) -> None:
+    """Validate the workbook-only settings in place (history_rows_in_sheet becomes a number); a
+    :class:`ConfigError` names the cell."""
     try:
         CsvOptions.from_settings(values)
     except ConfigError as exc:
-        raise ConfigError(exc.key, f"cell {cells.get(exc.key, '?')}: {str(exc).split(': ', 1)[-1]}") from None
+        raise at_cell(exc, cells) from None
     raw = values.get("history_rows_in_sheet")
     low, high = layout.HISTORY_ROWS_RANGE
     if raw in (None, ""):
@@ -214,25 +271,20 @@ def _check_workbook_settings(values: dict[str, Any], cells: dict[str, str]) -> N
     except (TypeError, ValueError):
         number = float("nan")
     if not (number == int(number) if number == number else False) or not low <= number <= high:
-        raise ConfigError("history_rows_in_sheet", f"cell {cells.get('history_rows_in_sheet', '?')}: got {raw!r}; "
-                                                   f"allowed: a whole number from {low} to {high:,}")
+        raise at_cell(ConfigError("history_rows_in_sheet", f"got {raw!r}; allowed: a whole number from {low} to "
+                                                           f"{high:,}"), cells)
     values["history_rows_in_sheet"] = int(number)
 
 
-def read_file(folder: Path, source: str, name: str, cell: str,
-              options: CsvOptions = DETECT) -> tuple[pd.DataFrame, list[dict[str, object]]]:
+def read_file(folder: Path, source: str, name: str, cell: str, options: CsvOptions = DETECT,
+              headers: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[dict[str, object]]]:
     """A raw table from the CSV or Parquet file named on the Config sheet, and the data-quality notes
-    about how it was read (a CSV file that is not UTF-8)."""
-    from crm_xl.io.csv import read_csv_file
+    about how it was read (a CSV file that is not UTF-8); ``headers`` as for
+    :func:`~crm_xl.io.csv.read_csv_file`."""
+    from crm_xl.io.csv import read_raw_file
 
     path = Path(source).expanduser()
     path = path if path.is_absolute() else folder / path
     if not path.is_file():
         raise InputError(name, f"the file named in {cell} does not exist: {path}")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        try:
-            return pd.read_parquet(path), []
-        except (OSError, ValueError) as exc:
-            raise InputError(name, f"{path.name} (named in {cell}) is not a readable Parquet file: {exc}") from None
-    file = read_csv_file(path, name, options)
-    return file.frame, file.notes()
+    return read_raw_file(path, name, options, headers, named_in=cell)

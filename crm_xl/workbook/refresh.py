@@ -25,7 +25,7 @@ from crm_xl.io.csv import with_read_notes, write_csv
 from crm_xl.io.files import write_beside
 from crm_xl.workbook import layout
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, rewrite_tables
-from crm_xl.workbook.reader import WorkbookInputs, read_inputs
+from crm_xl.workbook.reader import WorkbookInputs, at_cell, read_inputs
 
 Progress = Callable[[str], None]
 LOG_ROWS_KEPT = 1000
@@ -79,8 +79,7 @@ def compute(inputs: WorkbookInputs) -> tuple[dict[str, pd.DataFrame], dict[str, 
     try:
         tables, seconds = run_timed(**inputs.raw, config=inputs.settings)
     except ConfigError as exc:
-        cell = inputs.setting_cells.get(exc.key)
-        raise ConfigError(exc.key, f"{cell}: {str(exc).split(': ', 1)[-1]}" if cell else str(exc)) from None
+        raise at_cell(exc, inputs.setting_cells) from None
     quality = with_read_notes(tables["data_quality"], inputs.read_notes)
     return {**tables, **source_rows({**tables, "data_quality": quality}, _sheet_row_of(inputs))}, seconds
 

@@ -234,26 +234,13 @@ def _start_sheet(ws: Any, fmt: _Formats) -> None:
     ws.set_column(1, 1, 36)
 
 
-def _config_value(key: str, text: str, rules: dict[str, L.Validation]) -> Any:
-    """A setting as a typed cell: numbers as numbers and TRUE/FALSE as booleans, so Excel's data
-    validation (which rejects numbers stored as text) accepts the defaults."""
-    rule = rules.get(key)
-    if text == "" or rule is None:
-        return text
-    if rule.kind in ("integer", "decimal"):
-        number = float(text)
-        return int(number) if number.is_integer() else number
-    if rule.choices == ("TRUE", "FALSE"):
-        return text.upper() == "TRUE"
-    return text
-
-
 def _config_sheet(ws: Any, fmt: _Formats) -> None:
     rules = L.config_validations()
     ws.write(0, 0, "Settings", fmt.title)
     ws.write(1, 0, "Edit the value column; a blank value means the default. Dropdowns and ranges show what is "
-                   "allowed. The segment map (right) assigns every (R, FM) cell to one segment.", fmt.note)
-    rows = [(key, _config_value(key, value, rules), _config_value(key, default, rules), text)
+                   "allowed. The segment map (right) assigns every (R, FM) cell to one segment; the Columns "
+                   "table (far right) names your data's own headers.", fmt.note)
+    rows = [(key, L.config_cell_value(key, value, rules), L.config_cell_value(key, default, rules), text)
             for key, value, default, text in L.config_rows()]
     table = L.CONFIG_TABLE
     write_table(ws, fmt, table, pd.DataFrame(rows, columns=table.headers), column_formats=False)
@@ -264,11 +251,19 @@ def _config_sheet(ws: Any, fmt: _Formats) -> None:
                                _validation_options(rule, key))
     write_table(ws, fmt, L.SEGMENT_MAP_TABLE, pd.DataFrame(L.segment_map_rows(), columns=L.SEGMENT_MAP_TABLE.headers),
                 style="Table Style Medium 4", column_formats=False)
+    columns = L.COLUMNS_TABLE
+    write_table(ws, fmt, columns, pd.DataFrame(L.columns_rows(), columns=columns.headers),
+                style="Table Style Medium 7", column_formats=False)
+    ws.write(columns.row - 1, columns.col, "Columns: where your data names a column otherwise, type its header "
+                                           "in 'your header' (blank = the column's own name)", fmt.note)
     ws.set_column(0, 0, 26)
     ws.set_column(1, 2, 22)
     ws.set_column(3, 3, 90, fmt.wrap)
     ws.set_column(5, 5, 28)
     ws.set_column(6, 6, 14)
+    ws.set_column(columns.col, columns.col, 14)
+    ws.set_column(columns.col + 1, columns.col + 2, 18)
+    ws.set_column(columns.col + 3, columns.col + 3, 60, fmt.wrap)
     ws.freeze_panes(table.row + 1, 0)
 
 
