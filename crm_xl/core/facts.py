@@ -5,9 +5,9 @@ The contract is deliberately narrow so the same aggregation can run elsewhere (D
 for histories that outgrow one machine::
 
     lines:  customer_key int64, invoice_key int64, date datetime64, quantity float64,
-            units float64, revenue float64, kind int8 (0 other, 1 core, 2 entry)
+            units, revenue exact micro-units, kind int8 (0 other, 1 core, 2 entry)
     facts:  customer_key int64, month datetime64 (first day of the month),
-            core_units, core_revenue float64,
+            core_units, core_revenue exact micro-units,
             core_invoices int64 (distinct invoices, each counted in the month of its first core line),
             first_core_date, last_core_date, first_entry_date datetime64
 
@@ -23,6 +23,11 @@ The equivalent SQL, for the record::
            MIN(date) FILTER (WHERE kind = 2 AND quantity > 0)                AS first_entry_date
     FROM lines  -- with first_invoice_month = MIN(month) OVER (PARTITION BY customer_key, invoice_key)
     GROUP BY 1, 2 ORDER BY 1, 2
+
+Exact micro-units are whole numbers of millionths (``units`` 1.5 is 1500000, see
+:mod:`crm_xl.core.exact`): int64, or Python integers in an object column when int64 could
+overflow. Their sums are exact in any order, so tiers never depend on how lines are sorted; in
+SQL they are DECIMAL(38, 6) or BIGINT millionths.
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ def _aggregate_core(key: np.ndarray, customer: np.ndarray, invoice: np.ndarray, 
     starts = _group_starts(sorted_key)
     if not len(starts):
         empty = np.zeros(0)
-        return key[:0], {"units": empty, "revenue": empty, "invoices": np.zeros(0, dtype="int64"),
+        return key[:0], {"units": units[:0], "revenue": revenue[:0], "invoices": np.zeros(0, dtype="int64"),
                          "first_day": empty, "last_day": empty}
     keys = sorted_key[starts]
     group = np.empty(len(key), dtype="int64")         # each line's customer-month, numbered in key order
