@@ -7,6 +7,7 @@ from __future__ import annotations
 import decimal
 import itertools
 import random
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -150,10 +151,12 @@ def decimal_cases(draw: st.DrawFn) -> tuple[pd.DataFrame, dict[str, str]]:
     thresholds = draw(st.lists(st.sampled_from(GRID), min_size=4, max_size=4))
     # Most interesting is a customer exactly on a threshold (where a float division errs, as
     # 0.3 / 3 < 0.1): pin one to C1's AMC or AOS when that is a decimal a user could type.
-    pin = draw(st.sampled_from([0, 1, 2, 3]))
+    # Or just off it, where the 2 decimals a reason shows would land on the threshold.
+    pin, near = draw(st.sampled_from([0, 1, 2, 3])), draw(st.booleans())
     m, orders = _window_measure(lines, window, measure)
-    if pin is not None and orders:
-        on = _as_typed(m / window if pin < 3 else m / orders)
+    if orders:
+        value = m / window if pin < 3 else m / orders
+        on = _as_typed(round(value, 2) if near else value)
         if on is not None:
             thresholds[pin] = on
     t_mid, t_mid_high, t_high = sorted(thresholds[:3], key=decimal.Decimal)
@@ -266,3 +269,20 @@ def test_m25_and_m_total_agree_for_decimal_sums():
     expected = sum(Fraction(q) * Fraction(UNIT_SIZES[p]) for q, p in zip(tx["quantity"], tx["product_id"],
                                                                          strict=True))
     assert history.at["C1", "m_total"] == float(expected)
+
+
+_COMPARISON = re.compile(r"(AMC|AOS|O\d+|M\d+) (-?\d[\d.]*) ([≥<>]) (\d[\d.]*)")
+_SECOND_BOUND = re.compile(r"AMC (\d[\d.]*) ≥ [\d.]+ \(T_mid(?:_high)?\), < (\d[\d.]*)")
+_HOLDS = {"≥": lambda a, b: a >= b, "<": lambda a, b: a < b, ">": lambda a, b: a > b}
+
+
+@FAST
+@given(decimal_cases())
+def test_every_comparison_in_a_tier_reason_reads_true(case):
+    tx, config = case
+    for reason in _run(tx, config)["tier_reason"].dropna():
+        found = [(op, value, bound) for _, value, op, bound in _COMPARISON.findall(reason)]
+        found += [("<", value, bound) for value, bound in _SECOND_BOUND.findall(reason)]
+        assert found or reason.startswith(("Not Active", "Passive")), reason
+        for op, value, bound in found:
+            assert _HOLDS[op](Fraction(value), Fraction(bound)), reason
