@@ -151,12 +151,27 @@ def _to_timestamp(value: object) -> pd.Timestamp | None:
 
 
 def to_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Floats from numbers or numeric text ("1 234.5" reads as 1234.5); mask of unreadable values."""
+    """Finite floats from numbers or numeric text ("1 234.5" reads as 1234.5); mask of unreadable values.
+
+    Infinities (the text ``inf``, ``-inf``, ``infinity``, or such a float) and the text ``nan`` are
+    not numbers a user typed: they are unreadable, as blank in the result.
+    """
     if ptypes.is_bool_dtype(values.dtype):
         return values.astype("float64"), np.zeros(len(values), dtype=bool)
     if ptypes.is_numeric_dtype(values.dtype):
-        numbers = values.astype("float64")
-        return numbers, np.zeros(len(values), dtype=bool)
+        return _finite(values.astype("float64"), np.zeros(len(values), dtype=bool))
+    numbers, bad = _read_numbers(values)
+    return _finite(numbers, bad)
+
+
+def _finite(numbers: pd.Series, bad: np.ndarray) -> tuple[pd.Series, np.ndarray]:
+    infinite = np.isinf(numbers.to_numpy())
+    if not infinite.any():
+        return numbers, bad
+    return numbers.mask(infinite), bad | infinite
+
+
+def _read_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     blank = blank_mask(values)
     if values.dtype == object:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
