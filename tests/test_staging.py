@@ -143,6 +143,20 @@ def test_date_forms(value):
     assert "bad_date" not in set(result["data_quality"]["rule"])
 
 
+@pytest.mark.parametrize(("serial", "day"), [
+    (45300.9999995, "2024-01-09"),        # 23:59:59.957: 43 ms before midnight
+    (45300.9999999, "2024-01-09"),        # 8.6 ms before midnight, still 23:59:59.991
+    (45300.0000001, "2024-01-09"),
+    (45300.999999995, "2024-01-10"),      # 0.4 ms before midnight: midnight, to the millisecond
+    (45300.99999999999, "2024-01-10"),    # float noise of a calculation that meant midnight
+    (45301 - 2**-40, "2024-01-10"),
+])
+@pytest.mark.parametrize("form", [float, repr], ids=["number", "text"])
+def test_an_excel_serial_is_rounded_to_the_millisecond_then_its_day_taken(serial, day, form):
+    result = run(make_transactions(["C1"], invoice_date=[form(serial)]), make_customers(["C1"]))
+    assert history_row(result, "C1", "2024-01")["first_core_date"] == pd.Timestamp(day)
+
+
 @pytest.mark.parametrize("tz", [None, "Europe/Lisbon"])
 def test_datetime_column_with_time_parts(tz):
     tx = make_transactions(["C1", "C1"], invoice_date=["x", "x"])

@@ -14,6 +14,9 @@ from pandas.api import types as ptypes
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 # Excel serials from 1900-01-01 to 9999-12-31; numbers outside are not dates.
 _SERIAL_MIN, _SERIAL_MAX = 1, 2958465
+# Excel keeps times to the millisecond: a serial is first rounded to it, so float noise just
+# under midnight (45306.99999999999) is midnight, while 23:59:59.957 stays on its day.
+_MS_PER_DAY = 86_400_000
 
 
 def blank_mask(values: pd.Series) -> np.ndarray:
@@ -110,7 +113,7 @@ def _parse_dates(uniques: pd.Series) -> pd.Series:
          _text_number(v) for v in uniques.to_numpy(dtype=object)], dtype="float64")
     serial = numbers.between(_SERIAL_MIN, _SERIAL_MAX)
     if serial.any():
-        out[serial] = (_EXCEL_EPOCH + pd.to_timedelta(numbers[serial].astype(float).round(6), unit="D")).dt.floor("D")
+        out[serial] = _EXCEL_EPOCH + pd.to_timedelta(_serial_days(numbers[serial].to_numpy(dtype=float)), unit="D")
     rest = ~serial & numbers.isna() & uniques.notna()
     if rest.any():
         vals = uniques[rest]
@@ -120,6 +123,12 @@ def _parse_dates(uniques: pd.Series) -> pd.Series:
         )
         out[rest] = parsed.dt.floor("D")
     return out
+
+
+def _serial_days(serials: np.ndarray) -> np.ndarray:
+    """The day of each Excel serial: whole days once the serial is rounded to the millisecond."""
+    milliseconds = np.rint(serials * _MS_PER_DAY)   # below 2**53 for every serial up to 9999-12-31
+    return np.floor_divide(milliseconds, _MS_PER_DAY)
 
 
 def _text_number(value: object) -> float:
