@@ -67,9 +67,20 @@ def test_sums_that_could_overflow_int64_are_python_integers():
     big = exact.to_micro(np.array([6e18, 1e14, 0.1]))
     assert big.dtype == object
     assert list(big) == [6 * 10**24, 10**20, 100_000]
-    # each fits int64, their sum would not
-    near = exact.summable(np.array([2**62 - 1, 2**62 - 1], dtype="int64"))
-    assert near.dtype == object and sum(near) == 2**63 - 2
+    # each is inside the int64 bound, their sum is not
+    near = exact.summable(np.array([3 * 2**60, 3 * 2**60, 3 * 2**60], dtype="int64"))
+    assert near.dtype == object and sum(near) == 9 * 2**60 > 2**63
+    # ... unless they are never added up: sums are per customer
+    assert exact.summable(near, by=np.array([0, 1, 2])).dtype == np.int64
+
+
+def test_one_customer_beyond_int64_keeps_every_figure_exact():
+    tx = pd.DataFrame({"invoice_id": ["I1", "I2", "I3"], "invoice_date": "2024-06-10",
+                       "customer_id": ["C1", "C1", "C2"], "product_id": "P5",
+                       "quantity": ["1000000000000000", "1000000000000000", "0.1"], "revenue": "0"})
+    history = _run(tx, {"report_month": "2024-06", "history_months": 1})
+    assert history.at["C1", "m6"] == 6e15 and history.at["C2", "m6"] == 0.3
+    assert list(history.loc[["C1", "C2"], "value_tier"]) == ["Gold", "Bronze"]
 
 
 @FAST

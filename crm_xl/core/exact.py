@@ -7,8 +7,9 @@ the order of the lines. Here every line measure becomes a whole number of micro-
 compared without dividing: AMC >= T is M6 >= ceil(6 * T * SCALE), with T read exactly from its
 decimal form. Floats are made from the integers only to be shown.
 
-Integers are int64 while the sum of every absolute value stays below :data:`INT64_SAFE` (about
-4.6e12 units); beyond it they are Python integers in object arrays: just as exact, much slower.
+Integers are int64 while every customer's sum of absolute values stays below :data:`INT64_SAFE`
+(about 4.6e12 units; no window sums more than one customer's lines); beyond it they are Python
+integers in object arrays: just as exact, much slower.
 """
 
 from __future__ import annotations
@@ -47,27 +48,50 @@ def to_micro(values: np.ndarray, factor: np.ndarray | None = None) -> np.ndarray
     """``values`` (times ``factor``) in micro-units, rounded half to even, exactly.
 
     Each float is read as the decimal it was typed as (:func:`decimal_of`), so 0.1 x 3 is exactly
-    300000. Returns int64, or Python integers (object) when :func:`summable` says int64 could
-    overflow. Values must be finite.
+    300000. Returns int64, or Python integers (object) when a value is beyond int64; see
+    :func:`summable` before adding them up. Values must be finite.
     """
     values = np.asarray(values, dtype="float64")
     whole = values if factor is None else values * np.asarray(factor, dtype="float64")
     scaled = whole * SCALE
     rounded = np.rint(scaled)
-    # Whole numbers (of whole numbers) multiply exactly, however large the float, up to int64.
-    integral = (whole == np.floor(whole)) & (np.abs(whole) < _WHOLE_LIMIT)
-    if factor is not None:
-        integral &= (values == np.floor(values)) & (factor == np.floor(factor))
-    unsure = ~integral & (~(np.abs(scaled) < _FLOAT_EXACT)
-                          | (np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) < _HALF_MARGIN))
-    micro = np.where(integral | unsure, 0, rounded).astype("int64")
-    micro[integral] = whole[integral].astype("int64") * SCALE
+    unsure = np.abs(scaled - rounded) > 0.5 - _HALF_MARGIN
+    big = ~(np.abs(scaled) < _FLOAT_EXACT)
+    if big.any():
+        unsure |= big
+        rounded[big] = 0
+    micro = rounded.astype("int64")
+    if big.any():
+        _whole_numbers_exactly(micro, unsure, values, factor, np.flatnonzero(big))
     if not unsure.any():
-        return summable(micro)
+        return micro
     exact = micro.astype(object)
     for i in np.flatnonzero(unsure):
         exact[i] = _micro_exactly(values[i], None if factor is None else factor[i])
-    return summable(exact)
+    return exact if any(abs(v) >= INT64_SAFE for v in exact[unsure]) else exact.astype("int64")
+
+
+def _whole_numbers_exactly(micro: np.ndarray, unsure: np.ndarray, values: np.ndarray,
+                           factor: np.ndarray | None, rows: np.ndarray) -> None:
+    """Large values the float product cannot be trusted for, done exactly without decimals where
+    they are whole numbers (times whole numbers) or, alone, whole cents (1234567.89).
+
+    A float that is the nearest to c / 10**k for a whole c below 10**15 was typed as c / 10**k:
+    two decimals of at most 15 digits never share a float.
+    """
+    value = values[rows]
+    if factor is not None:
+        size = factor[rows]
+        whole = (value == np.floor(value)) & (size == np.floor(size)) & (np.abs(value * size) < _WHOLE_LIMIT)
+        micro[rows[whole]] = (value[whole] * size[whole]).astype("int64") * SCALE
+        unsure[rows[whole]] = False
+        return
+    for places in (0, 2):
+        scaled = np.rint(value * 10**places)
+        typed = (scaled / 10**places == value) & (np.abs(scaled) < 1e15) & unsure[rows] \
+            & (np.abs(scaled) * 10 ** (DECIMALS - places) < INT64_SAFE)
+        micro[rows[typed]] = scaled[typed].astype("int64") * 10 ** (DECIMALS - places)
+        unsure[rows[typed]] = False
 
 
 def _micro_exactly(value: float, factor: float | None) -> int:
@@ -77,18 +101,15 @@ def _micro_exactly(value: float, factor: float | None) -> int:
     return int(product.to_integral_value(rounding=decimal.ROUND_HALF_EVEN, context=_CONTEXT))
 
 
-def summable(micro: np.ndarray) -> np.ndarray:
-    """int64 if no sum of these values can overflow int64, else Python integers (object)."""
-    if micro.dtype == object:
-        if all(abs(v) < INT64_SAFE for v in micro) and _abs_total(micro) < INT64_SAFE:
-            return micro.astype("int64")
-        return micro
-    return micro if _abs_total(micro) < INT64_SAFE else micro.astype(object)
-
-
-def _abs_total(micro: np.ndarray) -> float:
-    # a float total is within a relative 1e-9 of the true one: far inside INT64_SAFE's factor of 2
-    return float(np.abs(micro.astype("float64")).sum())
+def summable(micro: np.ndarray, by: np.ndarray | None = None) -> np.ndarray:
+    """int64 if no sum of these values within one group (``by``, e.g. the customer; default all)
+    can overflow int64, else Python integers (object)."""
+    if len(micro) == 0:
+        return micro.astype("int64", copy=False)
+    magnitude = np.abs(micro.astype("float64"))
+    # float totals are within a relative 1e-9 of the true ones: far inside INT64_SAFE's factor of 2
+    largest = magnitude.sum() if by is None else np.bincount(by, weights=magnitude).max()
+    return micro.astype("int64" if largest < INT64_SAFE else object, copy=False)
 
 
 def zeros(shape: int | tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -163,7 +184,7 @@ def plain(value: Fraction | float, places: int | None = None) -> str:
     (it must be a multiple of 10**-places).
     """
     if isinstance(value, float):
-        text = format(decimal.Decimal(repr(value)), "f")
+        text = format(decimal.Decimal(repr(float(value))), "f")
     else:
         scaled = value * 10**(places or 0)
         if scaled.denominator != 1:

@@ -48,6 +48,9 @@ class Field:
     text: Callable[[int], str]
 
 
+FieldOf = Callable[[np.ndarray], Field]   # the rows whose text shows the field -> the field
+
+
 def tier_reasons(panel: Panel, labels: Labels, config: Config) -> pd.Categorical:
     """Why each row has its value tier (or none)."""
     c = config
@@ -74,12 +77,12 @@ def tier_reasons(panel: Panel, labels: Labels, config: Config) -> pd.Categorical
     tier_sum, orders = panel.tier_measure, labels.orders_tier
     m_active = panel.measure[aw]
     fields = {
-        "amc": decimal_field(labels.amc, (c.t_high, c.t_mid_high, c.t_mid),
-                             lambda rows: (tier_sum[rows], tw * exact.SCALE)),
-        "aos": decimal_field(labels.aos, (c.a_high,),
-                             lambda rows: (tier_sum[rows], orders[rows].astype("int64") * exact.SCALE)),
-        "orders": number_field(orders),
-        "m_active": decimal_field(m_active, (0.0,), lambda rows: (exact.to_micro(m_active[rows]), exact.SCALE)),
+        "amc": decimals(labels.amc, (c.t_high, c.t_mid_high, c.t_mid),
+                        lambda rows: (tier_sum[rows], tw * exact.SCALE)),
+        "aos": decimals(labels.aos, (c.a_high,),
+                        lambda rows: (tier_sum[rows], orders[rows].astype("int64") * exact.SCALE)),
+        "orders": numbers(orders),
+        "m_active": decimals(m_active, (0.0,), lambda rows: (exact.to_micro(m_active[rows]), exact.SCALE)),
     }
     return explain(panel.rows, variants, fields)
 
@@ -98,9 +101,9 @@ def segment_reasons(panel: Panel, scores: Scores, config: Config) -> pd.Categori
         variants.append((scores.segment == index,
                          f"{name}: R{{r}} FM{{fm}} (recency {{recency}} days → R{{r}}; frequency {{orders}} "
                          f"→ F{{f}}; {unit} → M{{m}}; FM = ceil((F + M) / 2); F and M over {window} months)"))
-    numbers = {"r": s["recency"], "fm": scores.fm, "f": s["frequency"], "m": s["monetary"],
+    columns = {"r": s["recency"], "fm": scores.fm, "f": s["frequency"], "m": s["monetary"],
                "recency": v["recency"], "orders": v["frequency"]}
-    return explain(panel.rows, variants, {name: number_field(values) for name, values in numbers.items()})
+    return explain(panel.rows, variants, {name: numbers(values) for name, values in columns.items()})
 
 
 def _threshold(value: float) -> str:
@@ -125,25 +128,42 @@ def number_field(values: np.ndarray) -> Field:
         codes, uniques = pd.factorize(values)
         return Field(codes, len(uniques), lambda code: str(int(uniques[code])))
     with np.errstate(over="ignore", invalid="ignore"):
-        rounded = np.where(np.abs(values) < _ROUNDABLE, np.round(values, 2), values)
+        rounded = np.round(values, 2)
+    big = np.abs(values) >= _ROUNDABLE
+    if big.any():
+        rounded[big] = values[big]
     codes, uniques = pd.factorize(rounded, use_na_sentinel=False)
     return Field(codes, len(uniques), lambda code: _show(float(uniques[code])))
 
 
-def decimal_field(shown: np.ndarray, thresholds: tuple[float, ...], exact_of: ExactOf) -> Field:
-    """Like :func:`number_field`, but rows whose 2 decimals could cross or touch one of the
-    thresholds get their own codes, shown from their exact value with the decimals it needs.
+def numbers(values: np.ndarray) -> FieldOf:
+    """A column shown as :func:`number_field` does."""
+    return lambda used: number_field(values)
+
+
+def decimals(shown: np.ndarray, thresholds: tuple[float, ...], exact_of: ExactOf) -> FieldOf:
+    """A column shown as :func:`decimal_field` does."""
+    return lambda used: decimal_field(shown, thresholds, exact_of, used)
+
+
+def decimal_field(shown: np.ndarray, thresholds: tuple[float, ...], exact_of: ExactOf,
+                  used: np.ndarray) -> Field:
+    """Like :func:`number_field`, but the ``used`` rows whose 2 decimals could cross or touch one of
+    the thresholds get their own codes, shown from their exact value with the decimals it needs.
 
     Only rows within half a cent (plus float slack) of a threshold need that; their exact values
     come from ``exact_of`` and their texts are made once per distinct value actually shown.
     """
     base = number_field(shown)
     near = np.zeros(len(shown), dtype=bool)
+    gap = np.empty(len(shown))
     with np.errstate(invalid="ignore"):
         for threshold in thresholds:
-            slack = _HALF_CENT + _FLOAT_SLACK + 1e-12 * np.maximum(np.abs(shown), abs(threshold))
-            near |= np.abs(shown - threshold) <= slack
-    rows = np.flatnonzero(near)
+            # a value this near has |value| <= 2 |threshold| + 1, which bounds the relative slack
+            slack = _HALF_CENT + _FLOAT_SLACK + 1e-12 * (2 * abs(threshold) + 1)
+            np.abs(np.subtract(shown, threshold, out=gap), out=gap)
+            near |= gap <= slack
+    rows = np.flatnonzero(near & used)
     if not len(rows):
         return base
     numerators, denominators = exact_of(rows)
@@ -170,7 +190,7 @@ def _pair_codes(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return left_codes.astype("int64") * len(right_values) + right_codes   # both < len(left): no overflow
 
 
-def explain(n: int, variants: list[Variant], fields: dict[str, Field]) -> pd.Categorical:
+def explain(n: int, variants: list[Variant], fields_of_rows: dict[str, FieldOf]) -> pd.Categorical:
     """One text per row from the first variant whose mask holds, filled with that row's fields.
 
     Rows are grouped by (variant, the codes of the fields its template uses); each group's text is
@@ -182,14 +202,17 @@ def explain(n: int, variants: list[Variant], fields: dict[str, Field]) -> pd.Cat
     for index, (mask, _) in enumerate(variants):
         choice[(choice < 0) & mask] = index
     fields_of = [_fields(template) for _, template in variants]
-    uses = np.zeros((len(variants) + 1, len(fields)), dtype=bool)   # row 0: no variant
+    uses = np.zeros((len(variants) + 1, len(fields_of_rows)), dtype=bool)   # row 0: no variant
     for index, names in enumerate(fields_of):
-        uses[index + 1] = [name in names for name in fields]
+        uses[index + 1] = [name in names for name in fields_of_rows]
     key, bound = choice + 1, len(variants) + 1
-    for column, field in enumerate(fields.values()):
+    fields: dict[str, Field] = {}
+    for column, (name, field_of) in enumerate(fields_of_rows.items()):
         if not uses[:, column].any():
             continue
-        code, size = np.where(uses[choice + 1, column], field.codes + 1, 0), field.size + 1
+        used = uses[choice + 1, column]
+        field = fields[name] = field_of(used)
+        code, size = np.where(used, field.codes + 1, 0), field.size + 1
         if bound * size >= 2**62:    # keep the combined key inside int64
             key, _ = pd.factorize(key)
             bound = int(key.max()) + 1

@@ -15,7 +15,7 @@ import pandas as pd
 
 from crm_xl.config import Config
 from crm_xl.core.coerce import blank_mask, id_codes, normalize_ids, to_dates, to_numbers
-from crm_xl.core.exact import to_micro
+from crm_xl.core.exact import summable, to_micro
 from crm_xl.core.quality import QualityLog
 from crm_xl.errors import InputError
 
@@ -272,8 +272,8 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
         "date": day,
         "month": day.astype("datetime64[M]").astype("int64") + 1970 * 12,
         "quantity": qty[rows],
-        "units": to_micro(qty[rows], unit_size[rows]),
-        "revenue": to_micro(np.nan_to_num(revenue.to_numpy()[rows])),
+        "units": summable(to_micro(qty[rows], unit_size[rows]), by=customer_key[rows]),
+        "revenue": summable(to_micro(np.nan_to_num(revenue.to_numpy()[rows])), by=customer_key[rows]),
         "kind": kind[rows],
     }, copy=False)
 
