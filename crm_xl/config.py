@@ -434,8 +434,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(key, f"got {value!r}; allowed: a whole number from {low} to {high}")
     for key in THRESHOLDS:
         value = getattr(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ConfigError(key, f"got {value!r}; allowed: a number >= 0")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise ConfigError(key, f"got {value!r}; allowed: a finite number >= 0")
     if not cfg.t_mid <= cfg.t_mid_high <= cfg.t_high:
         raise ConfigError("t_mid_high", f"thresholds must satisfy t_mid ({cfg.t_mid:g}) <= t_mid_high "
                                         f"({cfg.t_mid_high:g}) <= t_high ({cfg.t_high:g})")
@@ -454,7 +454,7 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("entry_categories", f"{sorted(overlap)} cannot be both core and entry categories")
     for key in _CUTS:
         cuts = getattr(cfg, key)
-        if len(cuts) != 4 or any(b < a for a, b in itertools.pairwise(cuts)):
+        if len(cuts) != 4 or not all(map(math.isfinite, cuts)) or any(b < a for a, b in itertools.pairwise(cuts)):
             raise ConfigError(key, f"expected 4 ascending numbers, got {format_value(tuple(cuts))!r}")
     if cfg.report_month not in (None, LAST_COMPLETE) and not isinstance(cfg.report_month, pd.Period):
         object.__setattr__(cfg, "report_month", parse_month(cfg.report_month))

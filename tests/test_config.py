@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 
 import numpy as np
 import pandas as pd
@@ -195,6 +196,11 @@ def test_pandas_missing_value_means_default(key, blank):
     ({"t_high": -1}, "t_high", [">= 0"]),
     ({"a_high": "lots"}, "a_high", ["number"]),
     ({"f_high": "inf"}, "f_high", ["finite"]),
+    ({"t_high": "-inf"}, "t_high", ["finite"]),
+    ({"t_mid": "Infinity"}, "t_mid", ["finite"]),
+    ({"a_high": "nan"}, "a_high", ["finite"]),
+    ({"t_mid_high": float("inf")}, "t_mid_high", ["finite"]),
+    ({"rfm_cuts_monetary": "1, 2, 3, inf"}, "rfm_cuts_monetary", ["finite"]),
     ({"t_mid": True}, "t_mid", ["number"]),
     ({"use_created_date": "maybe"}, "use_created_date", ["TRUE", "FALSE"]),
     ({"rfm_cuts_recency": "30, 20, 40, 50"}, "rfm_cuts_recency", ["4 ascending", "30, 20, 40, 50"]),
@@ -227,6 +233,18 @@ def test_threshold_order_is_checked(mapping, key):
         assert all(name in text for name in ("t_mid", "t_mid_high", "t_high"))
     else:
         assert "f_mid" in text and "f_high" in text
+
+
+@pytest.mark.parametrize("key", ["t_high", "a_high", "f_high"])
+def test_a_config_built_directly_rejects_an_infinite_threshold(key):
+    with pytest.raises(crm_xl.ConfigError, match=f"'{key}'.*finite"):
+        Config(**{key: math.inf})
+
+
+@pytest.mark.parametrize("cuts", [(1.0, 2.0, 3.0, math.inf), (math.nan, 1.0, 2.0, 3.0)])
+def test_a_config_built_directly_rejects_infinite_cut_points(cuts):
+    with pytest.raises(crm_xl.ConfigError, match="'rfm_cuts_monetary'"):
+        Config(rfm_cuts_monetary=cuts)
 
 
 def test_equal_thresholds_are_allowed():

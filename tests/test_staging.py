@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import pandas as pd
@@ -142,6 +143,20 @@ def test_date_forms(value):
     assert "bad_date" not in set(result["data_quality"]["rule"])
 
 
+@pytest.mark.parametrize(("serial", "day"), [
+    (45300.9999995, "2024-01-09"),        # 23:59:59.957: 43 ms before midnight
+    (45300.9999999, "2024-01-09"),        # 8.6 ms before midnight, still 23:59:59.991
+    (45300.0000001, "2024-01-09"),
+    (45300.999999995, "2024-01-10"),      # 0.4 ms before midnight: midnight, to the millisecond
+    (45300.99999999999, "2024-01-10"),    # float noise of a calculation that meant midnight
+    (45301 - 2**-40, "2024-01-10"),
+])
+@pytest.mark.parametrize("form", [float, repr], ids=["number", "text"])
+def test_an_excel_serial_is_rounded_to_the_millisecond_then_its_day_taken(serial, day, form):
+    result = run(make_transactions(["C1"], invoice_date=[form(serial)]), make_customers(["C1"]))
+    assert history_row(result, "C1", "2024-01")["first_core_date"] == pd.Timestamp(day)
+
+
 @pytest.mark.parametrize("tz", [None, "Europe/Lisbon"])
 def test_datetime_column_with_time_parts(tz):
     tx = make_transactions(["C1", "C1"], invoice_date=["x", "x"])
@@ -205,6 +220,27 @@ def test_non_numeric_quantity_is_left_out(bad):
     march = history_row(result, "C1", "2024-03")
     assert march["m1"] == 50
     assert march["o6"] == 2
+
+
+@pytest.mark.parametrize("bad", ["inf", "-inf", " Infinity ", "nan", math.inf, -math.inf], ids=repr)
+def test_infinite_quantity_is_a_bad_quantity(bad):
+    tx = make_transactions(["C1", "C1", "C1"], quantity=[2, bad, 3])
+    result = run(tx, make_customers(["C1"]))
+    rule = quality_rules(result)[("transactions", "quantity", "bad_quantity")]
+    assert (rule["rows"], rule["example_rows"]) == (1, "2")
+    assert history_row(result, "C1", "2024-03")["m1"] == 50
+
+
+@pytest.mark.parametrize("dtype", ["float64", "str"])
+def test_infinite_revenue_and_unit_size_are_bad_numbers_in_typed_columns(dtype):
+    tx = make_transactions(["C1", "C1"], quantity=[1, 2], revenue=[1.5, math.inf]).astype({"revenue": dtype})
+    products = PRODUCTS.astype({"unit_size": "float64"})
+    products.loc[1, "unit_size"] = math.inf
+    result = run(tx, make_customers(["C1"]), products.astype({"unit_size": dtype}))
+    rules = quality_rules(result)
+    assert rules[("transactions", "revenue", "bad_revenue")]["example_rows"] == "2"
+    assert rules[("products", "unit_size", "bad_unit_size")]["example_rows"] == "2"
+    assert history_row(result, "C1", "2024-03")["revenue_m1"] == 1.5
 
 
 # --- the data-quality log -----------------------------------------------------------------------

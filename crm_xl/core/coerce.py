@@ -14,6 +14,9 @@ from pandas.api import types as ptypes
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 # Excel serials from 1900-01-01 to 9999-12-31; numbers outside are not dates.
 _SERIAL_MIN, _SERIAL_MAX = 1, 2958465
+# Excel keeps times to the millisecond: a serial is first rounded to it, so float noise just
+# under midnight (45306.99999999999) is midnight, while 23:59:59.957 stays on its day.
+_MS_PER_DAY = 86_400_000
 
 
 def blank_mask(values: pd.Series) -> np.ndarray:
@@ -122,7 +125,7 @@ def _parse_dates(uniques: pd.Series, order: str = "ymd") -> pd.Series:
                              _text_number(v) for v in values], index=uniques.index, dtype="float64")
     serial = numbers.between(_SERIAL_MIN, _SERIAL_MAX)
     if serial.any():
-        out[serial] = (_EXCEL_EPOCH + pd.to_timedelta(numbers[serial].astype(float).round(6), unit="D")).dt.floor("D")
+        out[serial] = _EXCEL_EPOCH + pd.to_timedelta(_serial_days(numbers[serial].to_numpy(dtype=float)), unit="D")
     is_text = np.array([isinstance(v, str) for v in values], dtype=bool)
     text = ~serial.to_numpy() & numbers.isna().to_numpy() & is_text
     if text.any():
@@ -187,6 +190,12 @@ def local_datetimes(texts: pd.Series) -> pd.Series:
     return pd.Series(np.where(codes >= 0, picked, np.datetime64("NaT")), index=texts.index, dtype="datetime64[s]")
 
 
+def _serial_days(serials: np.ndarray) -> np.ndarray:
+    """The day of each Excel serial: whole days once the serial is rounded to the millisecond."""
+    milliseconds = np.rint(serials * _MS_PER_DAY)   # below 2**53 for every serial up to 9999-12-31
+    return np.floor_divide(milliseconds, _MS_PER_DAY)
+
+
 def _text_number(value: object) -> float:
     if isinstance(value, str):
         try:
@@ -208,12 +217,27 @@ def _to_timestamp(value: object) -> pd.Timestamp | None:
 
 
 def to_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Floats from numbers or numeric text ("1 234.5" reads as 1234.5); mask of unreadable values."""
+    """Finite floats from numbers or numeric text ("1 234.5" reads as 1234.5); mask of unreadable values.
+
+    Infinities (the text ``inf``, ``-inf``, ``infinity``, or such a float) and the text ``nan`` are
+    not numbers a user typed: they are unreadable, as blank in the result.
+    """
     if ptypes.is_bool_dtype(values.dtype):
         return values.astype("float64"), np.zeros(len(values), dtype=bool)
     if ptypes.is_numeric_dtype(values.dtype):
-        numbers = values.astype("float64")
-        return numbers, np.zeros(len(values), dtype=bool)
+        return _finite(values.astype("float64"), np.zeros(len(values), dtype=bool))
+    numbers, bad = _read_numbers(values)
+    return _finite(numbers, bad)
+
+
+def _finite(numbers: pd.Series, bad: np.ndarray) -> tuple[pd.Series, np.ndarray]:
+    infinite = np.isinf(numbers.to_numpy())
+    if not infinite.any():
+        return numbers, bad
+    return numbers.mask(infinite), bad | infinite
+
+
+def _read_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     blank = blank_mask(values)
     if values.dtype == object:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)

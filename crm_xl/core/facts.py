@@ -5,9 +5,9 @@ The contract is deliberately narrow so the same aggregation can run elsewhere (D
 for histories that outgrow one machine::
 
     lines:  customer_key int64, invoice_key int64, date datetime64, quantity float64,
-            units float64, revenue float64, kind int8 (0 other, 1 core, 2 entry)
+            units, revenue exact micro-units, kind int8 (0 other, 1 core, 2 entry)
     facts:  customer_key int64, month datetime64 (first day of the month),
-            core_units, core_revenue float64,
+            core_units, core_revenue exact micro-units,
             core_invoices int64 (distinct invoices with a core line in the month),
             first_core_date, last_core_date, first_entry_date datetime64
     invoice_links:
@@ -38,6 +38,11 @@ k > g ending in s … s - g + k - 1 (see ``snapshots``). The equivalent SQL, for
                  PARTITION BY customer_key, invoice_key ORDER BY month), month) AS gap_months
           FROM invoice_months) WHERE gap_months IS NOT NULL
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+
+Exact micro-units are whole numbers of millionths (``units`` 1.5 is 1500000, see
+:mod:`crm_xl.core.exact`): int64, or Python integers in an object column when int64 could
+overflow. Their sums are exact in any order, so tiers never depend on how lines are sorted; in
+SQL they are DECIMAL(38, 6) or BIGINT millionths.
 """
 
 from __future__ import annotations
@@ -134,7 +139,7 @@ def _aggregate_core(key: np.ndarray, day: np.ndarray, units: np.ndarray,
     starts = _group_starts(sorted_key)
     if not len(starts):
         empty = np.zeros(0)
-        return key[:0], {"units": empty, "revenue": empty, "first_day": empty, "last_day": empty}
+        return key[:0], {"units": units[:0], "revenue": revenue[:0], "first_day": empty, "last_day": empty}
     return sorted_key[starts], {
         "units": np.add.reduceat(units[order], starts),
         "revenue": np.add.reduceat(revenue[order], starts),

@@ -5,33 +5,59 @@ Each outcome has a template; a row's text is its template filled with the row's 
 text recurs across many customer-months, so texts are built once per distinct (template, numbers)
 combination and stored as a categorical: millions of rows cost a few hash passes, not millions of
 string formats.
+
+Numbers are shown with at most 2 decimals, unless that would make the text contradict itself
+("AMC 50 < 50" for 49.9999996): then with just enough decimals that the shown number lies on the
+same side of each threshold as the exact value (``AMC 49.9999996 < 50``). The tiers are decided
+on exact values (:mod:`crm_xl.core.exact`), and so is that choice of decimals.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import string
+from collections.abc import Callable
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 
 from crm_xl.config import Config
+from crm_xl.core import exact
 from crm_xl.core.rfm import Scores
 from crm_xl.core.rules import BRONZE, DIAMOND, GOLD, PASSIVE, PLATINUM, SILVER, Labels
 from crm_xl.core.snapshots import Panel
 
 Variant = tuple[np.ndarray, str]   # (rows it applies to, template with {field} placeholders)
+# Exact values of some rows, as (numerators, denominators) of whole numbers.
+ExactOf = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | int]]
+
+_SMALL_RANGE = 4096      # whole numbers spanning less than this are coded arithmetically, not hashed
+_HALF_CENT = 0.005       # the most that showing 2 decimals moves a number
+_FLOAT_SLACK = 1e-9      # float figures are this close to the exact value (plus a relative 1e-12)
+_ROUNDABLE = 2.0**53 / 100   # below it a float still has cents to round to; above, rounding would move it
+_NO_CENTS = 1e15             # floats this large have no cents to show: written as typed, in full
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """A number column as the texts it shows: a code per row (0 .. size - 1), and each code's text."""
+
+    codes: np.ndarray
+    size: int
+    text: Callable[[int], str]
+
+
+FieldOf = Callable[[np.ndarray], Field]   # the rows whose text shows the field -> the field
 
 
 def tier_reasons(panel: Panel, labels: Labels, config: Config) -> pd.Categorical:
     """Why each row has its value tier (or none)."""
     c = config
     tw, aw = c.tier_window_months, c.active_window_months
-    amc, aos, orders = labels.amc, labels.aos, labels.orders_tier
-    m_active = panel.measure[aw]
-    tier = labels.tier
-    low_aos = ~(labels.aos >= c.a_high)
-    amc_high = labels.amc >= c.t_high
-    o, t = f"O{tw}", _g
+    tier, meets = labels.tier, labels.meets
+    low_aos, amc_high = ~meets["a_high"], meets["t_high"]
+    o, t = f"O{tw}", _threshold
     variants: list[Variant] = [
         (~labels.has_core, "Not Active: no core purchase yet"),
         (labels.has_core & ~labels.active, f"Not Active: no core purchase in the last {aw} months (M{aw} = 0)"),
@@ -48,8 +74,17 @@ def tier_reasons(panel: Panel, labels: Labels, config: Config) -> pd.Categorical
         (tier == SILVER, f"Silver: AMC {{amc}} ≥ {t(c.t_mid)} (T_mid), < {t(c.t_mid_high)} (T_mid_high)"),
         (tier == BRONZE, f"Bronze: AMC {{amc}} < {t(c.t_mid)} (T_mid)"),
     ]
-    numbers = {"amc": amc, "aos": aos, "orders": orders, "m_active": m_active}
-    return explain(panel.rows, variants, numbers)
+    tier_sum, orders = panel.tier_measure, labels.orders_tier
+    m_active = panel.measure[aw]
+    fields = {
+        "amc": decimals(labels.amc, (c.t_high, c.t_mid_high, c.t_mid),
+                        lambda rows: (tier_sum[rows], tw * exact.SCALE)),
+        "aos": decimals(labels.aos, (c.a_high,),
+                        lambda rows: (tier_sum[rows], orders[rows].astype("int64") * exact.SCALE)),
+        "orders": numbers(orders),
+        "m_active": decimals(m_active, (0.0,), lambda rows: (exact.to_micro(m_active[rows]), exact.SCALE)),
+    }
+    return explain(panel.rows, variants, fields)
 
 
 def segment_reasons(panel: Panel, scores: Scores, config: Config) -> pd.Categorical:
@@ -72,26 +107,108 @@ def segment_reasons(panel: Panel, scores: Scores, config: Config) -> pd.Categori
         variants.append((scores.segment == index,
                          f"{name}: R{{r}} FM{{fm}} (recency {{recency}} days → R{{r}}; frequency {{orders}} "
                          f"→ F{{f}}; {unit} → M{{m}}; FM = ceil((F + M) / 2); F and M over {window} months)"))
-    numbers = {"r": s["recency"], "fm": scores.fm, "f": s["frequency"], "m": s["monetary"],
+    columns = {"r": s["recency"], "fm": scores.fm, "f": s["frequency"], "m": s["monetary"],
                "recency": v["recency"], "orders": v["frequency"]}
-    return explain(panel.rows, variants, numbers)
+    return explain(panel.rows, variants, {name: numbers(values) for name, values in columns.items()})
 
 
-def _g(value: float) -> str:
-    return f"{value:g}"
+def _threshold(value: float) -> str:
+    """A threshold as typed, in full (1e+14 is 100000000000000): the comparisons read exactly."""
+    return exact.plain(float(value))
 
 
 def _show(value: float) -> str:
-    """A number as it appears in a text: at most 2 decimals, no trailing zeros."""
+    """A number as it appears in a text: at most 2 decimals, no trailing zeros, never an exponent."""
+    if not abs(value) < _NO_CENTS:
+        return exact.plain(value) if np.isfinite(value) else str(value)
     text = f"{value:.2f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
 
 
-def explain(n: int, variants: list[Variant], numbers: dict[str, np.ndarray]) -> pd.Categorical:
-    """One text per row from the first variant whose mask holds, filled with that row's numbers.
+def number_field(values: np.ndarray) -> Field:
+    """Numbers shown with at most 2 decimals; whole numbers as they are."""
+    if values.dtype.kind in "iub":
+        codes, size, whole = _whole_codes(values.astype("int64"))
+        return Field(codes, size, lambda code: str(whole(code)))
+    with np.errstate(invalid="ignore"):
+        in_cents = np.abs(values) < _ROUNDABLE
+    if in_cents.all():   # the usual case: whole cents hash faster than floats
+        codes, size, cents = _whole_codes(np.rint(values * 100).astype("int64"))
+        return Field(codes, size, lambda code: _show(cents(code) / 100))
+    rounded = values.copy()   # blanks and huge values as they are: rounding would move the huge
+    rounded[in_cents] = np.round(values[in_cents], 2)
+    codes, uniques = pd.factorize(rounded, use_na_sentinel=False)
+    return Field(codes, len(uniques), lambda code: _show(float(uniques[code])))
 
-    Rows are grouped by (variant, the numbers its template uses, rounded to 2 decimals); each
-    group's text is formatted once.
+
+def _whole_codes(values: np.ndarray) -> tuple[np.ndarray, int, Callable[[int], int]]:
+    """(codes 0 .. size - 1, size, the value of a code) for whole numbers."""
+    low, high = int(values.min(initial=0)), int(values.max(initial=0))
+    if high - low < _SMALL_RANGE:   # scores, counts: no hashing needed
+        return values - low, high - low + 1, lambda code: code + low
+    codes, uniques = pd.factorize(values)
+    return codes, len(uniques), lambda code: int(uniques[code])
+
+
+def numbers(values: np.ndarray) -> FieldOf:
+    """A column shown as :func:`number_field` does."""
+    return lambda used: number_field(values)
+
+
+def decimals(shown: np.ndarray, thresholds: tuple[float, ...], exact_of: ExactOf) -> FieldOf:
+    """A column shown as :func:`decimal_field` does."""
+    return lambda used: decimal_field(shown, thresholds, exact_of, used)
+
+
+def decimal_field(shown: np.ndarray, thresholds: tuple[float, ...], exact_of: ExactOf,
+                  used: np.ndarray) -> Field:
+    """Like :func:`number_field`, but the ``used`` rows whose 2 decimals could cross or touch one of
+    the thresholds get their own codes, shown from their exact value with the decimals it needs.
+
+    Only rows within half a cent (plus float slack) of a threshold need that; their exact values
+    come from ``exact_of`` and their texts are made once per distinct value actually shown.
+    """
+    base = number_field(shown)
+    near = np.zeros(len(shown), dtype=bool)
+    gap = np.empty(len(shown))
+    with np.errstate(invalid="ignore"):
+        for threshold in thresholds:
+            # a value this near has |value| <= 2 |threshold| + 1, which bounds the relative slack
+            slack = _HALF_CENT + _FLOAT_SLACK + 1e-12 * (2 * abs(threshold) + 1)
+            np.abs(np.subtract(shown, threshold, out=gap), out=gap)
+            near |= gap <= slack
+    rows = np.flatnonzero(near & used)
+    if not len(rows):
+        return base
+    numerators, denominators = exact_of(rows)
+    denominators = np.broadcast_to(np.asarray(denominators), rows.shape)
+    pairs, _ = pd.factorize(_pair_codes(numerators, denominators))
+    first = np.flatnonzero(pairs > np.maximum.accumulate(np.concatenate(([-1], pairs[:-1]))))
+    limits = tuple(exact.decimal_of(t) for t in thresholds)
+    codes = base.codes.copy()
+    codes[rows] = base.size + pairs
+
+    def text(code: int) -> str:
+        if code < base.size:
+            return base.text(code)
+        at = first[code - base.size]
+        return exact.shown_exactly(Fraction(int(numerators[at]), int(denominators[at])), limits)
+
+    return Field(codes, base.size + len(first), text)
+
+
+def _pair_codes(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """One int64 code per distinct (left, right) pair; either may hold Python integers."""
+    left_codes, _ = pd.factorize(left)
+    right_codes, right_values = pd.factorize(right)
+    return left_codes.astype("int64") * len(right_values) + right_codes   # both < len(left): no overflow
+
+
+def explain(n: int, variants: list[Variant], fields_of_rows: dict[str, FieldOf]) -> pd.Categorical:
+    """One text per row from the first variant whose mask holds, filled with that row's fields.
+
+    Rows are grouped by (variant, the codes of the fields its template uses); each group's text is
+    formatted once.
     """
     if n == 0:
         return pd.Categorical([], categories=pd.Index([], dtype="str"))
@@ -99,38 +216,29 @@ def explain(n: int, variants: list[Variant], numbers: dict[str, np.ndarray]) -> 
     for index, (mask, _) in enumerate(variants):
         choice[(choice < 0) & mask] = index
     fields_of = [_fields(template) for _, template in variants]
-    uses = np.zeros((len(variants) + 1, len(numbers)), dtype=bool)   # row 0: no variant
-    for index, fields in enumerate(fields_of):
-        uses[index + 1] = [name in fields for name in numbers]
+    uses = np.zeros((len(variants) + 1, len(fields_of_rows)), dtype=bool)   # row 0: no variant
+    for index, names in enumerate(fields_of):
+        uses[index + 1] = [name in names for name in fields_of_rows]
     key, bound = choice + 1, len(variants) + 1
-    values_of: dict[str, np.ndarray] = {}
-    for column, (name, values) in enumerate(numbers.items()):
+    fields: dict[str, Field] = {}
+    for column, (name, field_of) in enumerate(fields_of_rows.items()):
         if not uses[:, column].any():
             continue
-        if values.dtype.kind in "iu":   # whole numbers as they are, in hundredths like the rest
-            cents = values.astype("int64") * 100
-        else:
-            cents = np.rint(np.where(np.isnan(values), -1e15, values) * 100).astype("int64")
         used = uses[choice + 1, column]
-        low, high = int(cents.min()), int(cents.max())
-        if high - low < 4096:        # small integer ranges (scores, counts) combine arithmetically
-            code, size = np.where(used, cents - low + 1, 0), high - low + 2
-        else:
-            code, uniques = pd.factorize(np.where(used, cents, np.iinfo(np.int64).min))
-            size = len(uniques)
+        field = fields[name] = field_of(used)
+        code, size = np.where(used, field.codes + 1, 0), field.size + 1
         if bound * size >= 2**62:    # keep the combined key inside int64
             key, _ = pd.factorize(key)
             bound = int(key.max()) + 1
         key, bound = key * size + code, bound * size
-        values_of[name] = cents
     group, _ = pd.factorize(key)
     first = np.flatnonzero(group > np.maximum.accumulate(np.concatenate(([-1], group[:-1]))))
     cache: dict[tuple[str, int], str] = {}
 
-    def shown(name: str, cents: int) -> str:
-        text = cache.get((name, cents))
+    def shown(name: str, code: int) -> str:
+        text = cache.get((name, code))
         if text is None:
-            text = cache[(name, cents)] = _show(cents / 100)
+            text = cache[(name, code)] = fields[name].text(code)
         return text
 
     texts = []
@@ -139,7 +247,7 @@ def explain(n: int, variants: list[Variant], numbers: dict[str, np.ndarray]) -> 
         if index < 0:
             texts.append(None)
             continue
-        values = {name: shown(name, values_of[name][row]) for name in fields_of[index]}
+        values = {name: shown(name, int(fields[name].codes[row])) for name in fields_of[index]}
         texts.append(variants[index][1].format(**values))
     # Two groups may read the same once rounded: factorize the texts so categories are unique.
     text_codes, labels = pd.factorize(pd.Series(texts, dtype="str"))

@@ -12,21 +12,23 @@ import dataclasses
 import numpy as np
 
 from crm_xl.config import STATES, Config
+from crm_xl.core import exact
 from crm_xl.core.snapshots import _BLANK, Panel
 
 # Codes into config.TIERS / EVENTS / STATES.
 DIAMOND, PLATINUM, GOLD, SILVER, BRONZE, PASSIVE = range(6)
 NEW, LOST, REACTIVATED = range(3)
 PROSPECT, STATE_NEW, ACTIVE, LAPSING, STATE_LOST, STATE_REACTIVATED = range(len(STATES))
-_DIGITS = 9  # AMC and AOS are compared to thresholds at 9 decimals, so 1200/6 is exactly 200
+_DIGITS = 9  # AMC and AOS as shown; the thresholds are compared exactly (see Labels.meets)
+_ROUNDABLE = 2.0**53 / 10**_DIGITS   # below it a float still has 9 decimals to round to
 
 
 @dataclasses.dataclass(frozen=True)
 class Labels:
     """Derived figures and rule outcomes, aligned with the panel's rows."""
 
-    amc: np.ndarray
-    aos: np.ndarray                # NaN when there was no order in the tier window
+    amc: np.ndarray                # as shown: the float nearest M/window, at 9 decimals
+    aos: np.ndarray                # as shown, NaN when there was no order in the tier window
     orders_tier: np.ndarray        # invoices in the tier window (O6 by default)
     tenure_months: np.ndarray      # -1 before the first core purchase
     has_core: np.ndarray           # any core purchase up to the month's end
@@ -34,15 +36,15 @@ class Labels:
     tier: np.ndarray               # -1 when not active
     event: np.ndarray              # -1 when no event
     state: np.ndarray
+    meets: dict[str, np.ndarray]   # threshold setting -> where AMC (AOS, orders) >= it, exactly
 
 
 def apply_rules(panel: Panel, config: Config) -> Labels:
     """Evaluate every rule for every row of the panel at once."""
     window = config.tier_window_months
-    amc = np.round(panel.measure[window] / window, _DIGITS)
+    amc = _shown_ratio(panel.measure[window], window)
     orders = panel.invoices[window]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        aos = np.where(orders > 0, np.round(panel.measure[window] / np.maximum(orders, 1), _DIGITS), np.nan)
+    aos = np.where(orders > 0, _shown_ratio(panel.measure[window], np.maximum(orders, 1)), np.nan)
     has_core = panel.first_core_day != _BLANK
     month_ord = panel.months.year.to_numpy() * 12 + panel.months.month.to_numpy() - 1
     first_core_month = _month_ordinal(np.where(has_core, panel.first_core_day, 0))
@@ -50,28 +52,49 @@ def apply_rules(panel: Panel, config: Config) -> Labels:
 
     pm = panel.purchase_months
     active = pm[config.active_window_months] > 0
-    tier = _value_tier(active, pm[window] == 0, amc, aos, orders, config)
+    meets = _thresholds_met(panel.tier_measure, orders, config)
+    tier = _value_tier(active, pm[window] == 0, meets)
     event = _lifecycle_event(pm, config)
     state = _lifecycle_state(has_core, active, tier, event)
     return Labels(amc=amc, aos=aos, orders_tier=orders, tenure_months=tenure, has_core=has_core,
-                  active=active, tier=tier, event=event, state=state)
+                  active=active, tier=tier, event=event, state=state, meets=meets)
+
+
+def _shown_ratio(measure: np.ndarray, divisor: int | np.ndarray) -> np.ndarray:
+    """A float ratio as shown: at 9 decimals (1200 / 6 is 200, 290 / 6 is 48.333333333) where
+    floats hold 9 decimals; larger ratios as they are, since rounding them would move them."""
+    ratio = measure / divisor
+    return np.where(np.abs(ratio) < _ROUNDABLE, np.round(ratio, _DIGITS), ratio)
 
 
 def _month_ordinal(days: np.ndarray) -> np.ndarray:
     return days.astype("datetime64[D]").astype("datetime64[M]").astype("int64") + 1970 * 12
 
 
-def _value_tier(active: np.ndarray, passive: np.ndarray, amc: np.ndarray, aos: np.ndarray,
-                orders: np.ndarray, cfg: Config) -> np.ndarray:
+def _thresholds_met(tier_measure: np.ndarray, orders: np.ndarray, cfg: Config) -> dict[str, np.ndarray]:
+    """AMC >= T, AOS >= A and O >= F for each threshold, decided on the exact window sum.
+
+    No division: AMC >= T is M >= T x window and AOS >= A is M >= A x O (with O > 0), in exact
+    micro-units, so a customer exactly on a threshold is on it whatever the magnitudes.
+    """
+    window = cfg.tier_window_months
+    ordered = orders > 0
+    return {
+        **{name: exact.mean_at_least(tier_measure, window, getattr(cfg, name))
+           for name in ("t_high", "t_mid_high", "t_mid")},
+        "a_high": ordered & exact.mean_at_least(tier_measure, np.maximum(orders, 1), cfg.a_high),
+        **{name: exact.count_at_least(orders, getattr(cfg, name)) for name in ("f_high", "f_mid")},
+    }
+
+
+def _value_tier(active: np.ndarray, passive: np.ndarray, meets: dict[str, np.ndarray]) -> np.ndarray:
     """First match wins: Passive, Diamond, Platinum, Gold, Silver, Bronze; blank when not active."""
-    with np.errstate(invalid="ignore"):
-        high_aos = aos >= cfg.a_high
     conditions = [
         passive,
-        (amc >= cfg.t_high) & high_aos & (orders >= cfg.f_high),
-        (amc >= cfg.t_high) & (orders >= cfg.f_mid),
-        amc >= cfg.t_mid_high,
-        amc >= cfg.t_mid,
+        meets["t_high"] & meets["a_high"] & meets["f_high"],
+        meets["t_high"] & meets["f_mid"],
+        meets["t_mid_high"],
+        meets["t_mid"],
     ]
     tier = np.select(conditions, [PASSIVE, DIAMOND, PLATINUM, GOLD, SILVER], default=BRONZE)
     return np.where(active, tier, -1).astype("int8")

@@ -5,9 +5,11 @@ M_total), order counts, first/last dates, tenure, AMC and AOS. Everything is com
 customers x months grid with numpy, for all customers and months at once.
 
 Windows are sliding sums of non-negative monthly values (never differences of running totals), so
-a month without purchases is exactly 0 and no rounding noise decides a rule. Rules that ask "is
-M_k > 0" or "is M_a = M_b" read counts of months whose measure is > 0 (integers, exact), see
-:attr:`Panel.purchase_months`.
+a month without purchases is exactly 0. Measures are summed as exact micro-units
+(:mod:`crm_xl.core.exact`), so every window is exact whatever the order of the lines, and M25 and
+M_total of the same months are the same number; the float figures are made from those integers.
+Rules that ask "is M_k > 0" or "is M_a = M_b" read counts of months whose measure is > 0
+(integers, exact), see :attr:`Panel.purchase_months`.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import numpy as np
 import pandas as pd
 
 from crm_xl.config import Config
+from crm_xl.core import exact
 from crm_xl.core.facts import Facts
 
 _BLANK = np.iinfo(np.int64).min  # "no date" in day-number arrays
 OUTPUT_WINDOWS = (1, 6, 12, 13, 24, 25)
-_DECIMALS = 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +41,8 @@ class Panel:
     months: pd.PeriodIndex
     month_pos: np.ndarray          # index into ``months`` per row
     customer_key: np.ndarray       # index into staged customers per row
-    measure: dict[int, np.ndarray]           # window length -> measure sum (0 = M_total)
+    measure: dict[int, np.ndarray]           # window length -> measure sum (0 = M_total), float units
+    tier_measure: np.ndarray                 # measure over the tier window, exact micro-units
     revenue: dict[int, np.ndarray]           # window length -> core revenue sum
     invoices: dict[int, np.ndarray]          # window length -> distinct core invoices
     purchase_months: dict[int, np.ndarray]   # window length -> months whose measure is > 0
@@ -76,9 +79,6 @@ def build_panel(all_facts: Facts, entry_dates: np.ndarray, report_month: pd.Peri
     flat = _grid_columns(facts["month"], base) * n_cust + cust     # grids are months x customers, month-major
     size = n_cols * n_cust
 
-    def grid(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(flat, weights=weights, minlength=size).reshape(n_cols, n_cust)
-
     present = _presence(entry_dates, first, n_months)
     everyone = bool(present.all())
     if everyone:   # the usual case: every cell of the grid is a row of the history, no copy needed
@@ -96,13 +96,22 @@ def build_panel(all_facts: Facts, entry_dates: np.ndarray, report_month: pd.Peri
         return picked.astype(dtype, copy=mask is None)
 
     def windows(weights: np.ndarray, lengths: set[int], dtype: str = "float64") -> dict[int, np.ndarray]:
-        """Window sums of one measure as row arrays; each grid is dropped as soon as it is summed."""
+        """Window sums of one count as row arrays; each grid is dropped as soon as it is summed."""
         grid = np.bincount(flat, weights=weights, minlength=size).reshape(n_cols, n_cust)
-        out = {k: rows(v, dtype) for k, v in _window_sums(grid, first_col, n_months, lengths)}
-        if dtype == "float64":   # 6 decimals: sums in different orders (M25 vs M_total) must agree
-            for values in out.values():
-                np.round(values, _DECIMALS, out=values)
-        return out
+        return {k: rows(v, dtype) for k, v in _window_sums(grid, first_col, n_months, lengths)}
+
+    def exact_windows(micro: np.ndarray, lengths: set[int],
+                      keep: int | None = None) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
+        """Window sums of exact micro-units, as float units; the ``keep`` window also exactly."""
+        grid = exact.zeros(size, micro.dtype)
+        np.add.at(grid, flat, micro)
+        shown, kept = {}, None
+        for k, sums in _window_sums(grid.reshape(n_cols, n_cust), first_col, n_months, lengths):
+            picked = sums.ravel() if mask is None else sums.ravel()[mask]
+            shown[k] = exact.to_float(picked)
+            if k == keep:
+                kept = picked.copy()
+        return shown, kept
 
     measure_col = "core_units" if config.measure == "units" else "core_revenue"
     monetary_col = "core_units" if config.rfm_monetary == "units" else "core_revenue"
@@ -111,10 +120,11 @@ def build_panel(all_facts: Facts, entry_dates: np.ndarray, report_month: pd.Peri
     measure_windows = {*OUTPUT_WINDOWS, config.active_window_months, config.tier_window_months}
     if monetary_col == measure_col:
         measure_windows.add(config.rfm_window_months)
-    measure_sums = windows(measure, measure_windows)
-    rfm_monetary = (measure_sums[config.rfm_window_months] if monetary_col == measure_col else
-                    windows(facts[monetary_col].to_numpy(), {config.rfm_window_months})[config.rfm_window_months])
-    revenue_sums = windows(facts["core_revenue"].to_numpy(), {1, 12})
+    measure_sums, tier_measure = exact_windows(measure, measure_windows, keep=config.tier_window_months)
+    rfm_window = {config.rfm_window_months}
+    rfm_monetary = (measure_sums if monetary_col == measure_col else
+                    exact_windows(facts[monetary_col].to_numpy(), rfm_window)[0])[config.rfm_window_months]
+    revenue_sums, _ = exact_windows(facts["core_revenue"].to_numpy(), {1, 12})
     invoice_sums = windows(invoices, {6, config.tier_window_months, config.rfm_window_months}, "int64")
     for k, linked in _linked_months(all_facts.invoice_links, set(invoice_sums), base, n_cols, n_cust, first_col,
                                     n_months):
@@ -135,7 +145,8 @@ def build_panel(all_facts: Facts, entry_dates: np.ndarray, report_month: pd.Peri
 
     return Panel(
         months=months, month_pos=month_pos, customer_key=customer_key,
-        measure=measure_sums, revenue=revenue_sums, invoices=invoice_sums, purchase_months=month_counts,
+        measure=measure_sums, tier_measure=tier_measure, revenue=revenue_sums, invoices=invoice_sums,
+        purchase_months=month_counts,
         rfm_monetary=rfm_monetary, first_core_day=as_of(first_core), last_core_day=rows(last_core, "int64"),
         first_device_day=as_of(first_device), month_end_day=month_ends[month_pos],
     )
@@ -191,7 +202,7 @@ def _window_sums(grid: np.ndarray, first_col: int, n_months: int,
     """
     report = slice(first_col, first_col + n_months)
     yield 0, np.cumsum(grid, axis=0)[report]
-    running = np.zeros((n_months, grid.shape[1]))
+    running = exact.zeros((n_months, grid.shape[1]), grid.dtype)
     for back in range(max(lengths)):
         running += grid[first_col - back: first_col - back + n_months]
         if back + 1 in lengths:

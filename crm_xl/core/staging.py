@@ -16,6 +16,7 @@ import pandas as pd
 from crm_xl.config import LAST_COMPLETE, Config
 from crm_xl.core.coerce import blank_mask, day_month_evidence, id_codes, normalize_ids, to_dates, to_numbers
 from crm_xl.core.columns import to_contract
+from crm_xl.core.exact import summable, to_micro
 from crm_xl.core.quality import QualityLog
 from crm_xl.errors import ConfigError, InputError
 
@@ -30,7 +31,8 @@ class Staged:
     """Typed inputs for one run.
 
     ``lines``: usable transaction lines up to the report month's end, columns
-    customer_key, invoice_key, date, quantity, units, revenue, kind (0 other, 1 core, 2 entry).
+    customer_key, invoice_key, date, quantity, units, revenue, kind (0 other, 1 core, 2 entry);
+    units (quantity x unit_size) and revenue are exact whole micro-units (:mod:`crm_xl.core.exact`).
     ``customers``: the analysed customers (anonymous ones removed), sorted by customer_id, row i
     having customer_key i, with the typed master columns (every extra column kept, whatever its name).
     ``entry_dates``: when each customer (by customer_key) enters the base, NaT = from the start.
@@ -330,8 +332,8 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
         "date": day,
         "month": day.astype("datetime64[M]").astype("int64") + 1970 * 12,
         "quantity": qty[rows],
-        "units": qty[rows] * unit_size[rows],
-        "revenue": np.nan_to_num(revenue.to_numpy()[rows]),
+        "units": summable(to_micro(qty[rows], unit_size[rows]), by=customer_key[rows]),
+        "revenue": summable(to_micro(np.nan_to_num(revenue.to_numpy()[rows])), by=customer_key[rows]),
         "kind": kind[rows],
     }, copy=False)
 
