@@ -84,9 +84,9 @@ def customer_month_facts(lines: pd.DataFrame, measure: str = "units") -> Facts:
     core = positive & (kind == KIND_CORE) & (lines[measure].to_numpy() > 0)
     entry = positive & (kind == KIND_ENTRY)
 
-    core_keys, sums = _aggregate_core(key[core], day[core], lines["units"].to_numpy()[core],
-                                      lines["revenue"].to_numpy()[core])
-    invoices, links = _invoice_months(core_keys, key[core], lines["customer_key"].to_numpy()[core],
+    core_keys, group, sums = _aggregate_core(key[core], day[core], lines["units"].to_numpy()[core],
+                                             lines["revenue"].to_numpy()[core])
+    invoices, links = _invoice_months(core_keys, group, lines["customer_key"].to_numpy()[core],
                                       lines["invoice_key"].to_numpy()[core], span)
     entry_keys, first_entry = _group_min(key[entry], day[entry])
     both = np.sort(np.concatenate([core_keys, entry_keys]))   # both sorted and distinct already
@@ -131,16 +131,21 @@ def _group_min(key: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return key[order][starts], np.minimum.reduceat(day[order], starts)
 
 
-def _aggregate_core(key: np.ndarray, day: np.ndarray, units: np.ndarray,
-                    revenue: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Sums and first/last day per key (customer-month) of the core lines; keys sorted."""
+def _aggregate_core(key: np.ndarray, day: np.ndarray, units: np.ndarray, revenue: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Sums and first/last day per key (customer-month) of the core lines: the sorted keys, each
+    line's group (its key's position among them) and the aggregates."""
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
     starts = _group_starts(sorted_key)
     if not len(starts):
         empty = np.zeros(0)
-        return key[:0], {"units": units[:0], "revenue": revenue[:0], "first_day": empty, "last_day": empty}
-    return sorted_key[starts], {
+        return key[:0], key[:0], {"units": units[:0], "revenue": revenue[:0], "first_day": empty, "last_day": empty}
+    is_start = np.zeros(len(key), dtype="int64")
+    is_start[starts] = 1
+    group = np.empty(len(key), dtype="int64")
+    group[order] = np.cumsum(is_start) - 1
+    return sorted_key[starts], group, {
         "units": np.add.reduceat(units[order], starts),
         "revenue": np.add.reduceat(revenue[order], starts),
         "first_day": np.minimum.reduceat(day[order], starts).astype("float64"),
@@ -148,26 +153,25 @@ def _aggregate_core(key: np.ndarray, day: np.ndarray, units: np.ndarray,
     }
 
 
-def _invoice_months(keys: np.ndarray, key: np.ndarray, customer: np.ndarray, invoice: np.ndarray,
+def _invoice_months(keys: np.ndarray, group: np.ndarray, customer: np.ndarray, invoice: np.ndarray,
                     span: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Distinct invoices per customer-month (aligned with ``keys``) and the links between the months
-    of each (customer, invoice): (customer-month key, gap in months, number of invoices), sorted.
+    """Distinct invoices per customer-month (aligned with ``keys``; ``group`` is each line's
+    customer-month) and the links between the months of each (customer, invoice): (customer-month
+    key, gap in months, number of invoices), sorted.
     """
     none = np.zeros(0, dtype="int64")
-    if not len(key):
+    if not len(group):
         return none, (none, none, none)
-    # one number per (customer, invoice) pair, then one per (pair, month): both stay far below 2**63
+    # one number per (customer, invoice) pair, then one per (pair, customer-month): below 2**62
     pair, _ = pd.factorize(customer * (int(invoice.max()) + 1) + invoice)
-    month = key - customer * span
-    invoice_month = np.unique(pair.astype("int64") * span + month)    # sorted: by pair, then month
-    pair_of, month_of = invoice_month // span, invoice_month % span
-    customer_of = np.empty(int(pair.max()) + 1, dtype="int64")
-    customer_of[pair] = customer
-    month_key = customer_of[pair_of] * span + month_of
-    invoices = np.bincount(np.searchsorted(keys, month_key), minlength=len(keys)).astype("int64")
+    code = np.sort(pair.astype("int64") * len(keys) + group)           # by pair, then month
+    code = code[_group_starts(code)]
+    pair_of, group_of = code // len(keys), code % len(keys)
+    invoices = np.bincount(group_of, minlength=len(keys)).astype("int64")
     linked = np.flatnonzero(pair_of[1:] == pair_of[:-1]) + 1
-    gap = month_of[linked] - month_of[linked - 1]
-    link, counts = np.unique(month_key[linked] * span + gap, return_counts=True)
+    month = keys % span
+    gap = month[group_of[linked]] - month[group_of[linked - 1]]
+    link, counts = np.unique(keys[group_of[linked]] * span + gap, return_counts=True)
     return invoices, (link // span, link % span, counts.astype("int64"))
 
 
