@@ -129,13 +129,7 @@ def _stage_customers(raw: pd.DataFrame, config: Config, log: QualityLog) -> tupl
             name = name.lower()
         if name.lower() != "customer_id" and name not in rows:
             rows[name] = raw[column].reset_index(drop=True)
-    missing = ids.isna().to_numpy()
-    log.add("customers", "customer_id", "missing_customer_id", "warning", missing,
-            "row ignored: a customer needs an id", rejects=raw)
-    dup = ids.duplicated(keep="first").to_numpy() & ~missing
-    log.add("customers", "customer_id", "duplicate_customer_id", "warning", dup,
-            "later rows with the same id ignored; the first row is used", values=ids, rejects=raw)
-    rows = rows[~missing & ~dup]
+    rows = rows[_keyed(ids, raw, "customers", "customer", log)]
     rows = _type_customer_columns(rows, config, log)
     group = rows["customer_group"] if "customer_group" in rows else pd.Series(pd.NA, index=rows.index, dtype="str")
     anonymous_names = {g.strip().lower() for g in config.anonymous_groups}
@@ -203,18 +197,23 @@ def _as_text(values: pd.Series) -> pd.Series:
     return normalize_ids(values)
 
 
+def _keyed(ids: pd.Series, raw: pd.DataFrame, table: str, entity: str, log: QualityLog) -> np.ndarray:
+    """The rows of a master table that keep their key: an id, and the first row of each id."""
+    missing = ids.isna().to_numpy()
+    log.add(table, f"{entity}_id", f"missing_{entity}_id", "warning", missing,
+            f"row ignored: a {entity} needs an id", rejects=raw)
+    dup = ids.duplicated(keep="first").to_numpy() & ~missing
+    log.add(table, f"{entity}_id", f"duplicate_{entity}_id", "warning", dup,
+            "later rows with the same id ignored; the first row is used", values=ids, rejects=raw)
+    return ~missing & ~dup
+
+
 def _stage_products(raw: pd.DataFrame, config: Config, log: QualityLog) -> pd.DataFrame:
     ids = normalize_ids(_column(raw, "product_id"))
-    missing = ids.isna().to_numpy()
-    log.add("products", "product_id", "missing_product_id", "warning", missing,
-            "row ignored: a product needs an id", rejects=raw)
-    dup = ids.duplicated(keep="first").to_numpy() & ~missing
-    log.add("products", "product_id", "duplicate_product_id", "warning", dup,
-            "later rows with the same id ignored; the first row is used", values=ids, rejects=raw)
+    keep = _keyed(ids, raw, "products", "product", log)
     category = normalize_ids(_column(raw, "category"))   # like ids: the code 1 stored as 1.0 is "1"
     unit_size, bad_size = _numbers(raw, "products", "unit_size")
     bad_size |= ~(unit_size > 0).to_numpy()
-    keep = ~missing & ~dup
     log.add("products", "unit_size", "bad_unit_size", "warning", bad_size & keep,
             "unit_size must be a number > 0: lines of this product are left out", values=_column(raw, "unit_size"),
             rejects=raw)
