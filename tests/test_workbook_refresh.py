@@ -721,7 +721,13 @@ def test_cli_sample_workbook_refresh(tmp_path: Path, capsys: pytest.CaptureFixtu
     status = status_of(book)
     assert status["report month"] == "2025-12" and status["status"].startswith("OK")
     tables = calamine_tables(book)
-    assert all(len(tables[name]) > 0 for name in contract.TABLE_NAMES)
+    assert all(len(tables[name]) > 0 for name in layout.OUTPUT_TABLES)
+    rejected = pd.read_csv(book.with_name("sample_rejected_lines.csv"), encoding="utf-8-sig")
+    assert len(rejected) == rule_rows(tables["data_quality"], "rejected_lines") > 0
+
+
+def rule_rows(quality: pd.DataFrame, rule: str) -> int:
+    return int(quality.loc[quality["rule"] == rule, "rows"].iloc[0])
 
 
 # --- 7. LibreOffice ---------------------------------------------------------------------------------------------

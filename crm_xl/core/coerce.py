@@ -167,6 +167,8 @@ def day_month_evidence(values: pd.Series) -> dict[str, list[str]]:
     ``dmy``: distinct texts whose first number is > 12 (so it is the day); ``mdy``: texts whose
     second is; ``either``: texts that read both ways. Empty lists when the column has no such text.
     """
+    if ptypes.is_datetime64_any_dtype(values.dtype) or ptypes.is_numeric_dtype(values.dtype):
+        return {"dmy": [], "mdy": [], "either": []}      # date cells and serials: no text to read
     texts = pd.Series([v for v in pd.unique(values.dropna()) if isinstance(v, str)], dtype="str")
     parts = texts.str.extract(_DAY_MONTH)
     found = parts[0].notna()

@@ -164,7 +164,8 @@ def _typed_dates(frame: pd.DataFrame, names: _Names) -> pd.DataFrame:
         if names.of(str(column)) in _DATE_COLUMNS:
             text = frame[column]
             stamps = local_datetimes(text)
-            if (stamps.notna() | text.isna() | (text.str.strip() == "")).all():
+            unread = text[stamps.isna().to_numpy() & text.notna().to_numpy()]
+            if (unread.str.strip() == "").all():     # only blanks failed: every value is a date-time
                 frame[column] = stamps
     return frame
 
