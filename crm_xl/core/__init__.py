@@ -1,10 +1,12 @@
 """The pure core: raw tables and a Config in, the contract's output tables out.
 
-It runs in one direction, a module a step: ``staging`` (with ``coerce`` and ``quality``) types and
-keys the raw tables and logs data quality; ``facts`` is the one boundary over transaction lines
+It runs in one direction, a module a step: ``staging`` (with ``columns``, ``coerce`` and
+``quality``) maps the user's headers, types and keys the raw tables and logs data quality and
+every rejected row; ``facts`` is the one boundary over transaction lines
 (customer × calendar-month aggregates); ``snapshots`` builds the month-end windows; ``rules`` and
 ``rfm`` assign status, tier, event, lifecycle state and RFMT segments; ``reasons`` explains them;
-``outputs`` shapes the contract tables; ``pipeline`` runs the steps in order.
+``outputs`` shapes the contract tables; ``pipeline`` runs the steps in order. ``exact`` is the
+integer (micro-unit) arithmetic that thresholds are decided in, so no rounding moves a customer.
 
 What it may import: pandas, numpy, pyarrow, the standard library and the shared top-level modules
 (``crm_xl.config``, ``crm_xl.contract``, ``crm_xl.errors``, ``crm_xl._version``). Never an adapter

@@ -1,6 +1,7 @@
 """Files on disk: the adapters that read and write plain files, with no Excel involved.
 
-``csv`` reads the three raw tables from CSV files (pyarrow) and writes output tables as CSV;
+``csv`` reads the three raw tables from CSV files (pyarrow) and writes output tables as CSV, with
+``dialect`` detecting (or taking from settings) the delimiter, encoding and decimal separator;
 ``files`` is the one place for temp-file-then-rename writes; ``sample`` generates the synthetic
 sample company (``crm-xl sample``) and writes it as CSV.
 
