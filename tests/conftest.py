@@ -48,3 +48,12 @@ def golden_result() -> dict[str, pd.DataFrame]:
 def golden_config() -> dict[str, object]:
     """The golden run's settings (report_month 2024-12, history_months 24), a fresh copy."""
     return dict(GOLDEN_CONFIG)
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    """The CLI's stderr is one line, ``crm-xl: error: …``, naming every needle, never a traceback."""
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("crm-xl: error: ") and "\n" not in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import one_error_line
 
 import crm_xl
 from crm_xl.cli import main
@@ -71,14 +72,6 @@ def columns_cell(key: str) -> str:
     table = layout.COLUMNS_TABLE
     letter = chr(ord("A") + table.col + table.headers.index(layout.YOUR_HEADER))
     return f"Config!{letter}{table.row + 2 + rows.index(key)}"
-
-
-def one_error_line(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("crm-xl: error: ") and "\n" not in err and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 # --- the core -----------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import openpyxl
 import pandas as pd
 import pytest
 import xlsxwriter
+from conftest import one_error_line
 from python_calamine import CalamineWorkbook
 
 import crm_xl
@@ -643,14 +644,6 @@ def test_set_settings_changes_only_the_config_sheet(loaded: Path) -> None:
 
 
 # --- 6. CLI -------------------------------------------------------------------------------------------------
-
-
-def one_error_line(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("crm-xl: error: ") and "\n" not in err and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def test_cli_new_load_refresh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
