@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     from crm_xl.config import Config
     from crm_xl.core.pipeline import run
     from crm_xl.core.quality import source_rows
-    from crm_xl.io.csv import file_rows, read_raw_file, with_read_notes, write_tables
+    from crm_xl.io.csv import file_rows, is_parquet, read_raw_file, with_read_notes, write_tables
     from crm_xl.io.dialect import split_settings
 
     started = time.perf_counter()
@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     tables = run(**{name: frame for name, (frame, _) in files.items()}, config=config)
     notes = [note for _, file_notes in files.values() for note in file_notes]
     tables = {**tables, "data_quality": with_read_notes(tables["data_quality"], notes)}
-    csv_tables = [name for name, path in paths.items() if path.suffix.lower() != ".parquet"]
+    csv_tables = [name for name, path in paths.items() if not is_parquet(path)]
     tables = {**tables, **source_rows(tables, file_rows(csv_tables))}   # rows as the CSV files' line numbers
     written = write_tables(tables, args.out, bom=not args.no_bom)
     print(summary_text(tables, time.perf_counter() - started))

@@ -795,6 +795,12 @@ def test_raw_tables_can_come_from_files_named_on_config(tmp_path: Path, expected
     want = expected["customer_history"].sort_values(["report_month", "customer_id"]).reset_index(drop=True)
     pd.testing.assert_series_equal(got["m_total"], want["m_total"])
     pd.testing.assert_series_equal(got["value_tier"].astype(str), want["value_tier"].astype(str))
+    # rows of a CSV file named on Config are its line numbers (header = line 1), as in a CSV run
+    g99 = next(i for i, line in enumerate((tmp_path / "tx.csv").read_text().splitlines(), start=1) if ",G99," in line)
+    quality = result.tables["data_quality"].set_index("rule")
+    assert quality.loc["unknown_customer", "example_rows"] == str(g99)
+    rejected = result.tables["rejected_lines"]
+    assert rejected.loc[rejected["rule"] == "unknown_customer", "row"].tolist() == [g99]
 
 
 def test_a_missing_raw_file_names_its_config_cell(tmp_path: Path) -> None:

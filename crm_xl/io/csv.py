@@ -131,7 +131,7 @@ def read_raw_file(path: str | Path, table: str, options: CsvOptions = DETECT, he
     """A raw table from a CSV or Parquet file (by its suffix), and the data-quality notes about how it
     was read; ``named_in`` says where the file was named (a Config cell), for the messages."""
     path = Path(path)
-    if path.suffix.lower() not in PARQUET_SUFFIXES:
+    if not is_parquet(path):
         file = read_csv_file(path, table, options, headers)
         return file.frame, file.notes()
     where = f" (named in {named_in})" if named_in else ""
@@ -303,6 +303,11 @@ def write_csv(frame: pd.DataFrame, path: str | Path, table: str = "", *, bom: bo
         if bom:
             handle.write(codecs.BOM_UTF8)
         pcsv.write_csv(arrow, handle)
+
+
+def is_parquet(path: str | Path) -> bool:
+    """Whether :func:`read_raw_file` reads ``path`` as Parquet (by its suffix) rather than CSV."""
+    return Path(path).suffix.lower() in PARQUET_SUFFIXES
 
 
 def file_rows(tables: Iterable[str] = RAW_TABLES) -> dict[str, Callable[[int], int]]:

@@ -21,7 +21,7 @@ from crm_xl import contract
 from crm_xl.core.pipeline import run_timed
 from crm_xl.core.quality import source_rows
 from crm_xl.errors import ConfigError, InputError
-from crm_xl.io.csv import with_read_notes, write_csv
+from crm_xl.io.csv import file_rows, is_parquet, with_read_notes, write_csv
 from crm_xl.io.files import write_beside
 from crm_xl.workbook import layout
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, rewrite_tables
@@ -81,7 +81,7 @@ def compute(inputs: WorkbookInputs) -> tuple[dict[str, pd.DataFrame], dict[str, 
     except ConfigError as exc:
         raise at_cell(exc, inputs.setting_cells) from None
     quality = with_read_notes(tables["data_quality"], inputs.read_notes)
-    return {**tables, **source_rows({**tables, "data_quality": quality}, _sheet_row_of(inputs))}, seconds
+    return {**tables, **source_rows({**tables, "data_quality": quality}, _source_row_of(inputs))}, seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,10 +158,15 @@ def _check_not_open(path: Path) -> None:
         raise InputError("workbook", f"{path} is read-only: the refresh cannot replace it")
 
 
-def _sheet_row_of(inputs: WorkbookInputs) -> dict[str, Callable[[int], int]]:
-    """Per raw table read from a sheet, the sheet row of each 1-based position (files keep positions)."""
-    return {name: (lambda p, frame=frame: int(frame.index[p - 1])) for name, frame in inputs.raw.items()
-            if inputs.first_data_row.get(name) is not None}
+def _source_row_of(inputs: WorkbookInputs) -> dict[str, Callable[[int], int]]:
+    """Per raw table, the row a user goes to for each 1-based position: the sheet row for a table read
+    from a sheet, the line number for a CSV file named on Config (as in a CSV run); Parquet files
+    have no rows to go to and keep positions."""
+    csv_files = [name for name in inputs.raw if inputs.first_data_row.get(name) is None
+                 and not is_parquet(str(inputs.workbook_settings.get(f"{name}_file") or ""))]
+    sheets = {name: (lambda p, frame=frame: int(frame.index[p - 1])) for name, frame in inputs.raw.items()
+              if inputs.first_data_row.get(name) is not None}
+    return {**file_rows(csv_files), **sheets}
 
 
 def _fit_history(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path,
