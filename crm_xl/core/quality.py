@@ -88,24 +88,28 @@ class QualityLog:
         return frame
 
 
-def source_rows(tables: Mapping[str, pd.DataFrame],
-                row_of: Mapping[str, Callable[[int], int]]) -> dict[str, pd.DataFrame]:
+RowOf = Callable[[np.ndarray], np.ndarray]   # 1-based positions -> the rows a user goes to
+
+
+def source_rows(tables: Mapping[str, pd.DataFrame], row_of: Mapping[str, RowOf]) -> dict[str, pd.DataFrame]:
     """``data_quality`` and ``rejected_lines`` with their row numbers as the source numbers them.
 
     The core numbers rows by position (1 = the first data row); an adapter that knows where a
-    table came from gives, per raw table, the row a user goes to for each position (a sheet row,
-    a file's line number). Tables without an entry keep their positions.
+    table came from gives, per raw table, the rows a user goes to for an array of positions (sheet
+    rows, a file's line numbers). Tables without an entry keep their positions. Arrays, because a
+    bad extract can reject millions of rows.
     """
     quality = tables["data_quality"].copy()
     for i, row in quality.iterrows():
         number = row_of.get(row["table"])
         if number is not None and row["example_rows"]:
-            quality.at[i, "example_rows"] = ", ".join(str(number(int(p))) for p in row["example_rows"].split(", "))
+            positions = np.array([int(p) for p in row["example_rows"].split(", ")])
+            quality.at[i, "example_rows"] = ", ".join(str(r) for r in number(positions))
     rejected = tables["rejected_lines"].copy()
     for table, number in row_of.items():
         mine = (rejected["table"] == table).to_numpy()
         if mine.any():
-            rejected.loc[mine, "row"] = [number(int(p)) for p in rejected.loc[mine, "row"]]
+            rejected.loc[mine, "row"] = np.asarray(number(rejected.loc[mine, "row"].to_numpy()), dtype="int64")
     return {"data_quality": quality, "rejected_lines": rejected}
 
 

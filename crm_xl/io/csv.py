@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +24,7 @@ import pyarrow.csv as pcsv
 from crm_xl import contract
 from crm_xl.config import header_key
 from crm_xl.core.coerce import local_datetimes
-from crm_xl.core.quality import QUALITY_COLUMNS
+from crm_xl.core.quality import QUALITY_COLUMNS, RowOf
 from crm_xl.errors import InputError
 from crm_xl.io.dialect import (
     DETECT,
@@ -310,9 +310,9 @@ def is_parquet(path: str | Path) -> bool:
     return Path(path).suffix.lower() in PARQUET_SUFFIXES
 
 
-def file_rows(tables: Iterable[str] = RAW_TABLES) -> dict[str, Callable[[int], int]]:
+def file_rows(tables: Iterable[str] = RAW_TABLES) -> dict[str, RowOf]:
     """Row numbering of ``tables`` read from CSV files: the line number, the header being line 1."""
-    return {name: (lambda position: position + 1) for name in tables}
+    return {name: (lambda positions: positions + 1) for name in tables}
 
 
 def _month_columns(table: str) -> set[str]:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from crm_xl import contract
 from crm_xl.core.pipeline import run_timed
-from crm_xl.core.quality import source_rows
+from crm_xl.core.quality import RowOf, source_rows
 from crm_xl.errors import ConfigError, InputError
 from crm_xl.io.csv import file_rows, is_parquet, with_read_notes, write_csv
 from crm_xl.io.files import write_beside
@@ -158,13 +158,13 @@ def _check_not_open(path: Path) -> None:
         raise InputError("workbook", f"{path} is read-only: the refresh cannot replace it")
 
 
-def _source_row_of(inputs: WorkbookInputs) -> dict[str, Callable[[int], int]]:
+def _source_row_of(inputs: WorkbookInputs) -> dict[str, RowOf]:
     """Per raw table, the row a user goes to for each 1-based position: the sheet row for a table read
     from a sheet, the line number for a CSV file named on Config (as in a CSV run); Parquet files
     have no rows to go to and keep positions."""
     csv_files = [name for name in inputs.raw if inputs.first_data_row.get(name) is None
                  and not is_parquet(str(inputs.workbook_settings.get(f"{name}_file") or ""))]
-    sheets = {name: (lambda p, frame=frame: int(frame.index[p - 1])) for name, frame in inputs.raw.items()
+    sheets = {name: (lambda p, frame=frame: frame.index.to_numpy()[p - 1]) for name, frame in inputs.raw.items()
               if inputs.first_data_row.get(name) is not None}
     return {**file_rows(csv_files), **sheets}
 
