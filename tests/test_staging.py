@@ -525,3 +525,12 @@ def test_raw_inputs_are_not_modified(which, golden_inputs):
     for name, frame in inputs.items():
         pd.testing.assert_frame_equal(frame, copies[name], check_exact=True, obj=name)
         assert list(frame.columns) == list(copies[name].columns)
+
+
+def test_a_revenue_below_a_millionth_is_a_free_line_as_the_facts_count_it():
+    """Under measure=revenue, 1e-7 rounds to 0 micro-units: no purchase, and counted as free_core_line."""
+    tx = make_transactions(["C1", "C2"], revenue=[1e-7, 5.0])
+    result = run(tx, make_customers(["C1", "C2"]), measure="revenue")
+    free = quality_rules(result)[("transactions", "revenue", "free_core_line")]
+    assert (free["rows"], free["example_rows"]) == (1, "1")
+    assert snapshot_by_id(result).loc["C1", "lifecycle_state"] == "prospect"

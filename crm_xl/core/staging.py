@@ -314,7 +314,9 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
     log.add("transactions", "quantity", "zero_quantity", "info", usable & (qty == 0),
             "quantity 0: left out of every engagement figure")
     if config.measure == "revenue":
-        free = usable & (kind == KIND_CORE) & (qty > 0) & ~(np.nan_to_num(revenue.to_numpy()) > 0)
+        free = usable & (kind == KIND_CORE) & (qty > 0)
+        # judged on the micro-units the facts add up, so the count is exactly the lines facts skip
+        free[free] = ~(to_micro(np.nan_to_num(revenue.to_numpy()[free])) > 0)
         log.add("transactions", "revenue", "free_core_line", "info", free,
                 "core line with revenue 0 or less under measure=revenue: adds nothing, so not a purchase",
                 values=revenue)
