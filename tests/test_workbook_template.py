@@ -105,6 +105,21 @@ def test_olevba_reads_every_module(built: Path) -> None:
     assert "Function RunPython(" in modules["xlwings"]
 
 
+def test_vba_project_asks_office_to_compile_from_source(built: Path) -> None:
+    """[MS-OVBA] 2.3.4.1: the _VBA_PROJECT stream is exactly 0x61CC, version 0xFFFF, two reserved
+    zeros and no performance cache; olefile (not the library that wrote it) reads it back."""
+    import olefile
+
+    with zipfile.ZipFile(built) as zf:
+        project = zf.read("xl/vbaProject.bin")
+    ole = olefile.OleFileIO(io.BytesIO(project))
+    try:
+        assert ole.openstream("VBA/_VBA_PROJECT").read() == bytes.fromhex("CC61FFFF000000")
+        assert ole.exists("VBA/dir") and ole.exists("VBA/CrmXl")
+    finally:
+        ole.close()
+
+
 def _xlwings_generated_udf_module(functions: dict[str, list[str]], module_name: str) -> str:
     """What xlwings' ImportPythonUDFs writes, by running its own generator on stand-in functions.
 
@@ -192,6 +207,38 @@ def test_openpyxl_sees_every_sheet_and_table_with_its_headers(built: Path) -> No
     assert book["Raw Transactions"].freeze_panes == "A2"
 
 
+def test_sheets_read_as_a_user_expects(built: Path) -> None:
+    """Technical sheets hidden, tabs coloured by role, no green marks on text ids, numbers wide
+    enough for 10,000,000.00, charts still drawn from their hidden tables."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(built)
+    for name in L.SHEETS:
+        sheet = book[name]
+        assert (sheet.sheet_state == "hidden") == (name in L.HIDDEN_SHEETS), name
+        assert sheet.sheet_properties.tabColor.rgb.endswith(L.TAB_COLOURS[L.sheet_role(name)][1:]), name
+    assert L.START not in L.HIDDEN_SHEETS and L.CONFIG not in L.HIDDEN_SHEETS
+    parts = parts_of(built)
+    for table in [*L.RAW_TABLES.values(), *L.OUTPUT_TABLES.values()]:
+        sheet = book[table.sheet]
+        xml = parts[f"xl/worksheets/sheet{L.SHEETS.index(table.sheet) + 1}.xml"].decode()
+        ignored = re.search(r'<ignoredError sqref="([^"]+)" numberStoredAsText="1"/>', xml)
+        letters = {ref.split(":")[0].rstrip("0123456789") for ref in ignored.group(1).split()}
+        text_columns = {openpyxl.utils.get_column_letter(table.col + j + 1) for j, c in enumerate(table.columns)
+                        if c.type in ("text", "label")}
+        assert letters == text_columns, table.name
+        widths = {n: float(w) for lo, hi, w in re.findall(r'<col min="(\d+)" max="(\d+)" width="([\d.]+)"', xml)
+                  for n in range(int(lo), int(hi) + 1)}
+        for j, column in enumerate(table.columns):
+            if column.type not in ("integer", "decimal"):
+                continue
+            shown = f"{10_000_000:,.2f}" if column.type == "decimal" else f"{10_000_000:,}"
+            assert widths[table.col + j + 1] >= len(shown) + 1, (table.name, column.name)
+    charts = [parts[n].decode() for n in parts if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
+    # what Excel writes for "Show data in hidden rows and columns": no plotVisOnly (XlsxWriter's show_hidden_data)
+    assert charts and not any("<c:plotVisOnly" in chart for chart in charts)
+
+
 def test_calamine_sees_every_sheet_and_table(built: Path) -> None:
     from python_calamine import CalamineWorkbook
 
@@ -236,6 +283,33 @@ def test_pivot_parts_refresh_on_load_from_the_output_tables(built: Path) -> None
     assert "pivotTable1.xml" in parts[f"xl/worksheets/_rels/sheet{pivots_sheet}.xml.rels"].decode()
     assert "<pivotCaches>" in parts["xl/workbook.xml"].decode()
     assert {p.table for p in L.PIVOTS_LAYOUT} == {"monthly_summary", "tier_transitions"}
+
+
+def test_pivots_open_in_excel_ui_terms(built: Path) -> None:
+    """Data captions differ from every source field ignoring case (Excel's UI refuses "Customers"
+    for "customers"), and month fields show as yyyy-mm through a format that styles.xml defines."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    parts = parts_of(built)
+    styles = ET.fromstring(parts["xl/styles.xml"])
+    codes = {int(f.get("numFmtId")): f.get("formatCode") for f in styles.iterfind("m:numFmts/m:numFmt", ns)}
+    for n, pivot in enumerate(L.PIVOTS_LAYOUT, 1):
+        definition = ET.fromstring(parts[f"xl/pivotTables/pivotTable{n}.xml"])
+        cache = ET.fromstring(parts[f"xl/pivotCache/pivotCacheDefinition{n}.xml"])
+        sources = {c.lower() for c in pivot.source_columns}
+        captions = [d.get("name") for d in definition.iterfind("m:dataFields/m:dataField", ns)]
+        assert captions and not {c.lower() for c in captions} & sources
+        fields = definition.findall("m:pivotFields/m:pivotField", ns)
+        cache_fields = cache.findall("m:cacheFields/m:cacheField", ns)
+        for column, field, cached in zip(pivot.source_columns, fields, cache_fields, strict=True):
+            kind = next(c.type for c in L.OUTPUT_TABLES[pivot.table].columns if c.name == column)
+            if kind == "month":
+                assert codes[int(cached.get("numFmtId"))] == "yyyy-mm"
+                if field.get("axis"):
+                    assert codes[int(field.get("numFmtId"))] == "yyyy-mm"
+            else:
+                assert cached.get("numFmtId") == "0"
 
 
 def test_charts_are_bound_to_the_chart_tables(built: Path) -> None:

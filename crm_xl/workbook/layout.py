@@ -112,6 +112,24 @@ SHEETS: tuple[str, ...] = (
     PIVOTS, CHARTS, *CHART_SHEETS.values(), LOG, XLWINGS_CONF,
 )
 
+#: Sheets a user never needs to see: the chart tables (Charts shows them) and xlwings.conf
+#: (``crm-xl excel-setup`` fills it in).
+HIDDEN_SHEETS: frozenset[str] = frozenset({*CHART_SHEETS.values(), XLWINGS_CONF})
+#: Tab colour per sheet role: what the user fills in, what the refresh writes, the views, the rest.
+TAB_COLOURS: dict[str, str] = {"input": "#ED7D31", "output": "#4472C4", "view": "#70AD47", "technical": "#A5A5A5"}
+
+
+def sheet_role(sheet: str) -> str:
+    """``input``, ``output``, ``view`` or ``technical``: the role that gives a sheet its tab colour."""
+    if sheet in (CONFIG, RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_PRODUCTS):
+        return "input"
+    if sheet in OUTPUT_SHEETS.values():
+        return "output"
+    if sheet in (START, PIVOTS, CHARTS):
+        return "view"
+    return "technical"
+
+
 # --- raw tables (the user's data; a refresh never changes them) ----------------------------------
 
 RAW_TABLES: dict[str, Table] = {
@@ -320,7 +338,9 @@ class Pivot:
     rows: tuple[str, ...]
     cols: tuple[str, ...]
     pages: tuple[str, ...]
-    data: tuple[tuple[str, str, str], ...]      # (column, sum|count|average, caption)
+    # (column, sum|count|average, caption); Excel refuses a caption equal to a source column's
+    # name ignoring case ("Customers" for "customers"), so captions say what they count
+    data: tuple[tuple[str, str, str], ...]
     location: str
     title: str
 
@@ -332,10 +352,10 @@ class Pivot:
 PIVOTS_LAYOUT: tuple[Pivot, ...] = (
     # Bounded size (about 10 x 10 tiers): first, so the month pivot below can grow down freely.
     Pivot("pvt_tier_transitions", "tier_transitions", rows=("from_tier",), cols=("to_tier",),
-          pages=("report_month",), data=(("customers", "sum", "Customers"),), location="A6:C8",
+          pages=("report_month",), data=(("customers", "sum", "Number of customers"),), location="A6:C8",
           title="Tier transitions: rows = tier last month, columns = tier this month (filter a month above)"),
     Pivot("pvt_monthly_summary", "monthly_summary", rows=("report_month",), cols=("category",),
-          pages=("dimension",), data=(("customers", "sum", "Customers"),), location="A25:C27",
+          pages=("dimension",), data=(("customers", "sum", "Number of customers"),), location="A25:C27",
           title="Customers per month and category: choose one dimension in the filter (e.g. value_tier)"),
 )
 

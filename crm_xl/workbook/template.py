@@ -35,6 +35,7 @@ from xml.sax.saxutils import quoteattr
 import pandas as pd
 
 from crm_xl.workbook import layout as L
+from crm_xl.workbook.sheetxml import column_letter
 
 VBA_DIR = Path(__file__).resolve().parents[2] / "workbook" / "vba"
 DEFAULT_OUT = Path("workbook") / "crm_xl.xlsm"
@@ -112,7 +113,23 @@ def build_vba_project(modules: Iterable[VbaModule], sheets: Iterable[str] = L.SH
                 project.add_module(module.name, module.source, kind=kind)
             excel.save()
         with ExcelFile(skeleton) as excel:
-            return excel.vba_project_bytes()
+            return _compile_from_source(excel.vba_project_bytes())
+
+
+#: [MS-OVBA] 2.3.4.1: Reserved1 0x61CC, Version 0xFFFF, Reserved2 0x00, Reserved3 0x0000 and no
+#: performance cache. Version 0xFFFF tells every Office build that the cache is not its own, so it
+#: compiles the modules from their source on open (what LibreOffice and xlwings' own workbook
+#: write); pyopenvba's 0x00B5 with a zeroed cache claims to be Office 2010's compiled code.
+_VBA_PROJECT_STREAM = bytes.fromhex("CC61FFFF000000")
+
+
+def _compile_from_source(project: bytes) -> bytes:
+    """``vbaProject.bin`` with its ``_VBA_PROJECT`` stream set to :data:`_VBA_PROJECT_STREAM`."""
+    from pyopenvba.cfb import CFB
+
+    cfb = CFB.from_bytes(project)
+    cfb.write_stream_in_storage("VBA", "_VBA_PROJECT", _VBA_PROJECT_STREAM)
+    return cfb.to_bytes()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -163,8 +180,16 @@ def _rows(frame: pd.DataFrame | None, width: int) -> list[list[Any]]:
     return [[_cell(v) for v in row] for row in frame.astype(object).itertuples(index=False, name=None)]
 
 
+#: Narrowest width per column type: wide enough for 10,000,000 and 10,000,000.00 (Excel shows #####
+#: for a number wider than its column).
+_MIN_WIDTHS = {"integer": 12, "decimal": 15}
+
+
 def _width(column: L.Column) -> float:
-    return {"date": 12, "month": 10, "datetime": 19}.get(column.type, max(10, min(len(column.name) + 3, 40)))
+    fixed = {"date": 12, "month": 10, "datetime": 19}.get(column.type)
+    if fixed is not None:
+        return fixed
+    return max(_MIN_WIDTHS.get(column.type, 10), min(len(column.name) + 3, 40))
 
 
 def write_table(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | None = None,
@@ -205,6 +230,16 @@ def _data_sheet(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | No
     write_table(ws, fmt, table, frame)
     ws.freeze_panes(table.row + 1, 0)
     _label_formats(ws, fmt, table)
+    _text_is_meant(ws, table)
+
+
+def _text_is_meant(ws: Any, table: L.Table) -> None:
+    """No "number stored as text" marks on text columns: ids like 00042 are text on purpose, and
+    Excel would flag every one of 70,000 rows green."""
+    ranges = [f"{letter}{table.row + 1}:{letter}{_MAX_ROW + 1}" for j, c in enumerate(table.columns)
+              if c.type in ("text", "label") for letter in [column_letter(table.col + j)]]
+    if ranges:
+        ws.ignore_errors({"number_stored_as_text": " ".join(ranges)})
 
 
 START_TEXT = (
@@ -306,6 +341,7 @@ def _charts_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) 
         chart.set_y_axis({"num_format": "#,##0", "major_gridlines": {"visible": True}})
         chart.set_legend({"position": "right"})
         chart.set_size({"width": 880, "height": 380})
+        chart.show_hidden_data()   # the chart tables' sheets are hidden
         ws.insert_chart(spec.anchor, chart)
 
 
@@ -349,6 +385,17 @@ def _xlwings_conf_sheet(ws: Any, fmt: _Formats) -> None:
     ws.set_column(2, 2, 100)
 
 
+def _tabs(sheets: dict[str, Any]) -> None:
+    """Tab colours by role (what to fill in, what to read, what is technical); the chart tables and
+    xlwings.conf are hidden: nobody reads them, and Refresh and ``crm-xl excel-setup`` keep them."""
+    for name, ws in sheets.items():
+        colour = L.TAB_COLOURS.get(L.sheet_role(name))
+        if colour:
+            ws.set_tab_color(colour)
+        if name in L.HIDDEN_SHEETS:
+            ws.hide()
+
+
 def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None) -> bytes:
     """The workbook (without pivots) as bytes. ``tables`` optionally fills the output and chart
     tables (previews and tests); the template itself is built with empty tables."""
@@ -380,6 +427,7 @@ def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None
     _pivots_sheet(sheets[L.PIVOTS], fmt)
     _log_sheet(sheets[L.LOG], fmt)
     _xlwings_conf_sheet(sheets[L.XLWINGS_CONF], fmt)
+    _tabs(sheets)
     sheets[L.START].activate()
     book.close()
     return buffer.getvalue()
@@ -400,20 +448,37 @@ _XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _FIRST_CACHE_ID = 101
 
 
-def pivot_cache_xml(pivot: L.Pivot) -> str:
+def pivot_cache_xml(pivot: L.Pivot, formats: dict[str, int] | None = None) -> str:
     """A cache with the table as its source and no records: ``refreshOnLoad`` makes Excel and
     LibreOffice read the table on open, so a refresh only rewrites the table. One ``<m/>`` shared
-    item per field, the shape Excelize writes and Excel accepts."""
-    fields = "".join(f'<cacheField name={quoteattr(c)} numFmtId="0"><sharedItems containsBlank="true" count="1">'
-                     f'<m/></sharedItems></cacheField>' for c in pivot.source_columns)
+    item per field, the shape Excelize writes and Excel accepts. ``formats`` gives the number
+    format id of a column (see :func:`pivot_formats`), 0 (General) for the others."""
+    formats = formats or {}
+    fields = "".join(f'<cacheField name={quoteattr(c)} numFmtId="{formats.get(c, 0)}"><sharedItems '
+                     f'containsBlank="true" count="1"><m/></sharedItems></cacheField>' for c in pivot.source_columns)
     return (f'{_XML_DECL}<pivotCacheDefinition xmlns="{_MAIN_NS}" saveData="false" refreshOnLoad="true" '
             f'backgroundQuery="false" createdVersion="3" refreshedVersion="8" minRefreshableVersion="3">'
             f'<cacheSource type="worksheet"><worksheetSource name={quoteattr(pivot.table)}/></cacheSource>'
             f'<cacheFields count="{len(pivot.source_columns)}">{fields}</cacheFields></pivotCacheDefinition>')
 
 
-def pivot_table_xml(pivot: L.Pivot, cache_id: int) -> str:
-    """The PivotTable definition: row, column, page and data fields by position in the source."""
+def pivot_formats(pivot: L.Pivot, styles_xml: bytes) -> dict[str, int]:
+    """Number format id per month column of the pivot's source, from the workbook's styles: in
+    General a month item would read as a day serial (45292), not 2024-01."""
+    months = [c.name for c in L.OUTPUT_TABLES[pivot.table].columns if c.type == "month"]
+    if not months:
+        return {}
+    code = quoteattr(L.NUMBER_FORMATS["month"])
+    found = re.search(rb'<numFmt numFmtId="(\d+)" formatCode=' + code.encode() + rb"/>", styles_xml)
+    if found is None:
+        raise ValueError(f"xl/styles.xml has no number format {code}: cannot format the pivot's months")
+    return dict.fromkeys(months, int(found.group(1)))
+
+
+def pivot_table_xml(pivot: L.Pivot, cache_id: int, formats: dict[str, int] | None = None) -> str:
+    """The PivotTable definition: row, column, page and data fields by position in the source;
+    ``formats`` as for :func:`pivot_cache_xml`."""
+    formats = formats or {}
     columns = pivot.source_columns
     index = {c: i for i, c in enumerate(columns)}
     data_columns = {column for column, _, _ in pivot.data}
@@ -421,9 +486,11 @@ def pivot_table_xml(pivot: L.Pivot, cache_id: int) -> str:
             **{c: "axisPage" for c in pivot.pages}}
     fields = []
     for column in columns:
+        number_format = f' numFmtId="{formats[column]}"' if column in formats else ""
         if column in axis:
-            fields.append(f'<pivotField axis="{axis[column]}" compact="false" outline="false" showAll="false" '
-                          f'defaultSubtotal="false"><items count="1"><item x="0"/></items></pivotField>')
+            fields.append(f'<pivotField axis="{axis[column]}"{number_format} compact="false" outline="false" '
+                          f'showAll="false" defaultSubtotal="false"><items count="1"><item x="0"/></items>'
+                          f'</pivotField>')
         elif column in data_columns:
             fields.append('<pivotField dataField="true" compact="false" outline="false" showAll="false"/>')
         else:
@@ -479,8 +546,9 @@ def add_pivots(parts: dict[str, bytes], pivots: Iterable[L.Pivot] = L.PIVOTS_LAY
     for n, pivot in enumerate(pivots, 1):
         cache_id = _FIRST_CACHE_ID + n - 1
         cache_part, table_part = f"xl/pivotCache/pivotCacheDefinition{n}.xml", f"xl/pivotTables/pivotTable{n}.xml"
-        parts[cache_part] = pivot_cache_xml(pivot).encode()
-        parts[table_part] = pivot_table_xml(pivot, cache_id).encode()
+        formats = pivot_formats(pivot, parts["xl/styles.xml"])
+        parts[cache_part] = pivot_cache_xml(pivot, formats).encode()
+        parts[table_part] = pivot_table_xml(pivot, cache_id, formats).encode()
         parts[f"xl/pivotTables/_rels/pivotTable{n}.xml.rels"] = _rels(
             [("rId1", _REL_CACHE, f"../pivotCache/pivotCacheDefinition{n}.xml")])
         rid = _next_rid(workbook_rels)
