@@ -155,7 +155,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 INT_RANGES: dict[str, tuple[int, int]] = {
     "history_months": (1, 600),
-    "active_window_months": (1, 24),
+    "active_window_months": (1, 23),   # Lost looks one month further back (M13), within the 24 kept
     "tier_window_months": (1, 24),
     "reactivation_gap_months": (1, 24),
     "rfm_window_months": (1, 60),
@@ -436,13 +436,13 @@ def _validate(cfg: Config) -> None:
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
             raise ConfigError(key, f"got {value!r}; allowed: a finite number >= 0")
-    if not cfg.t_mid <= cfg.t_mid_high <= cfg.t_high:
-        raise ConfigError("t_mid_high", f"thresholds must satisfy t_mid ({cfg.t_mid:g}) <= t_mid_high "
-                                        f"({cfg.t_mid_high:g}) <= t_high ({cfg.t_high:g})")
+    for low, high in (("t_mid", "t_mid_high"), ("t_mid_high", "t_high")):
+        if not getattr(cfg, low) <= getattr(cfg, high):
+            raise ConfigError(_changed(cfg, low, high), f"thresholds must satisfy t_mid ({cfg.t_mid:g}) <= t_mid_high "
+                                                        f"({cfg.t_mid_high:g}) <= t_high ({cfg.t_high:g})")
     if not cfg.f_mid <= cfg.f_high:
-        raise ConfigError("f_mid", f"f_mid ({cfg.f_mid:g}) must not exceed f_high ({cfg.f_high:g})")
-    if cfg.active_window_months >= 24:
-        raise ConfigError("active_window_months", "allowed: a whole number from 1 to 23 (Lost needs one more month)")
+        raise ConfigError(_changed(cfg, "f_mid", "f_high"), f"f_mid ({cfg.f_mid:g}) must not exceed f_high "
+                                                           f"({cfg.f_high:g})")
     for key in _CATEGORY_LISTS:
         value = getattr(cfg, key)
         if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
@@ -460,6 +460,13 @@ def _validate(cfg: Config) -> None:
         object.__setattr__(cfg, "report_month", parse_month(cfg.report_month))
     _check_segment_coverage(cfg.segment_map)
     _check_column_map(cfg.column_map)
+
+
+def _changed(cfg: Config, *keys: str) -> str:
+    """Of settings that contradict each other, the one the user changed from its default (the
+    first when both or neither were): the message then names the cell just edited."""
+    default = {field.name: field.default for field in dataclasses.fields(Config)}
+    return next((key for key in keys if getattr(cfg, key) != default[key]), keys[0])
 
 
 def _check_column_map(column_map: tuple[tuple[str, str, str], ...]) -> None:

@@ -219,17 +219,19 @@ def test_invalid_setting_raises_config_error_naming_key(mapping, key, fragments)
 
 
 @pytest.mark.parametrize(("mapping", "key"), [
-    ({"t_mid": 300}, "t_mid_high"),                        # t_mid > t_mid_high
+    # the error names the setting the user changed (so the workbook points at the edited cell)
+    ({"t_mid": 300}, "t_mid"),                             # t_mid > t_mid_high
     ({"t_mid_high": 1200}, "t_mid_high"),                  # t_mid_high > t_high
-    ({"t_high": 100}, "t_mid_high"),                       # t_high below t_mid_high
+    ({"t_high": 100}, "t_high"),                           # t_high below t_mid_high
+    ({"t_mid": 300, "t_mid_high": 250}, "t_mid"),          # both changed: the lower one
     ({"f_mid": 7}, "f_mid"),                               # f_mid > f_high
-    ({"f_high": "2"}, "f_mid"),
+    ({"f_high": "2"}, "f_high"),
 ])
 def test_threshold_order_is_checked(mapping, key):
     error = config_error(mapping)
     assert error.key == key
     text = str(error)
-    if key == "t_mid_high":
+    if key.startswith("t_"):
         assert all(name in text for name in ("t_mid", "t_mid_high", "t_high"))
     else:
         assert "f_mid" in text and "f_high" in text

@@ -427,6 +427,12 @@ def test_bad_config_value_names_its_cell(loaded: Path) -> None:
     assert "units" in message
 
 
+def test_contradicting_thresholds_name_the_cell_that_was_changed(loaded: Path) -> None:
+    set_settings(loaded, {"t_mid": 300})          # above t_mid_high's default 200
+    message = assert_refresh_fails(loaded, ConfigError, config_cell("t_mid"), "t_mid (300) <= t_mid_high (200)")
+    assert config_cell("t_mid_high") not in message
+
+
 def test_bad_history_rows_setting_names_its_cell(loaded: Path) -> None:
     set_settings(loaded, {"history_rows_in_sheet": "lots"})
     assert_refresh_fails(loaded, ConfigError, "history_rows_in_sheet", config_cell("history_rows_in_sheet"))

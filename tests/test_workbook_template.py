@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import crm_xl
 from crm_xl import contract
 from crm_xl.config import SETTINGS_HELP, TIERS, Config
 from crm_xl.workbook import layout as L
@@ -344,6 +345,33 @@ def test_config_table_has_data_validation(built: Path) -> None:
     assert all(next(iter(dv.sqref.ranges)).min_col == value_col for dv in sheet.data_validations.dataValidation)
     assert sheet.cell(row_of["history_months"], value_col).value == 24          # a number, not text
     assert sheet.cell(row_of["use_created_date"], value_col).value is True
+
+
+
+def test_config_values_can_be_typed_as_their_validation_expects(built: Path) -> None:
+    """A number typed into a Text-formatted cell is stored as text, which whole/decimal validation
+    rejects: validated cells are General, free-text ones Text (so 2024-12 stays text, not a date);
+    each range is the engine's own and reads as plain numbers."""
+    import openpyxl
+
+    from crm_xl.config import INT_RANGES, Config
+
+    sheet = openpyxl.load_workbook(built)["Config"]
+    table = L.CONFIG_TABLE
+    rows = {sheet.cell(r, table.col + 1).value: r for r in range(table.row + 2, table.row + 2 + len(L.config_rows()))}
+    validated = {next(iter(dv.sqref.ranges)).min_row: dv for dv in sheet.data_validations.dataValidation}
+    for key, row in rows.items():
+        for col in (table.col + 2, table.col + 3):      # value and default
+            expected = "General" if row in validated else "@"
+            assert sheet.cell(row, col).number_format == expected, (key, col)
+    for key, (low, high) in INT_RANGES.items():
+        rule = validated[rows[key]]
+        assert (int(rule.formula1), int(rule.formula2)) == (low, high)
+        Config.from_mapping({key: high})                # the sheet's maximum is one the refresh takes
+        with pytest.raises(crm_xl.ConfigError):
+            Config.from_mapping({key: high + 1})
+    messages = " ".join(dv.prompt or "" for dv in sheet.data_validations.dataValidation)
+    assert "1,048,575" in messages and "e+" not in messages
 
 
 # --- layout data ---------------------------------------------------------------------------------------

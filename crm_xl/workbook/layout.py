@@ -45,6 +45,7 @@ NUMBER_FORMATS: dict[str, str] = {
     "text": "@",
     "label": "@",
     "datetime": "yyyy-mm-dd hh:mm:ss",
+    "general": "General",
 }
 
 
@@ -226,8 +227,13 @@ class Validation:
         if self.kind == "list":
             return "Choose one of: " + ", ".join(self.choices)
         if self.maximum is None:
-            return f"A number >= {self.minimum:g}"
-        return f"A whole number from {self.minimum:g} to {self.maximum:g}"
+            return f"A number >= {_plain(self.minimum)}"
+        return f"A whole number from {_plain(self.minimum)} to {_plain(self.maximum)}"
+
+
+def _plain(number: float) -> str:
+    """1048575 as 1,048,575 (``:g`` would show 1.04858e+06), 0.5 as 0.5."""
+    return f"{int(number):,}" if float(number).is_integer() else repr(float(number))
 
 
 def config_validations() -> dict[str, Validation]:
@@ -239,6 +245,14 @@ def config_validations() -> dict[str, Validation]:
     rules["history_rows_in_sheet"] = Validation("integer", minimum=HISTORY_ROWS_RANGE[0],
                                                 maximum=HISTORY_ROWS_RANGE[1])
     return rules
+
+
+def config_cell_type(key: str, rules: dict[str, Validation] | None = None) -> str:
+    """The column type (number format) of a setting's value cell: ``general`` where the value is a
+    number or a dropdown choice, so what a user types is stored as a number (whole and decimal
+    validation reject numbers stored as text); ``text`` for the rest, so 2024-12 or 1; 2 stay as typed
+    instead of becoming a date."""
+    return "general" if key in (config_validations() if rules is None else rules) else "text"
 
 
 def config_cell_value(key: str, text: str, rules: dict[str, Validation] | None = None) -> object:

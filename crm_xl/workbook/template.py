@@ -279,7 +279,10 @@ def _config_sheet(ws: Any, fmt: _Formats) -> None:
             for key, value, default, text in L.config_rows()]
     table = L.CONFIG_TABLE
     write_table(ws, fmt, table, pd.DataFrame(rows, columns=table.headers), column_formats=False)
-    for i, (key, *_rest) in enumerate(rows):
+    for i, (key, value, default, _text) in enumerate(rows):
+        cell_format = fmt.number(L.config_cell_type(key, rules))
+        for j, cell in ((1, value), (2, default)):
+            ws.write(table.row + 1 + i, table.col + j, cell, cell_format)
         rule = rules.get(key)
         if rule is not None:
             ws.data_validation(table.row + 1 + i, table.col + 1, table.row + 1 + i, table.col + 1,
