@@ -80,6 +80,22 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--force", action="store_true", help="replace the file if it exists")
     new.set_defaults(handler=_new)
 
+    setup = commands.add_parser(
+        "excel-setup", help="tell a workbook which Python Excel starts (xlwings.conf), for Refresh and CRM_",
+        description="Write the interpreter lines of the workbook's xlwings.conf sheet: by default for the Python "
+                    "running this command, on this machine's Excel (Windows or macOS). crm-xl new does this "
+                    "itself on Windows and macOS.")
+    setup.add_argument("book", type=Path, help="the workbook (.xlsm)")
+    setup.add_argument("--platform", choices=("windows", "mac"), help="the Excel that opens the book (default: this "
+                                                                      "machine's)")
+    setup.add_argument("--python", metavar="PATH", help="the python(.exe) with crm-xl installed that Excel should "
+                                                        "start (default: the one running this command)")
+    setup.set_defaults(handler=_excel_setup)
+    doctor = commands.add_parser("doctor", help="check Python, crm-xl, xlwings and a workbook's xlwings.conf for "
+                                               "live Excel, and say what to fix")
+    doctor.add_argument("book", type=Path, nargs="?", help="a workbook (.xlsm) to check as well")
+    doctor.set_defaults(handler=_doctor)
+
     load = commands.add_parser(
         "load", help="replace a workbook's Raw tables with CSV files",
         description="Replace each Raw table given (tbl_transactions, tbl_customers, tbl_products) with the rows of "
@@ -97,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
     refresh.set_defaults(handler=_refresh)
-    for sub in (run, sample, template, new, load, refresh):
+    for sub in (run, sample, template, new, setup, doctor, load, refresh):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
@@ -179,10 +195,47 @@ def _template(args: argparse.Namespace) -> int:
 
 def _new(args: argparse.Namespace) -> int:
     from crm_xl.workbook.book import new_workbook
+    from crm_xl.workbook.xlwings_conf import platform_of
 
     path = new_workbook(args.book, sample=args.sample, overwrite=args.force)
     print(f"Wrote {path}" + (" with the sample data in Raw" if args.sample else "") + f"; next: crm-xl refresh {path}")
+    platform = platform_of()
+    if platform is None:
+        print(f"  Excel: on the Windows PC or Mac that opens it, run  crm-xl excel-setup {path.name}  with the Python "
+              "that has crm-xl, so Refresh and the CRM_ functions find it")
+    else:
+        print(_write_interpreter(path, platform, sys.executable))
     return 0
+
+
+def _excel_setup(args: argparse.Namespace) -> int:
+    from crm_xl.workbook.xlwings_conf import platform_of
+
+    platform = args.platform or platform_of()
+    if platform is None:
+        raise CrmXlError(f"excel-setup: this machine has no Excel for {sys.platform}; run it on the Windows PC or Mac "
+                         "that opens the book, or give --platform windows|mac and --python PATH")
+    if args.python is None and args.platform and args.platform != platform_of():
+        raise CrmXlError("excel-setup: --platform names another machine: give --python, the path of its python")
+    print(_write_interpreter(args.book, platform, args.python or sys.executable))
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from crm_xl.excel.doctor import diagnose
+
+    checks = diagnose(args.book)
+    print("\n".join(check.line() for check in checks))
+    problems = sum(not check.ok for check in checks)
+    print("Ready for Excel." if not problems else f"{problems} thing(s) to fix (see FIX above).")
+    return 0 if not problems else 1
+
+
+def _write_interpreter(book: Path, platform: str, python: str) -> str:
+    from crm_xl.workbook.xlwings_conf import set_interpreter
+
+    values = set_interpreter(book, platform, python)
+    return f"  xlwings.conf of {book.name}: " + ", ".join(f"{k} = {v}" for k, v in values.items())
 
 
 def _load(args: argparse.Namespace) -> int:

@@ -377,14 +377,13 @@ PIVOTS_LAYOUT: tuple[Pivot, ...] = (
 
 #: (key, value, note) rows of the xlwings.conf sheet, from A1 down without a header (xlwings reads
 #: column A as keys and column B as values until the first blank cell; column C is for people).
+#: No interpreter rows: a key on the sheet wins over the user's own xlwings config even when blank,
+#: so ``crm-xl new`` / ``crm-xl excel-setup`` add them with real values (crm_xl.workbook.xlwings_conf).
 XLWINGS_CONF_ROWS: tuple[tuple[str, str | bool, str], ...] = (
-    ("Interpreter_Win", "", "Full path to pythonw.exe of the environment with crm-xl installed, e.g. "
-                            r"C:\Users\me\crm\.venv\Scripts\pythonw.exe; blank: python on PATH"),
-    ("Interpreter_Mac", "", "Full path to python of that environment on macOS, e.g. /Users/me/crm/.venv/bin/python; "
-                            "blank: python on PATH"),
-    ("PYTHONPATH", "", "Extra folders for Python imports; blank is fine when crm-xl is pip-installed"),
     ("UDF Modules", "crm_xl.excel.udfs", "Python module with the worksheet functions CRM_SEGMENT & co."),
     ("Debug UDFs", False, "Keep FALSE (TRUE is for xlwings developers)"),
     ("Use UDF Server", True, "TRUE: one Python process serves the functions and Refresh, so lookups stay cached"),
     ("Show Console", False, "TRUE shows a console window with Python's output (troubleshooting)"),
 )
+#: First row of the notes below the keys: the rows between stay free for the keys excel-setup adds.
+XLWINGS_CONF_NOTES_ROW = 12

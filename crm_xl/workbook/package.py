@@ -55,6 +55,7 @@ __all__ = [
     "find_tables",
     "read_styles",
     "rewrite_tables",
+    "sheet_part",
 ]
 
 NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -113,6 +114,17 @@ def find_tables(path: Path | str) -> dict[str, TableInfo]:
     """Every table of the workbook by name (workbook.xml -> sheet rels -> xl/tables/*.xml)."""
     with zipfile.ZipFile(path) as zf:
         return _find_tables(zf)
+
+
+def sheet_part(path: Path | str, sheet: str) -> str | None:
+    """The package part of the worksheet named ``sheet`` (ignoring case, as Excel does), or None."""
+    with zipfile.ZipFile(path) as zf:
+        wb_part = _workbook_part(zf)
+        parts = {rid: target for rid, typ, target in _relationships(zf, wb_part) if typ == REL_WORKSHEET}
+        for element in ET.fromstring(zf.read(wb_part)).iterfind("m:sheets/m:sheet", _NS):
+            if element.get("name", "").lower() == sheet.lower():
+                return parts.get(element.get(f"{{{NS_REL}}}id", ""))
+    return None
 
 
 def _workbook_part(zf: zipfile.ZipFile) -> str:

@@ -377,11 +377,12 @@ def _xlwings_conf_sheet(ws: Any, fmt: _Formats) -> None:
         elif value:
             ws.write_string(i, 1, value)
         ws.write_string(i, 2, note, fmt.note)
-    notes = ("Settings for xlwings (the Refresh button and the CRM_ worksheet functions). They start in A1 and "
-             "override the xlwings add-in and any xlwings.conf file.",
-             "Set Interpreter_Win (Windows) or Interpreter_Mac (macOS) to the Python that has crm-xl installed; see "
-             "docs/excel.md.")
-    for i, line in enumerate(notes, len(L.XLWINGS_CONF_ROWS) + 2):
+    notes = ("Settings for xlwings (the Refresh button and the CRM_ worksheet functions). Keys run from A1 down to "
+             "the first blank cell and override the xlwings add-in and any xlwings.conf file, even when blank.",
+             "Which Python Excel starts: run  crm-xl excel-setup BOOK.xlsm  with the Python that has crm-xl (or make "
+             "the book with crm-xl new on that machine); it adds Interpreter_Win / Interpreter_Mac (or Conda Path "
+             "and Conda Env) above. See docs/excel.md.")
+    for i, line in enumerate(notes, L.XLWINGS_CONF_NOTES_ROW - 1):
         ws.write_string(i, 0, line, fmt.note)
     ws.set_column(0, 0, 18)
     ws.set_column(1, 1, 22)
