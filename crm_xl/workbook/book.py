@@ -34,10 +34,14 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "workbook" / "crm_xl.xlsm"
 INSTALLED_TEMPLATE = Path(sys.prefix) / "share" / "crm_xl" / "crm_xl.xlsm"
 
 
+#: Where ``pip install --target DIR`` puts it (DIR/share/crm_xl, beside the package).
+BESIDE_PACKAGE_TEMPLATE = Path(__file__).resolve().parents[2] / "share" / "crm_xl" / "crm_xl.xlsm"
+
+
 def template_path() -> Path:
     """The template to copy: the source checkout's, else the installed one, else one built now."""
-    for candidate in (TEMPLATE, INSTALLED_TEMPLATE):
-        if candidate.is_file():
+    for candidate in (TEMPLATE, INSTALLED_TEMPLATE, _recorded_template(), BESIDE_PACKAGE_TEMPLATE):
+        if candidate is not None and candidate.is_file():
             return candidate
     from crm_xl.workbook.template import VBA_DIR, build_template
 
@@ -45,6 +49,19 @@ def template_path() -> Path:
         raise InputError("template", f"no template found ({TEMPLATE}) and no VBA sources to build one from; "
                                      "run crm-xl from a source checkout")
     return build_template(Path(tempfile.mkdtemp()) / "crm_xl.xlsm")
+
+
+def _recorded_template() -> Path | None:
+    """Where pip put the template, from the installed distribution's file list: a ``--user`` or
+    ``--target`` install puts data files under another prefix than ``sys.prefix``."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.files("crm-xl") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [f for f in files if f.name == INSTALLED_TEMPLATE.name and "share" in f.parts]
+    return Path(str(found[0].locate())) if found else None
 
 
 def new_workbook(path: str | Path, *, sample: bool = False, overwrite: bool = False) -> Path:
