@@ -38,7 +38,9 @@ def test_new_finds_the_installed_template(wheel: Path, tmp_path: Path, how: str)
     """Installed beside this venv (so its dependencies are at hand) into a folder of its own, and run
     from another folder: neither the checkout's template nor ``sys.prefix/share`` exists for it."""
     place = tmp_path / "installed"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", how, str(place), str(wheel)],
+    # --ignore-installed: without it pip uninstalls the crm-xl of the running environment first
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", how, str(place),
+                    str(wheel)],
                    check=True, capture_output=True, timeout=600)
     if how == "--target":
         site = place
@@ -55,3 +57,5 @@ def test_new_finds_the_installed_template(wheel: Path, tmp_path: Path, how: str)
     package, template = done.stdout.splitlines()[:2]
     assert package.startswith(str(site)) and template.startswith(str(place))
     assert zipfile.ZipFile(work / "book.xlsm").read("xl/vbaProject.bin")
+    assert (Path(sys.executable).parent / ("crm-xl.exe" if os.name == "nt" else "crm-xl")).exists(), \
+        "installing the wheel elsewhere removed the running environment's crm-xl"
