@@ -8,7 +8,9 @@ rule that fired (see ``docs/business_logic.md``, "Staging").
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,9 @@ from crm_xl.core.columns import to_contract
 from crm_xl.core.exact import summable, to_micro
 from crm_xl.core.quality import QualityLog
 from crm_xl.errors import ConfigError, InputError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 OPT_IN_COLUMNS = ("opt_email", "opt_sms", "opt_phone")
 TEXT_CUSTOMER_COLUMNS = ("customer_name", "customer_group", "city", "email", "mobile_number")
@@ -253,17 +258,29 @@ def _numbers(raw: pd.DataFrame, table: str, column: str) -> tuple[pd.Series, np.
     return numbers, bad
 
 
+def _side_by_side(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[work(item) for item in items]``, in threads where there are any.
+
+    Hashing the id columns dominates staging on big tables and pyarrow releases the GIL, so they are
+    hashed side by side. Where no thread can start (Pyodide, under xlwings Lite: "can't start new
+    thread"), one after the other: the same results, only slower.
+    """
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        try:
+            futures = [pool.submit(work, item) for item in items]
+        except RuntimeError:        # raised by the thread start inside submit, never by ``work``
+            return [work(item) for item in items]
+        return [future.result() for future in futures]
+
+
 def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Index, products: pd.DataFrame,
                  config: Config, log: QualityLog) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The category census and the usable lines (see :class:`Staged`)."""
     n = len(raw)
     raw_customer, raw_product = _column(raw, "customer_id"), _column(raw, "product_id")
     raw_invoice = _column(raw, "invoice_id")
-    # Hashing the id columns dominates staging on big tables; pyarrow releases the GIL, so the three
-    # columns are hashed side by side.
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        hashed = [pool.submit(id_codes, column) for column in (raw_customer, raw_product, raw_invoice)]
-        (cust_codes, cust_uniques), (prod_codes, prod_uniques), invoice_ids = (h.result() for h in hashed)
+    (cust_codes, cust_uniques), (prod_codes, prod_uniques), invoice_ids = _side_by_side(
+        id_codes, (raw_customer, raw_product, raw_invoice))
     customer_key = _lookup(cust_codes, pd.Index(master["customer_id"]).get_indexer(cust_uniques))
     product_pos = _lookup(prod_codes, pd.Index(products["product_id"]).get_indexer(prod_uniques))
     dates, bad_date = to_dates(_column(raw, "invoice_date"), config.date_order)
