@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from crm_xl._version import __version__
 from crm_xl.errors import CrmXlError, InputError
+from crm_xl.io.locks import DEFAULT_WAIT
 
 DEFAULT_SAMPLE = Path("sample_data")
 RAW_TABLES = ("transactions", "customers", "products")
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                           "--set 'map.transactions.invoice_id=Invoice No' (repeatable; see docs/business_logic.md)")
     run.add_argument("--no-bom", action="store_true",
                      help="write the output CSVs without the UTF-8 byte-order mark (Excel needs it for accents)")
+    _writer_options(run, force=False)
     run.set_defaults(handler=_run)
 
     sample = commands.add_parser("sample", help="generate the synthetic sample data as CSV files")
@@ -90,16 +92,49 @@ def _parser() -> argparse.ArgumentParser:
     for name in RAW_TABLES:
         load.add_argument(f"--{name}", type=Path, metavar="FILE", help=f"CSV file whose rows replace tbl_{name}")
     load.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
-    load.set_defaults(handler=_load)
+    _writer_options(load)
+    load.set_defaults(handler=_holding_book(_load))
 
     refresh = commands.add_parser("refresh", help="recompute every output sheet of a workbook, headless")
     refresh.add_argument("book", type=Path, help="the workbook (.xlsm) to refresh in place")
     refresh.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
-    refresh.set_defaults(handler=_refresh)
+    _writer_options(refresh)
+    refresh.set_defaults(handler=_holding_book(_refresh))
     for sub in (run, sample, template, new, load, refresh):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _writer_options(command: argparse.ArgumentParser, *, force: bool = True) -> None:
+    command.add_argument("--wait", type=_seconds, default=DEFAULT_WAIT, metavar="SECONDS",
+                         help="how long to wait for another crm-xl command writing the same file before giving "
+                              f"up (default {DEFAULT_WAIT:g})")
+    if force:
+        command.add_argument("--force", action="store_true",
+                             help="write even when Excel or LibreOffice has the workbook open (its lock file "
+                                  "~$BOOK or .~lock.BOOK# is beside it), e.g. a lock file a crash left behind")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds (0 or more), got {text!r}")
+    return value
+
+
+def _holding_book(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``handler`` run under the workbook's lock, from its first read to its last write (crm_xl.workbook.guard)."""
+    def run(args: argparse.Namespace) -> int:
+        from crm_xl.workbook.guard import changing
+
+        with changing(args.book, force=args.force, wait=args.wait):
+            return handler(args)
+
+    return run
 
 
 def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
@@ -130,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
     tables = {**tables, "data_quality": with_read_notes(tables["data_quality"], notes)}
     csv_tables = [name for name, path in paths.items() if not is_parquet(path)]
     tables = {**tables, **source_rows(tables, file_rows(csv_tables))}   # rows as the CSV files' line numbers
-    written = write_tables(tables, args.out, bom=not args.no_bom)
+    written = write_tables(tables, args.out, bom=not args.no_bom, wait=args.wait)
     print(summary_text(tables, time.perf_counter() - started))
     print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())}")
     return 0
