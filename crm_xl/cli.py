@@ -154,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
     from crm_xl.core.quality import source_rows
     from crm_xl.io.csv import file_rows, is_parquet, read_raw_file, with_read_notes, write_tables
     from crm_xl.io.dialect import split_settings
+    from crm_xl.io.files import MANIFEST, new_id
 
     started = time.perf_counter()
     options, settings = split_settings(parse_settings(args.set))
@@ -165,9 +166,11 @@ def _run(args: argparse.Namespace) -> int:
     tables = {**tables, "data_quality": with_read_notes(tables["data_quality"], notes)}
     csv_tables = [name for name, path in paths.items() if not is_parquet(path)]
     tables = {**tables, **source_rows(tables, file_rows(csv_tables))}   # rows as the CSV files' line numbers
-    written = write_tables(tables, args.out, bom=not args.no_bom, wait=args.wait)
+    run_id = new_id()
+    written = write_tables(tables, args.out, bom=not args.no_bom, wait=args.wait, run_id=run_id)
     print(summary_text(tables, time.perf_counter() - started))
-    print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())}")
+    print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())} "
+          f"(run {run_id}, listed with their sha256 in {MANIFEST})")
     return 0
 
 
@@ -259,7 +262,7 @@ def _refresh(args: argparse.Namespace) -> int:
     print(summary_text(result.tables, time.perf_counter() - started))
     if result.history_file is not None:
         print(f"  customer_history: the sheet keeps the latest months; all months in {result.history_file}")
-    print(f"Refreshed {args.book}")
+    print(f"Refreshed {args.book} (refresh id {result.refresh_id})")
     return 0
 
 

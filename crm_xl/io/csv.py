@@ -37,7 +37,7 @@ from crm_xl.io.dialect import (
     sniff,
     unreadable_text,
 )
-from crm_xl.io.files import MANIFEST, new_id, real_path, remove_stale_temps, write_set
+from crm_xl.io.files import MANIFEST, new_id, real_path, recover_folder, remove_stale_temps, write_set
 from crm_xl.io.locks import DEFAULT_WAIT, locked
 
 RAW_TABLES = ("transactions", "customers", "products")
@@ -295,6 +295,7 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path, *, bom: bo
     names = {f"{name}.csv": name for name in tables}
     folder.parent.mkdir(parents=True, exist_ok=True)
     with locked(folder, wait=wait):
+        recover_folder(folder)
         remove_stale_temps(folder.parent, [folder.name])
         remove_stale_temps(folder, [*names, MANIFEST])
         written = write_set(folder, {file: (lambda temp, name=name: write_csv(tables[name], temp, name, bom=bom))

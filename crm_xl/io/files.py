@@ -287,6 +287,16 @@ def stale_temps(folder: Path, names: Iterable[str]) -> list[Path]:
             if e.name not in _OURS and any(p.fullmatch(e.name) for p in patterns)]
 
 
+def recover_folder(target: Path) -> None:
+    """Undo a :func:`swap_folder` killed between its two renames: the old folder, renamed away, comes
+    back when no folder took its place (call it holding the folder's lock, before removing leftovers)."""
+    if target.exists():
+        return
+    olds = [p for p in stale_temps(target.parent, [target.name]) if p.name.endswith(".old.tmp") and p.is_dir()]
+    if olds:
+        os.replace(max(olds, key=lambda p: p.stat().st_mtime_ns), target)
+
+
 def remove_stale_temps(folder: Path, names: Iterable[str]) -> list[Path]:
     """Remove :func:`stale_temps` (best effort: one still open elsewhere on Windows stays)."""
     removed = []
@@ -315,15 +325,16 @@ def temp_folder(target: Path) -> Path:
 def swap_folder(new: Path, target: Path) -> None:
     """Put the finished folder ``new`` in the place of ``target``: the old folder is renamed away, the
     new one renamed in, the old one deleted. The new folder gets the old one's mode, owner and group."""
+    pause_for_test("swap", target.name)
     old = None
     if target.exists():
         _copy_metadata(target, new, target)
         old = new_temp(target, suffix=".old")
         os.replace(target, old)
+        pause_for_test("swapping", target.name)
     else:
         os.chmod(new, _default_mode(folder=True))
     try:
-        pause_for_test("swap", target.name)
         os.replace(new, target)
     except BaseException:
         if old is not None:
