@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
     _writer_options(refresh)
-    refresh.set_defaults(handler=_holding_book(_refresh))
+    refresh.set_defaults(handler=_holding_book(_refresh, refresh=True))
     for sub in (run, sample, template, new, load, refresh):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -126,12 +126,13 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _holding_book(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def _holding_book(handler: Callable[[argparse.Namespace], int], *, refresh: bool = False
+                  ) -> Callable[[argparse.Namespace], int]:
     """``handler`` run under the workbook's lock, from its first read to its last write (crm_xl.workbook.guard)."""
     def run(args: argparse.Namespace) -> int:
         from crm_xl.workbook.guard import changing
 
-        with changing(args.book, force=args.force, wait=args.wait):
+        with changing(args.book, force=args.force, wait=args.wait, refresh=refresh):
             return handler(args)
 
     return run

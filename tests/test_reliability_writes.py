@@ -458,17 +458,59 @@ def test_a_book_that_cannot_be_replaced_puts_the_sidecars_back(refreshed: Path, 
     assert state(refreshed.parent) == before
 
 
-def test_a_sidecar_that_cannot_be_replaced_leaves_everything_as_it_was(refreshed: Path) -> None:
-    """The rejected-lines file is a folder (a real failure of the second sidecar): the history Parquet,
-    already replaced, is put back; the workbook was never touched."""
+def test_a_sidecar_that_cannot_be_replaced_leaves_everything_as_it_was(refreshed: Path, tmp_path: Path) -> None:
+    """The rejected lines are linked to a share that goes away while the refresh writes (a real failure
+    of the second sidecar's rename): the history Parquet, already replaced, is put back; the workbook
+    was never touched."""
+    rejected = sidecars(refreshed)[1]
+    share = tmp_path / "share"
+    share.mkdir()
+    shutil.move(rejected, share / rejected.name)
+    rejected.symlink_to(share / rejected.name)
+    before = state(refreshed.parent)
+
+    def share_goes_away(message: str) -> None:
+        if message.startswith("writing"):
+            share.rename(tmp_path / "gone")
+
+    with pytest.raises(FileNotFoundError):
+        refresh_workbook(refreshed, progress=share_goes_away)
+    (tmp_path / "gone").rename(share)     # the share is back: the link's file is as it was
+    assert state(refreshed.parent) == before
+
+
+def test_a_book_saved_by_another_program_during_the_refresh_is_not_overwritten(refreshed: Path) -> None:
+    """Excel saves the workbook (a new file in its place) while the refresh computes: the refresh
+    writes nothing, so the saved work stays."""
+    saved = refreshed.read_bytes()      # what Excel writes: here the same bytes, but a new file
+
+    def excel_saves(message: str) -> None:
+        if message.startswith("writing"):
+            replacement = refreshed.with_name("saved.tmp")
+            replacement.write_bytes(saved)
+            os.replace(replacement, refreshed)
+
+    parquet_before = sidecars(refreshed)[0].read_bytes()
+    with pytest.raises(InputError, match="was changed by another program while the refresh ran"):
+        refresh_workbook(refreshed, progress=excel_saves)
+    assert refreshed.read_bytes() == saved and sidecars(refreshed)[0].read_bytes() == parquet_before
+    assert ours(refreshed.parent) == []
+
+
+def test_a_folder_where_a_file_goes_is_refused(refreshed: Path, tmp_path: Path) -> None:
     rejected = sidecars(refreshed)[1]
     rejected.unlink()
     rejected.mkdir()
     (rejected / "keep.txt").write_text("mine")
     before = state(refreshed.parent)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match=r"book_rejected_lines\.csv is a folder"):
         refresh_workbook(refreshed)
+    out = tmp_path / "out"
+    (out / "b.csv").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"b\.csv is a folder"):
+        write_set(out, {"a.csv": lambda p: p.write_text("a"), "b.csv": lambda p: p.write_text("b")}, "r")
     assert state(refreshed.parent) == before and (rejected / "keep.txt").read_text() == "mine"
+    assert [p.name for p in out.iterdir()] == ["b.csv"]
 
 
 @pytest.mark.slow
@@ -548,18 +590,6 @@ def test_a_failed_write_leaves_the_old_set(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="No space"):
         write_set(out, {"a.csv": lambda p: p.write_text("new a"), "b.csv": broken}, "run-2")
     assert state(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-
-
-def test_a_failed_replace_in_a_shared_folder_puts_the_replaced_files_back(tmp_path: Path) -> None:
-    """In a folder with other files, b.csv cannot be replaced (it is a folder): a.csv, replaced
-    before it, gets its old bytes back; the manifest is not written."""
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "a.csv").write_text("old a")
-    (out / "b.csv").mkdir()
-    with pytest.raises(OSError):
-        write_set(out, {"a.csv": lambda p: p.write_text("new a"), "b.csv": lambda p: p.write_text("new b")}, "r")
-    assert (out / "a.csv").read_text() == "old a" and sorted(p.name for p in out.iterdir()) == ["a.csv", "b.csv"]
 
 
 @posix_only
@@ -647,6 +677,19 @@ def test_stale_temps_are_crm_xls_own_and_not_in_use(book: Path) -> None:
         assert sorted(p.name for p in stale_temps(folder, ["book.xlsm", "book_rejected_lines.csv"])) == sorted(names)
     finally:
         files.discard(live)
+
+
+def test_replacing_puts_back_what_it_replaced_when_a_later_move_fails(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("old a")
+    b.write_text("old b")
+    lost = write_beside(b, lambda p: p.write_text("new b"))
+    lost.unlink()                       # the second move's temporary file has gone: its rename fails
+    with pytest.raises(FileNotFoundError), replacing([(write_beside(a, lambda p: p.write_text("new a")), a),
+                                                      (lost, b)]):
+        pytest.fail("the body runs only once every file is in place")
+    assert (a.read_text(), b.read_text()) == ("old a", "old b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
 
 
 def test_replacing_rolls_back_what_the_body_did_not_commit(tmp_path: Path) -> None:

@@ -44,10 +44,19 @@ def replace_atomically(target: str | Path, write: Callable[[Path], None], *, lik
     ``like``: the file whose mode, owner and group a *new* ``target`` gets (an existing one keeps its own).
     """
     target = real_path(target)
-    temp = write_beside(target, write, like=like)
-    with replacing([(temp, target)]):
-        pass
+    commit(write_beside(target, write, like=like), target)
     return target
+
+
+def commit(temp: Path, target: Path) -> None:
+    """Move the finished temporary file ``temp`` (from :func:`write_beside`) over ``target``: the one
+    rename that makes the new content visible. ``temp`` is gone afterwards, whatever happens."""
+    try:
+        pause_for_test("replace", target.name)
+        os.replace(temp, target)
+    finally:
+        discard(temp)
+    _fsync_folder(target.parent)
 
 
 def write_beside(target: str | Path, write: Callable[[Path], None], *, like: str | Path | None = None) -> Path:
@@ -110,25 +119,27 @@ def pause_for_test(point: str, name: str) -> None:
 # --- checks ---------------------------------------------------------------------------------------------
 
 
-def check_replaceable(target: Path) -> None:
-    """Refuse (:class:`InputError`) to replace ``target`` when it or its folder is read-only, or when the
-    new file could not keep its owner and group.
+def check_replaceable(target: Path, *, folder: bool = False) -> None:
+    """Refuse (:class:`InputError`) to replace ``target`` when it or its folder is read-only, when the
+    new file could not keep its owner and group, or when it is a folder (``folder``: when it is not).
 
     Root may write anything, so "read-only" is read from the mode bits as well as from
     :func:`os.access`: a file or folder without any write bit is never replaced.
     """
-    folder = target.parent
-    if not folder.is_dir():
-        raise InputError(target.name, f"folder not found: {folder}")
+    if not target.parent.is_dir():
+        raise InputError(target.name, f"folder not found: {target.parent}")
     if target.exists():
+        if target.is_dir() != folder:
+            raise InputError(target.name, f"{target} is {'not ' if folder else ''}a folder: crm_xl writes "
+                                          f"{'a folder of files' if folder else 'a file'} there; rename or move it")
         info = target.stat()
         if not _writable(target, info):
             raise InputError(target.name, f"{target} is read-only (mode {stat.filemode(info.st_mode)}): crm_xl "
                                           "replaces the file to update it; make it writable first")
         _check_owner(target, info)
-    if not _writable(folder, folder.stat(), folder=True):
-        raise InputError(target.name, f"the folder {folder} is read-only: crm_xl cannot write {target.name} "
-                                      "there; make the folder writable or work on a copy elsewhere")
+    if not _writable(target.parent, target.parent.stat(), folder=True):
+        raise InputError(target.name, f"the folder {target.parent} is read-only: crm_xl cannot write "
+                                      f"{target.name} there; make the folder writable or work on a copy elsewhere")
 
 
 def _writable(path: Path, info: os.stat_result, *, folder: bool = False) -> bool:
@@ -223,24 +234,16 @@ def replacing(moves: Sequence[tuple[Path, Path]]) -> Iterator[None]:
     are removed either way. So the body can be the commit point, e.g. replacing the workbook after
     its sidecar files, or writing the tables of an open workbook in Excel.
 
-    The previous content is kept as a hard link (no copy) where the file system allows it.
-    A kill -9 in the moment between two renames cannot be undone: the next run removes the
-    leftovers (see :func:`remove_stale_temps`).
+    The previous content is kept as a hard link (no copy); where the file system has none (FAT,
+    some network shares) the old file is renamed aside instead, so for the moment between two
+    renames the target is missing. A kill -9 between two renames cannot be undone: the next run
+    removes the leftovers (see :func:`remove_stale_temps`).
     """
     done: list[tuple[Path, Path | None]] = []
     try:
         for temp, target in moves:
-            backup = _keep_previous(target)
-            try:
-                pause_for_test("replace", target.name)
-                os.replace(temp, target)
-            except BaseException:
-                if backup is not None:
-                    discard(backup)
-                raise
-            done.append((target, backup))
-        for folder in {target.parent for _, target in moves}:
-            _fsync_folder(folder)
+            done.append((target, _keep_previous(target)))
+            commit(temp, target)
         yield
     except BaseException:
         for target, backup in reversed(done):
@@ -264,8 +267,8 @@ def _keep_previous(target: Path) -> Path | None:
     backup = new_temp(target)
     try:
         os.link(target, backup)
-    except OSError:     # FAT, some network shares: no hard links
-        shutil.copy2(target, backup)
+    except OSError:     # no hard links here
+        os.replace(target, backup)
     return backup
 
 
@@ -368,7 +371,7 @@ def write_set(folder: str | Path, writers: Mapping[str, Callable[[Path], None]],
     if others:
         _write_in_place(folder, writers, run_id)
     else:
-        check_replaceable(folder)
+        check_replaceable(folder, folder=True)
         new = temp_folder(folder)
         try:
             for name, write in writers.items():

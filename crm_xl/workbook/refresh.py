@@ -27,7 +27,7 @@ from crm_xl.core.pipeline import run_timed
 from crm_xl.core.quality import RowOf, source_rows
 from crm_xl.errors import ConfigError, InputError
 from crm_xl.io.csv import file_rows, is_parquet, with_read_notes, write_csv
-from crm_xl.io.files import discard, new_id, real_path, replacing, write_beside
+from crm_xl.io.files import commit, discard, new_id, real_path, replacing, write_beside
 from crm_xl.io.locks import DEFAULT_WAIT
 from crm_xl.workbook import layout
 from crm_xl.workbook.guard import changing, sidecar_paths
@@ -73,24 +73,28 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progre
         plan = tables_to_write(tables, inputs, book, stamp, time.perf_counter() - started)
         try:
             say(f"writing {len(plan.tables)} tables")
-            temp = write_beside(book, lambda out: _rewrite(book, out, plan.tables))
-            try:
-                if _fingerprint(book) != before:
-                    raise InputError("workbook", f"{book.name} was changed by another program while the refresh "
-                                                 "ran (saved in Excel?): nothing was written; refresh again")
-            except BaseException:
-                discard(temp)
-                raise
-            try:
-                with plan.committing((temp, book)):
-                    pass
-            except PermissionError as exc:      # Windows: Excel or another program holds the file open
-                raise InputError("workbook", f"{book.name} could not be replaced ({exc.strerror}): is it open in "
-                                             "another program? Nothing was changed") from None
+            _write(book, plan, before)
         finally:
             plan.discard()
     seconds = {"read": read_s, **seconds, "total": time.perf_counter() - started}
     return RefreshResult(tables=tables, seconds=seconds, history_file=plan.history_file, refresh_id=plan.refresh_id)
+
+
+def _write(book: Path, plan: PlannedWrite, before: tuple[int, int, int]) -> None:
+    """The new workbook in a temporary file, then the sidecars moved into place and the workbook last."""
+    temp = write_beside(book, lambda out: _rewrite(book, out, plan.tables))
+    try:
+        if _fingerprint(book) != before:
+            raise InputError("workbook", f"{book.name} was changed by another program while the refresh ran "
+                                         "(saved in Excel?): nothing was written; refresh again")
+        with plan.committing():
+            commit(temp, book)
+    except PermissionError as exc:      # Windows: Excel, Power BI or a virus scanner holds the file open
+        name = Path(exc.filename2 or exc.filename or book).name
+        raise InputError("workbook", f"{name} could not be replaced ({exc.strerror}): is it open in another "
+                                     "program? Nothing was changed") from None
+    finally:
+        discard(temp)
 
 
 def _fingerprint(book: Path) -> tuple[int, int, int]:
@@ -130,8 +134,8 @@ class PlannedWrite:
     (temporary file, target). ``refresh_id`` is written into all of them: tbl_status, the Parquet
     file's schema metadata (:data:`REFRESH_ID_KEY`) and the rejected lines' ``refresh_id`` column.
 
-    :meth:`committing` moves the sidecars into place, then the workbook (headless) or runs its
-    ``with`` body (the live refresh writing into Excel): if that fails, the sidecars are put back.
+    :meth:`committing` moves the sidecars into place, then runs its ``with`` body (the headless refresh
+    replacing the workbook, the live refresh writing into Excel): if that fails, the sidecars are put back.
     :meth:`discard` removes whatever temporary file is left (call it in a ``finally``).
     """
 
@@ -140,8 +144,8 @@ class PlannedWrite:
     sidecars: tuple[tuple[Path, Path], ...] = ()
     refresh_id: str = ""
 
-    def committing(self, book: tuple[Path, Path] | None = None) -> contextlib.AbstractContextManager[None]:
-        return replacing([*self.sidecars, *([book] if book else [])])
+    def committing(self) -> contextlib.AbstractContextManager[None]:
+        return replacing(self.sidecars)
 
     def discard(self) -> None:
         for temp, _ in self.sidecars:
