@@ -10,7 +10,8 @@ and a failure leaves the old file untouched. On top of the rename:
 * a file nobody may write (no write bit, even for root) or whose owner could not be kept is
   refused before anything is written (:func:`check_replaceable`);
 * a set of files is replaced in order with :func:`replacing`, which puts the earlier ones back
-  when a later one fails, so the last file (a workbook) is the commit point;
+  when a later one (or the ``with`` body, e.g. replacing the workbook) fails, so the workbook
+  replaced last is the commit point; :func:`write_set` writes a folder of files as one set;
 * temporary files are named ``.~crm_xl.NAME.PID.RANDOM.tmp`` so a crash (kill -9, power cut)
   leaves something recognisable, which :func:`remove_stale_temps` deletes on the next run.
 """
@@ -278,7 +279,7 @@ def _keep_previous(target: Path) -> Path | None:
 def stale_temps(folder: Path, names: Iterable[str]) -> list[Path]:
     """The temporary files (or folders) beside ``folder / name`` that no part of this process is using:
     left by a process that was killed, when the caller holds the lock that every writer of these
-    names takes. Also the ``.~NAME.XXXXXXXX.tmp`` files of crm_xl before 0.x named them so."""
+    names takes. Also the ``.~NAME.XXXXXXXX.tmp`` files earlier versions of crm_xl left."""
     patterns = [re.compile(rf"{re.escape(TEMP_PREFIX + name)}\.\d+\.[0-9a-f]{{8}}(\.dir|\.old)?\.tmp")
                 for name in names]
     patterns += [re.compile(rf"\.~{re.escape(name)}\.[0-9a-z_]{{8}}\.tmp") for name in names]
