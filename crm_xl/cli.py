@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from crm_xl._version import __version__
 from crm_xl.errors import CrmXlError, InputError
+from crm_xl.io.locks import DEFAULT_WAIT
 
 DEFAULT_SAMPLE = Path("sample_data")
 RAW_TABLES = ("transactions", "customers", "products")
@@ -58,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                           "--set 'map.transactions.invoice_id=Invoice No' (repeatable; see docs/business_logic.md)")
     run.add_argument("--no-bom", action="store_true",
                      help="write the output CSVs without the UTF-8 byte-order mark (Excel needs it for accents)")
+    _writer_options(run, force=False)
     run.set_defaults(handler=_run)
 
     sample = commands.add_parser("sample", help="generate the synthetic sample data as CSV files")
@@ -90,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
                                                                       "machine's)")
     setup.add_argument("--python", metavar="PATH", help="the python(.exe) with crm-xl installed that Excel should "
                                                         "start (default: the one running this command)")
-    setup.set_defaults(handler=_excel_setup)
+    _writer_options(setup)
+    setup.set_defaults(handler=_holding_book(_excel_setup))
     doctor = commands.add_parser("doctor", help="check Python, crm-xl, xlwings and a workbook's xlwings.conf for "
                                                "live Excel, and say what to fix")
     doctor.add_argument("book", type=Path, nargs="?", help="a workbook (.xlsm) to check as well")
@@ -106,16 +110,50 @@ def _parser() -> argparse.ArgumentParser:
     for name in RAW_TABLES:
         load.add_argument(f"--{name}", type=Path, metavar="FILE", help=f"CSV file whose rows replace tbl_{name}")
     load.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
-    load.set_defaults(handler=_load)
+    _writer_options(load)
+    load.set_defaults(handler=_holding_book(_load))
 
     refresh = commands.add_parser("refresh", help="recompute every output sheet of a workbook, headless")
     refresh.add_argument("book", type=Path, help="the workbook (.xlsm) to refresh in place")
     refresh.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
-    refresh.set_defaults(handler=_refresh)
+    _writer_options(refresh)
+    refresh.set_defaults(handler=_holding_book(_refresh, refresh=True))
     for sub in (run, sample, template, new, setup, doctor, load, refresh):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _writer_options(command: argparse.ArgumentParser, *, force: bool = True) -> None:
+    command.add_argument("--wait", type=_seconds, default=DEFAULT_WAIT, metavar="SECONDS",
+                         help="how long to wait for another crm-xl command writing the same file before giving "
+                              f"up (default {DEFAULT_WAIT:g})")
+    if force:
+        command.add_argument("--force", action="store_true",
+                             help="write even when Excel or LibreOffice has the workbook open (its lock file "
+                                  "~$BOOK or .~lock.BOOK# is beside it), e.g. a lock file a crash left behind")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds (0 or more), got {text!r}")
+    return value
+
+
+def _holding_book(handler: Callable[[argparse.Namespace], int], *, refresh: bool = False
+                  ) -> Callable[[argparse.Namespace], int]:
+    """``handler`` run under the workbook's lock, from its first read to its last write (crm_xl.workbook.guard)."""
+    def run(args: argparse.Namespace) -> int:
+        from crm_xl.workbook.guard import changing
+
+        with changing(args.book, force=args.force, wait=args.wait, refresh=refresh):
+            return handler(args)
+
+    return run
 
 
 def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
@@ -135,6 +173,7 @@ def _run(args: argparse.Namespace) -> int:
     from crm_xl.core.quality import source_rows
     from crm_xl.io.csv import file_rows, is_parquet, read_raw_file, with_read_notes, write_tables
     from crm_xl.io.dialect import split_settings
+    from crm_xl.io.files import MANIFEST, new_id
 
     started = time.perf_counter()
     options, settings = split_settings(parse_settings(args.set))
@@ -146,9 +185,11 @@ def _run(args: argparse.Namespace) -> int:
     tables = {**tables, "data_quality": with_read_notes(tables["data_quality"], notes)}
     csv_tables = [name for name, path in paths.items() if not is_parquet(path)]
     tables = {**tables, **source_rows(tables, file_rows(csv_tables))}   # rows as the CSV files' line numbers
-    written = write_tables(tables, args.out, bom=not args.no_bom)
+    run_id = new_id()
+    written = write_tables(tables, args.out, bom=not args.no_bom, wait=args.wait, run_id=run_id)
     print(summary_text(tables, time.perf_counter() - started))
-    print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())}")
+    print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())} "
+          f"(run {run_id}, listed with their sha256 in {MANIFEST})")
     return 0
 
 
@@ -217,7 +258,7 @@ def _excel_setup(args: argparse.Namespace) -> int:
                          "that opens the book, or give --platform windows|mac and --python PATH")
     if args.python is None and args.platform and args.platform != platform_of():
         raise CrmXlError("excel-setup: --platform names another machine: give --python, the path of its python")
-    print(_write_interpreter(args.book, platform, args.python or sys.executable))
+    print(_write_interpreter(args.book, platform, args.python or sys.executable, force=args.force, wait=args.wait))
     return 0
 
 
@@ -231,10 +272,10 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
-def _write_interpreter(book: Path, platform: str, python: str) -> str:
+def _write_interpreter(book: Path, platform: str, python: str, **writer: Any) -> str:
     from crm_xl.workbook.xlwings_conf import set_interpreter
 
-    values = set_interpreter(book, platform, python)
+    values = set_interpreter(book, platform, python, **writer)
     return f"  xlwings.conf of {book.name}: " + ", ".join(f"{k} = {v}" for k, v in values.items())
 
 
@@ -277,7 +318,7 @@ def _refresh(args: argparse.Namespace) -> int:
     print(summary_text(result.tables, time.perf_counter() - started))
     if result.history_file is not None:
         print(f"  customer_history: the sheet keeps the latest months; all months in {result.history_file}")
-    print(f"Refreshed {args.book}")
+    print(f"Refreshed {args.book} (refresh id {result.refresh_id})")
     return 0
 
 

@@ -302,7 +302,7 @@ def test_refresh_set_with_a_bad_value_is_one_line_and_changes_nothing(tmp_path: 
     book = loaded_renamed(tmp_path)
     before = book.read_bytes()
     for bad, needles in [("report_month=Dec", ("Config 'report_month'", "expected a month like 2024-12")),
-                         ("t_mid=5000", ("Config 't_mid_high'", "t_mid (5000)")),
+                         ("t_mid=5000", ("Config 't_mid'", "t_mid (5000)")),
                          ("csv_decimal=x", ("Config 'csv_decimal'", "got 'x'")),
                          ("map.transactions.invoice=No", ("Config 'map.transactions.invoice'", "no column")),
                          ("segment_map=Champions: 55", ("Config 'segment_map'", "tbl_segment_map")),

@@ -49,8 +49,8 @@ def test_new_finds_the_installed_template(wheel: Path, tmp_path: Path, how: str)
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
-    done = subprocess.run([sys.executable, "-c", "import crm_xl, sys; from crm_xl.workbook.book import template_path; "
-                           "print(crm_xl.__file__); print(template_path()); "
+    done = subprocess.run([sys.executable, "-c", "import crm_xl, sys; from crm_xl.workbook.book import template_file; "
+                           "print(crm_xl.__file__); cm = template_file(); print(cm.__enter__()); "
                            "from crm_xl.cli import main; sys.exit(main(['new', 'book.xlsm']))"],
                           cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -7,9 +7,12 @@ It does what the headless ``crm-xl refresh`` does, but through the xlwings API o
 2. compute with the same pure code as the headless refresh (:func:`crm_xl.workbook.refresh.compute`
    and :func:`~crm_xl.workbook.refresh.tables_to_write`), so the written tables are the same: names,
    columns, values, the customer_history cap and its Parquet file beside the workbook;
-3. only then write each table: resize the Excel table to the new rows, set each column's number
+3. only then write: first the files beside the workbook (the full history Parquet, the rejected
+   lines), then each table: resize the Excel table to the new rows, set each column's number
    format, write the values in one block. Screen updating is off and calculation manual during the
-   write; both are restored in a ``finally``.
+   write; both are restored in a ``finally``. If writing into Excel fails, the files beside the
+   workbook are put back as they were. All of it holds the saved workbook's lock
+   (:func:`crm_xl.io.locks.locked`), so a headless ``crm-xl`` command on the same file waits.
 
 Text never turns into a formula or a number: xlwings writes a string as a cell's value, which Excel
 parses like typed input (``=x`` becomes a formula, ``-5`` and ``00123`` numbers). Every text column
@@ -37,7 +40,10 @@ import xlwings as xw
 
 from crm_xl.config import Config
 from crm_xl.errors import CrmXlError, InputError
+from crm_xl.io.files import real_path, remove_stale_temps
+from crm_xl.io.locks import locked
 from crm_xl.workbook import layout
+from crm_xl.workbook.guard import sidecar_paths
 from crm_xl.workbook.reader import (
     WorkbookInputs,
     assemble_inputs,
@@ -84,30 +90,49 @@ def refresh(book: xw.Book | None = None, *, now: dt.datetime | None = None) -> N
 
 def _refresh(book: xw.Book, stamp: dt.datetime, started: float, mark_writing: Callable[[], None]) -> None:
     app = book.app
-    _status_bar(app, "reading Raw and Config...")
-    excel = _ExcelTables(book)
-    inputs = read_book_inputs(book, excel)
-    excel.check_targets()
-    _status_bar(app, f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
-                     f"{len(inputs.raw['customers']):,} customers)...")
-    tables, _seconds = compute(inputs)
-    plan = tables_to_write(tables, inputs, _book_path(book), stamp, time.perf_counter() - started)
-    try:
-        mark_writing()
-        with _quiet(app):
-            total = len(plan.tables)
-            for number, (name, frame) in enumerate(plan.tables.items(), start=1):
-                _status_bar(app, f"writing {total} tables ({number}/{total}: {name})...")
-                write_table(excel.table(name), frame, _FORMATS.get(name, {}))
-            _refresh_pivots(book)
-        plan.commit()
-    finally:
-        plan.discard()
+    with _book_lock(book):
+        _status_bar(app, "reading Raw and Config...")
+        excel = _ExcelTables(book)
+        inputs = read_book_inputs(book, excel)
+        excel.check_targets()
+        _status_bar(app, f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
+                         f"{len(inputs.raw['customers']):,} customers)...")
+        tables, _seconds = compute(inputs)
+        plan = tables_to_write(tables, inputs, _book_path(book), stamp, time.perf_counter() - started)
+        try:
+            mark_writing()
+            with plan.committing(), _quiet(app):     # the files beside the book first, put back if Excel fails
+                total = len(plan.tables)
+                for number, (name, frame) in enumerate(plan.tables.items(), start=1):
+                    _status_bar(app, f"writing {total} tables ({number}/{total}: {name})...")
+                    write_table(excel.table(name), frame, _FORMATS.get(name, {}))
+                _refresh_pivots(book)
+        finally:
+            plan.discard()
     _prime_udfs(book, tables, inputs)
     _recalculate(app)
     months = tables["customer_history"]["report_month"].nunique()
     _status_bar(app, f"refreshed {len(tables['customer_snapshot']):,} customers, {months} months in "
                      f"{time.perf_counter() - started:.1f} s" + _history_note(plan))
+
+
+@contextlib.contextmanager
+def _book_lock(book: xw.Book) -> Iterator[None]:
+    """The saved workbook's lock (:func:`crm_xl.io.locks.locked`) while the refresh reads, computes and writes
+    the files beside it, so a headless ``crm-xl`` command on the same file waits, and the temporary
+    files a killed refresh left are removed. A workbook saved online (a URL) has no folder to lock or
+    to write files in: nothing to keep apart."""
+    path = _book_path(book)
+    if not path.parent.is_dir():
+        yield
+        return
+    def waiting(who: str) -> None:
+        _status_bar(book.app, f"waiting for {who} to finish with {path.name}...")
+
+    with locked(path, command=f"Refresh button in Excel ({path.name})", on_wait=waiting):
+        real = real_path(path)
+        remove_stale_temps(real.parent, [real.name, *(p.name for p in sidecar_paths(real))])
+        yield
 
 
 def _recalculate(app: xw.App) -> None:

@@ -37,7 +37,8 @@ from crm_xl.io.dialect import (
     sniff,
     unreadable_text,
 )
-from crm_xl.io.files import replace_atomically
+from crm_xl.io.files import MANIFEST, new_id, real_path, recover_folder, remove_stale_temps, write_set
+from crm_xl.io.locks import DEFAULT_WAIT, locked
 
 RAW_TABLES = ("transactions", "customers", "products")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -282,17 +283,24 @@ def with_read_notes(quality: pd.DataFrame, notes: Iterable[dict[str, object]]) -
     return pd.concat([frame, quality], ignore_index=True)
 
 
-def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path, *, bom: bool = True) -> dict[str, Path]:
-    """Each table as ``NAME.csv`` in ``folder``, each file replaced atomically.
+def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path, *, bom: bool = True,
+                 wait: float = DEFAULT_WAIT, run_id: str | None = None) -> dict[str, Path]:
+    """Each table as ``NAME.csv`` in ``folder``, written as one set with a manifest
+    (:func:`crm_xl.io.files.write_set`), under the folder's lock (``wait`` seconds for another writer).
 
     ``bom``: start with the UTF-8 byte-order mark, without which Excel reads UTF-8 as the
     Windows code page (``São`` shows as ``SÃ£o``); our reader skips it.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    return {name: replace_atomically(folder / f"{name}.csv",
-                                     lambda temp, name=name, frame=frame: write_csv(frame, temp, name, bom=bom))
-            for name, frame in tables.items()}
+    folder = real_path(folder)
+    names = {f"{name}.csv": name for name in tables}
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with locked(folder, wait=wait):
+        recover_folder(folder)
+        remove_stale_temps(folder.parent, [folder.name])
+        remove_stale_temps(folder, [*names, MANIFEST])
+        written = write_set(folder, {file: (lambda temp, name=name: write_csv(tables[name], temp, name, bom=bom))
+                                     for file, name in names.items()}, run_id or new_id())
+    return {names[file]: path for file, path in written.items()}
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, table: str = "", *, bom: bool = True) -> None:

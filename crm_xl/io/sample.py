@@ -56,6 +56,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from crm_xl.io.files import replace_atomically
+
 __all__ = ["PERSONAS", "generate", "write_csv"]
 
 CORE_CATEGORY = "consumable"
@@ -1214,10 +1216,8 @@ def write_csv(tables: dict[str, pd.DataFrame], folder) -> dict[str, Path]:
     for name in ("transactions", "customers", "products"):
         if name not in tables:
             continue
-        path = folder / f"{name}.csv"
-        tables[name].to_csv(path, index=False, date_format="%Y-%m-%d", lineterminator="\n",
-                            encoding="utf-8", chunksize=500_000)
-        out[name] = path
+        out[name] = replace_atomically(folder / f"{name}.csv", lambda temp, frame=tables[name]: frame.to_csv(
+            temp, index=False, date_format="%Y-%m-%d", lineterminator="\n", encoding="utf-8", chunksize=500_000))
     return out
 
 

@@ -1,11 +1,13 @@
 """Making and filling workbooks: a fresh copy of the template, and Raw tables loaded from files.
 
-Both write through :func:`crm_xl.workbook.package.rewrite_tables`, so the template's VBA, button
-and sheets are kept byte for byte and the target is replaced atomically.
+Both write through :func:`crm_xl.workbook.package.write_rewritten` into a temporary file that then
+replaces the target (:func:`crm_xl.io.files.replace_atomically`), so the template's VBA, button and
+sheets are kept byte for byte; changes to a workbook in place hold its lock (:mod:`crm_xl.workbook.guard`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -13,7 +15,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,9 +24,12 @@ import pandas as pd
 from crm_xl.config import Config, header_key, map_key
 from crm_xl.errors import ConfigError, InputError
 from crm_xl.io.dialect import CsvOptions
-from crm_xl.io.files import replace_atomically, write_beside
+from crm_xl.io.files import check_replaceable, discard, real_path, remove_stale_temps, replace_atomically, write_beside
+from crm_xl.io.locks import DEFAULT_WAIT, locked
 from crm_xl.workbook import layout, sheetxml
-from crm_xl.workbook.package import WorkbookPackageError, ZipWriter, find_tables, rewrite_tables
+from crm_xl.workbook.guard import changing
+from crm_xl.workbook.package import WorkbookPackageError, find_tables, write_rewritten
+from crm_xl.workbook.zipio import copy_with_parts
 
 #: The committed template of a source checkout (``crm-xl template`` builds it).
 TEMPLATE = Path(__file__).resolve().parents[2] / "workbook" / "crm_xl.xlsm"
@@ -38,17 +43,21 @@ INSTALLED_TEMPLATE = Path(sys.prefix) / "share" / "crm_xl" / "crm_xl.xlsm"
 BESIDE_PACKAGE_TEMPLATE = Path(__file__).resolve().parents[2] / "share" / "crm_xl" / "crm_xl.xlsm"
 
 
-def template_path() -> Path:
-    """The template to copy: the source checkout's, else the installed one, else one built now."""
+@contextlib.contextmanager
+def template_file() -> Iterator[Path]:
+    """The template to copy: the source checkout's, else the installed one (wherever pip put it),
+    else one built now (in a temporary folder removed afterwards)."""
     for candidate in (TEMPLATE, INSTALLED_TEMPLATE, _recorded_template(), BESIDE_PACKAGE_TEMPLATE):
         if candidate is not None and candidate.is_file():
-            return candidate
+            yield candidate
+            return
     from crm_xl.workbook.template import VBA_DIR, build_template
 
     if not VBA_DIR.is_dir():
         raise InputError("template", f"no template found ({TEMPLATE}) and no VBA sources to build one from; "
                                      "run crm-xl from a source checkout")
-    return build_template(Path(tempfile.mkdtemp()) / "crm_xl.xlsm")
+    with tempfile.TemporaryDirectory(prefix="crm_xl_template_") as folder:
+        yield build_template(Path(folder) / "crm_xl.xlsm")
 
 
 def _recorded_template() -> Path | None:
@@ -64,42 +73,53 @@ def _recorded_template() -> Path | None:
     return Path(str(found[0].locate())) if found else None
 
 
-def new_workbook(path: str | Path, *, sample: bool = False, overwrite: bool = False) -> Path:
-    """A fresh workbook from the template at ``path``, optionally with the bundled sample data in Raw."""
+def new_workbook(path: str | Path, *, sample: bool = False, overwrite: bool = False,
+                 wait: float = DEFAULT_WAIT) -> Path:
+    """A fresh workbook from the template at ``path``, optionally with the bundled sample data in Raw.
+
+    ``overwrite`` replaces an existing file (even one open in Excel or LibreOffice), under its lock."""
     path = Path(path)
     if path.suffix.lower() != ".xlsm":
         raise InputError("workbook", f"{path.name}: the workbook must be an .xlsm file (it carries the macros)")
-    if path.exists() and not overwrite:
-        raise InputError("workbook", f"{path} already exists; choose another name or remove it first")
     path.parent.mkdir(parents=True, exist_ok=True)
+    book = real_path(path)
+    check_replaceable(book)
+    with locked(book, wait=wait):
+        if book.exists() and not overwrite:
+            raise InputError("workbook", f"{path} already exists; choose another name or remove it first")
+        remove_stale_temps(book.parent, [book.name])
 
-    def write(temp: Path) -> None:
-        shutil.copyfile(template_path(), temp)
-        if sample:
-            from crm_xl.io.sample import generate
+        def write(temp: Path) -> None:
+            with template_file() as template:
+                if sample:
+                    from crm_xl.io.sample import generate
 
-            _write_raw(temp, generate(), Config())
+                    _write_raw(template, temp, generate(), Config())
+                else:
+                    shutil.copyfile(template, temp)
 
-    replace_atomically(path, write)
+        replace_atomically(book, write)
     return path
 
 
-def load_raw(path: str | Path, tables: dict[str, pd.DataFrame], columns: Config | None = None) -> Path:
+def load_raw(path: str | Path, tables: dict[str, pd.DataFrame], columns: Config | None = None, *,
+             force: bool = False, wait: float = DEFAULT_WAIT) -> Path:
     """Replace the Raw tables named in ``tables`` (transactions, customers, products) in place.
 
     Headers are kept as given; ``columns`` (the ``map.*`` settings) says which contract column a
-    renamed header holds, so it gets that column's number format (ids as text).
+    renamed header holds, so it gets that column's number format (ids as text). Written under the
+    workbook's lock (:func:`crm_xl.workbook.guard.changing`: ``wait``, ``force``).
     """
-    path = Path(path)
     unknown = set(tables) - set(layout.RAW_TABLES)
     if unknown:
         raise InputError("workbook", f"unknown raw tables {sorted(unknown)}; expected {list(layout.RAW_TABLES)}")
-    _check_writable(path)
-    _write_raw(path, tables, columns or Config())
-    return path
+    with changing(path, force=force, wait=wait) as book:
+        replace_atomically(book, lambda out: _write_raw(book, out, tables, columns or Config()))
+    return Path(path)
 
 
-def _write_raw(path: Path, tables: dict[str, pd.DataFrame], columns: Config) -> None:
+def _write_raw(src: Path, out: Path, tables: dict[str, pd.DataFrame], columns: Config) -> None:
+    """``src`` with the Raw ``tables`` replaced, written to the (temporary) file ``out``."""
     too_big = {n: len(f) for n, f in tables.items() if len(f) > 1_048_575}
     if too_big:
         raise InputError("workbook", f"{too_big} rows do not fit an Excel sheet (1,048,575 data rows): name the "
@@ -107,9 +127,9 @@ def _write_raw(path: Path, tables: dict[str, pd.DataFrame], columns: Config) -> 
     named = {layout.RAW_TABLES[n].name: f for n, f in tables.items()}
     styles = {layout.RAW_TABLES[n].name: _raw_styles(n, list(f.columns), columns) for n, f in tables.items()}
     try:
-        rewrite_tables(path, path, named, styles=styles, allow_new_columns=True)
+        write_rewritten(src, out, named, styles=styles, allow_new_columns=True)
     except WorkbookPackageError as exc:   # a ValueError, not a CrmXlError: the CLI would show a traceback
-        raise InputError("workbook", f"{path.name}: {exc}") from None
+        raise InputError("workbook", f"{src.name}: {exc}") from None
 
 
 def _raw_styles(name: str, headers: list[str], columns: Config) -> dict[str, str]:
@@ -118,15 +138,6 @@ def _raw_styles(name: str, headers: list[str], columns: Config) -> dict[str, str
     holds = {header_key(header): column for column, header in columns.headers(name).items()}
     contract = {h: holds.get(header_key(h), header_key(h)) for h in headers}
     return {h: formats[column] for h, column in contract.items() if column in formats}
-
-
-def _check_writable(path: Path) -> None:
-    """The refresh's checks (exists, not open in Excel, not read-only) before a file is changed in place."""
-    from crm_xl.workbook.refresh import _check_not_open
-
-    _check_not_open(path)
-    if not zipfile.is_zipfile(path):
-        raise InputError("workbook", f"{path.name} is not an Excel workbook (.xlsm or .xlsx)")
 
 
 # --- settings -------------------------------------------------------------------------------------------
@@ -161,40 +172,48 @@ def settings_with(path: str | Path, values: Mapping[str, object]) -> tuple[Confi
     return column_config(settings, unset), CsvOptions.from_settings(workbook_settings)
 
 
-def with_settings(path: str | Path, values: Mapping[str, object], action: Callable[[], T]) -> T:
-    """``action()`` (a load or a refresh) after ``values`` are written to the Config sheet; if anything
-    fails, the workbook is put back byte for byte, so a failed scheduled job changes nothing.
+def with_settings(path: str | Path, values: Mapping[str, object], action: Callable[[], T], *,
+                  force: bool = False, wait: float = DEFAULT_WAIT) -> T:
+    """``action()`` (a load or a refresh) after ``values`` are written to the Config sheet, all under one
+    hold of the workbook's lock; if anything fails, the workbook is put back byte for byte, so a failed
+    scheduled job changes nothing. (A kill -9 between the two writes leaves the new Config values
+    beside the old outputs: the next refresh brings them together.)
 
     Validate ``values`` with :func:`settings_with` first.
     """
-    path = Path(path)
-    if not values:
-        return action()
-    backup = write_beside(path, lambda temp: shutil.copyfile(path, temp))
-    try:
-        set_settings(path, {key: layout.config_cell_value(key, str(value)) for key, value in values.items()})
-        result = action()
-    except BaseException:
-        os.replace(backup, path)
-        raise
-    finally:
-        if backup.exists():
-            backup.unlink()
-    return result
+    with changing(path, force=force, wait=wait) as book:
+        if not values:
+            return action()
+        backup = write_beside(book, lambda temp: shutil.copyfile(book, temp))
+        try:
+            set_settings(book, {key: layout.config_cell_value(key, str(value)) for key, value in values.items()})
+            result = action()
+        except BaseException:
+            os.replace(backup, book)
+            raise
+        finally:
+            discard(backup)
+        return result
 
 _ROW_RE = r'<row\b[^>]*?\sr="{row}"[^>]*?(?:/>|>.*?</row>)'
 
 
-def set_settings(path: str | Path, values: Mapping[str, object]) -> Path:
+def set_settings(path: str | Path, values: Mapping[str, object], *, force: bool = False,
+                 wait: float = DEFAULT_WAIT) -> Path:
     """Set Config values in place (tbl_config's value column), e.g. ``{"report_month": "2024-12"}``;
     a ``map.<table>.<column>`` setting is the "your header" cell of its row in tbl_columns.
 
     Only the Config sheet's value cells change (their style and data validation stay); every
     other part of the package is copied byte for byte and the file is replaced atomically.
     Text is written as text, numbers as numbers, True/False as booleans, None or "" as a blank.
+    Written under the workbook's lock (:func:`crm_xl.workbook.guard.changing`: ``wait``, ``force``).
     """
-    path = Path(path)
-    _check_writable(path)
+    with changing(path, force=force, wait=wait) as book:
+        _set_settings(book, values)
+    return Path(path)
+
+
+def _set_settings(path: Path, values: Mapping[str, object]) -> None:
     cells = _setting_cells(path)
     unknown = sorted(set(values) - set(cells))
     if unknown:
@@ -211,17 +230,7 @@ def set_settings(path: str | Path, values: Mapping[str, object]) -> Path:
         letter, row = cells[key]
         xml = _set_cell(xml, row, letter, value)
 
-    def write(temp: Path) -> None:
-        with zipfile.ZipFile(path) as zf, open(path, "rb") as raw, open(temp, "wb+") as out:
-            writer = ZipWriter(out)
-            for info in zf.infolist():
-                if info.filename == part:
-                    writer.write_stream(part, [xml.encode("utf-8")])
-                else:
-                    writer.copy_raw(raw, info)
-            writer.close()
-
-    return replace_atomically(path, write)
+    replace_atomically(path, lambda temp: copy_with_parts(path, temp, {part: xml.encode("utf-8")}))
 
 
 def _setting_cells(path: Path) -> dict[str, tuple[str, int]]:

@@ -276,7 +276,8 @@ def config_cell_value(key: str, text: str, rules: dict[str, Validation] | None =
 
 STATUS_TABLE = Table("tbl_status", START, _cols(("item", "text"), ("value", "text")), row=11)
 #: Rows of tbl_status; the refresh rewrites the values.
-STATUS_ITEMS: tuple[str, ...] = ("last refresh", "report month", "data through", "rows read", "customers", "status")
+STATUS_ITEMS: tuple[str, ...] = ("last refresh", "report month", "data through", "rows read", "customers", "status",
+                                 "refresh id")
 STATUS_INITIAL = {"last refresh": "never", "status": "not refreshed yet: press Refresh"}
 
 LOG_TABLE = Table("tbl_log", LOG, _cols(("time", "datetime"), ("level", "text"), ("message", "text")))

@@ -20,16 +20,14 @@ model. Here only these parts change:
 Every other entry is copied with its original compressed bytes, CRC and timestamp. New entries
 get a fixed timestamp, and entries keep the source order, so the same inputs give the same bytes.
 The result goes to a temporary file next to ``dst`` that replaces ``dst`` only after the whole
-write succeeded.
+write succeeded (:func:`write_rewritten` writes it without the replacement, for callers that
+replace the workbook themselves).
 """
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
-import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -41,6 +39,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pandas as pd
 
+from crm_xl.io.files import replace_atomically
 from crm_xl.workbook import sheetxml
 from crm_xl.workbook.sheetxml import Block
 from crm_xl.workbook.zipio import WorkbookPackageError, ZipWriter
@@ -56,6 +55,7 @@ __all__ = [
     "read_styles",
     "rewrite_tables",
     "sheet_part",
+    "write_rewritten",
 ]
 
 NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -590,23 +590,27 @@ def rewrite_tables(src: Path | str, dst: Path | str, tables: Mapping[str, pd.Dat
     missing); columns without one keep the style of the template's first data row. An empty
     DataFrame leaves one blank data row (Excel tables need one). ``level`` is the zlib level of
     the regenerated sheets (1 is ~3x faster than 6 for a few % more bytes). ``src`` may equal
-    ``dst``; ``dst`` changes only if everything succeeded.
+    ``dst``; ``dst`` changes only if everything succeeded (:func:`crm_xl.io.files.replace_atomically`:
+    a symlink's target is replaced, its mode, owner and group kept).
     """
-    src, dst = Path(src), Path(dst)
-    styles = styles or {}
+    reports: list[RewriteReport] = []
+
+    def write(out: Path) -> None:
+        reports.append(write_rewritten(src, out, tables, styles=styles, allow_new_columns=allow_new_columns,
+                                       level=level, chunk_rows=chunk_rows))
+
+    replace_atomically(dst, write, like=src)
+    return reports[0]
+
+
+def write_rewritten(src: Path | str, out: Path | str, tables: Mapping[str, pd.DataFrame], *,
+                    styles: Mapping[str, Mapping[str, StyleSpec]] | None = None, allow_new_columns: bool = False,
+                    level: int = 1, chunk_rows: int = sheetxml.DEFAULT_CHUNK_ROWS) -> RewriteReport:
+    """:func:`rewrite_tables` into the file ``out`` (a temporary file: written in place, not atomically),
+    for a caller that replaces the workbook itself once everything else is in place."""
     if not zipfile.is_zipfile(src):
         raise WorkbookPackageError(f"{src}: not a workbook (not a zip package)")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".~{dst.name}.", suffix=".tmp", dir=dst.parent)
-    tmp = Path(tmp_name)
-    try:
-        with zipfile.ZipFile(src) as source, os.fdopen(fd, "w+b") as out, open(src, "rb") as raw:
-            plan, resolved = _plan(source, tables, styles, allow_new_columns, chunk_rows)
-            copied = _write_package(source, raw, out, plan, level)
-            out.flush()
-            os.fsync(out.fileno())
-        shutil.copymode(dst if dst.exists() else src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with zipfile.ZipFile(src) as source, open(out, "w+b") as handle, open(src, "rb") as raw:
+        plan, resolved = _plan(source, tables, styles or {}, allow_new_columns, chunk_rows)
+        copied = _write_package(source, raw, handle, plan, level)
     return RewriteReport(plan.tables, tuple(sorted(plan.replace)), tuple(sorted(plan.drop)), copied, resolved)

@@ -1,34 +1,43 @@
 """Headless refresh of a crm_xl workbook: read Raw and Config, run the core, rewrite the outputs.
 
-Everything is computed before anything is written, and the write replaces the file atomically
-(:func:`crm_xl.workbook.package.rewrite_tables`), so a failed refresh leaves the workbook
-byte-identical. Only the output, chart, status and log tables change; the VBA project, the
-button, Raw and Config are copied byte for byte.
+Everything is computed before anything is written, under the workbook's lock
+(:mod:`crm_xl.workbook.guard`). The new workbook is written to a temporary file beside it
+(:func:`crm_xl.workbook.package.write_rewritten`); then the sidecar files (full history, rejected
+lines) are moved into place and the workbook last, each put back if a later one fails
+(:func:`crm_xl.io.files.replacing`), so a failed refresh leaves the workbook and its sidecars
+byte-identical. Only the output, chart, status and log tables change; the VBA project, the button,
+Raw and Config are copied byte for byte. One refresh id ties the workbook (tbl_status) to its sidecars.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from crm_xl import contract
 from crm_xl.core.pipeline import run_timed
 from crm_xl.core.quality import RowOf, source_rows
 from crm_xl.errors import ConfigError, InputError
 from crm_xl.io.csv import file_rows, is_parquet, with_read_notes, write_csv
-from crm_xl.io.files import write_beside
+from crm_xl.io.files import commit, discard, new_id, real_path, replacing, write_beside
+from crm_xl.io.locks import DEFAULT_WAIT
 from crm_xl.workbook import layout
-from crm_xl.workbook.package import WorkbookPackageError, find_tables, rewrite_tables
+from crm_xl.workbook.guard import changing, sidecar_paths
+from crm_xl.workbook.package import WorkbookPackageError, find_tables, write_rewritten
 from crm_xl.workbook.reader import WorkbookInputs, at_cell, read_inputs
 
 Progress = Callable[[str], None]
 LOG_ROWS_KEPT = 1000
+#: The key of the refresh id in the schema metadata of BOOK_customer_history.parquet.
+REFRESH_ID_KEY = b"crm_xl.refresh_id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,36 +47,67 @@ class RefreshResult:
     tables: dict[str, pd.DataFrame]
     seconds: dict[str, float]
     history_file: Path | None
+    refresh_id: str = ""
 
 
-def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None,
-                     progress: Progress | None = None) -> RefreshResult:
-    """Refresh ``path`` in place. Raises :class:`~crm_xl.errors.CrmXlError` for bad input or settings."""
-    path = Path(path)
+def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progress: Progress | None = None,
+                     force: bool = False, wait: float = DEFAULT_WAIT) -> RefreshResult:
+    """Refresh ``path`` in place. Raises :class:`~crm_xl.errors.CrmXlError` for bad input or settings.
+
+    The workbook's lock is held from the read to the write (``wait``: seconds to wait for another
+    writer); ``force`` writes even when Excel or LibreOffice has it open. The sidecar files are
+    replaced first and the workbook last, each rolled back if a later one fails.
+    """
     say = progress or (lambda _message: None)
-    _check_not_open(path)
-    started = time.perf_counter()
-    say(f"reading {path.name}")
-    inputs = read_inputs(path)
-    _check_output_tables(path)
-    read_s = time.perf_counter() - started
-    say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
-        f"{len(inputs.raw['customers']):,} customers)")
-    tables, seconds = compute(inputs)
-    stamp = (now or dt.datetime.now()).replace(microsecond=0)
-    plan = tables_to_write(tables, inputs, path, stamp, time.perf_counter() - started)
-    try:
-        say(f"writing {len(plan.tables)} tables")
+    with changing(path, force=force, wait=wait, refresh=True) as book:
+        started = time.perf_counter()
+        say(f"reading {book.name}")
+        before = _fingerprint(book)
+        inputs = read_inputs(book)
+        _check_output_tables(book)
+        read_s = time.perf_counter() - started
+        say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
+            f"{len(inputs.raw['customers']):,} customers)")
+        tables, seconds = compute(inputs)
+        stamp = (now or dt.datetime.now()).replace(microsecond=0)
+        plan = tables_to_write(tables, inputs, book, stamp, time.perf_counter() - started)
         try:
-            rewrite_tables(path, path, plan.tables, styles=_styles(), allow_new_columns=True)
-        except WorkbookPackageError as exc:     # a ValueError, not a CrmXlError: the CLI would show a traceback
-            raise InputError("workbook", f"{path.name}: {exc}; the refresh needs the template's sheets and "
-                                         "tables (crm-xl new makes a fresh workbook)") from None
-        plan.commit()  # only once the workbook is written
-    finally:
-        plan.discard()
+            say(f"writing {len(plan.tables)} tables")
+            _write(book, plan, before)
+        finally:
+            plan.discard()
     seconds = {"read": read_s, **seconds, "total": time.perf_counter() - started}
-    return RefreshResult(tables=tables, seconds=seconds, history_file=plan.history_file)
+    return RefreshResult(tables=tables, seconds=seconds, history_file=plan.history_file, refresh_id=plan.refresh_id)
+
+
+def _write(book: Path, plan: PlannedWrite, before: tuple[int, int, int]) -> None:
+    """The new workbook in a temporary file, then the sidecars moved into place and the workbook last."""
+    temp = write_beside(book, lambda out: _rewrite(book, out, plan.tables))
+    try:
+        if _fingerprint(book) != before:
+            raise InputError("workbook", f"{book.name} was changed by another program while the refresh ran "
+                                         "(saved in Excel?): nothing was written; refresh again")
+        with plan.committing():
+            commit(temp, book)
+    except PermissionError as exc:      # Windows: Excel, Power BI or a virus scanner holds the file open
+        name = Path(exc.filename2 or exc.filename or book).name
+        raise InputError("workbook", f"{name} could not be replaced ({exc.strerror}): is it open in another "
+                                     "program? Nothing was changed") from None
+    finally:
+        discard(temp)
+
+
+def _fingerprint(book: Path) -> tuple[int, int, int]:
+    info = book.stat()
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _rewrite(book: Path, out: Path, tables: dict[str, pd.DataFrame]) -> None:
+    try:
+        write_rewritten(book, out, tables, styles=_styles(), allow_new_columns=True)
+    except WorkbookPackageError as exc:     # a ValueError, not a CrmXlError: the CLI would show a traceback
+        raise InputError("workbook", f"{book.name}: {exc}; the refresh needs the template's sheets and "
+                                     "tables (crm-xl new makes a fresh workbook)") from None
 
 
 def compute(inputs: WorkbookInputs) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
@@ -91,22 +131,25 @@ class PlannedWrite:
     ``tables`` maps an Excel table name to its new content (the output tables with customer_history
     cut to the sheet, the chart tables, tbl_status and tbl_log). The files beside the workbook (the
     full history when it is cut, the rejected lines) wait in temporary files, ``sidecars`` as
-    (temporary file, target): :meth:`commit` moves them into place once the workbook is written,
-    :meth:`discard` removes whatever is left (call it in a ``finally``).
+    (temporary file, target). ``refresh_id`` is written into all of them: tbl_status, the Parquet
+    file's schema metadata (:data:`REFRESH_ID_KEY`) and the rejected lines' ``refresh_id`` column.
+
+    :meth:`committing` moves the sidecars into place, then runs its ``with`` body (the headless refresh
+    replacing the workbook, the live refresh writing into Excel): if that fails, the sidecars are put back.
+    :meth:`discard` removes whatever temporary file is left (call it in a ``finally``).
     """
 
     tables: dict[str, pd.DataFrame]
     history_file: Path | None
-    sidecars: tuple[tuple[str, Path], ...] = ()
+    sidecars: tuple[tuple[Path, Path], ...] = ()
+    refresh_id: str = ""
 
-    def commit(self) -> None:
-        for temp, target in self.sidecars:
-            os.replace(temp, target)
+    def committing(self) -> contextlib.AbstractContextManager[None]:
+        return replacing(self.sidecars)
 
     def discard(self) -> None:
         for temp, _ in self.sidecars:
-            if os.path.exists(temp):
-                os.unlink(temp)
+            discard(temp)
 
 
 def tables_to_write(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path, stamp: dt.datetime,
@@ -116,26 +159,30 @@ def tables_to_write(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, boo
     ``book`` is the workbook's path (the full history and the rejected lines go beside it), ``stamp``
     the refresh time shown on Start and in the Log, ``seconds`` the time taken so far (for the Log line).
     """
-    sidecars: list[tuple[str, Path]] = []
+    book, refresh_id = real_path(book), new_id(stamp)
+    sidecars: list[tuple[Path, Path]] = []
     try:
-        sheet_tables, history_file = _fit_history(tables, inputs, book, sidecars)
-        _rejected_beside(tables["rejected_lines"], book, sidecars)
+        sheet_tables, history_file = _fit_history(tables, inputs, book, sidecars, refresh_id)
+        _rejected_beside(tables["rejected_lines"], book, sidecars, refresh_id)
         written = {**{n: f for n, f in sheet_tables.items() if n not in contract.FILE_TABLES},
                    **layout.chart_tables(tables),
-                   layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file),
+                   layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file, refresh_id),
                    layout.LOG_TABLE.name: _log(inputs, tables, stamp, seconds)}
     except BaseException:
         PlannedWrite({}, None, tuple(sidecars)).discard()
         raise
-    return PlannedWrite(written, history_file, tuple(sidecars))
+    return PlannedWrite(written, history_file, tuple(sidecars), refresh_id)
 
 
-def _rejected_beside(rejected: pd.DataFrame, book: Path, sidecars: list[tuple[str, Path]]) -> None:
+def _rejected_beside(rejected: pd.DataFrame, book: Path, sidecars: list[tuple[Path, Path]], refresh_id: str) -> None:
     """``BOOK_rejected_lines.csv`` beside the workbook when rows were left out; an earlier file is
-    rewritten (with its header only) when none are, so it is never stale."""
-    target = book.with_name(f"{book.stem}_rejected_lines.csv")
+    rewritten (with its header only) when none are, so it is never stale. Its last column,
+    ``refresh_id``, says which refresh wrote it (as tbl_status does)."""
+    target = sidecar_paths(book)[1]
     if len(rejected) or target.exists():
-        sidecars.append((str(write_beside(target, lambda path: write_csv(rejected, path, "rejected_lines"))), target))
+        stamped = rejected.assign(refresh_id=pd.Series(refresh_id, index=rejected.index, dtype="category"))
+        temp = write_beside(target, lambda path: write_csv(stamped, path, "rejected_lines"), like=book)
+        sidecars.append((temp, real_path(target)))
 
 
 def _check_output_tables(path: Path) -> None:
@@ -146,16 +193,6 @@ def _check_output_tables(path: Path) -> None:
     if missing:
         raise InputError("workbook", f"{path.name} has no Excel table {', '.join(missing)}: the refresh needs the "
                                      "template's sheets and tables (crm-xl new makes a fresh workbook)")
-
-
-def _check_not_open(path: Path) -> None:
-    if not path.is_file():
-        raise InputError("workbook", f"file not found: {path}")
-    if (path.parent / f"~${path.name}").exists():
-        raise InputError("workbook", f"{path.name} is open in Excel (lock file ~${path.name} beside it): close it, "
-                                     "or press Refresh inside Excel instead")
-    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
-        raise InputError("workbook", f"{path} is read-only: the refresh cannot replace it")
 
 
 def _source_row_of(inputs: WorkbookInputs) -> dict[str, RowOf]:
@@ -170,7 +207,7 @@ def _source_row_of(inputs: WorkbookInputs) -> dict[str, RowOf]:
 
 
 def _fit_history(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path,
-                 sidecars: list[tuple[str, Path]]) -> tuple[dict[str, pd.DataFrame], Path | None]:
+                 sidecars: list[tuple[Path, Path]], refresh_id: str) -> tuple[dict[str, pd.DataFrame], Path | None]:
     """Keep the latest whole months of customer_history that fit the sheet; the full history then
     goes to a Parquet file beside the workbook (what Power BI reads for older months).
 
@@ -180,18 +217,26 @@ def _fit_history(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: 
     """
     history = tables["customer_history"]
     limit = inputs.workbook_settings["history_rows_in_sheet"]
-    target = book.with_name(f"{book.stem}_customer_history.parquet")
+    target = sidecar_paths(book)[0]
     if len(history) <= limit and not target.exists():
         return dict(tables), None
     per_month = history.groupby("report_month", sort=True, observed=True).size()[::-1].cumsum()
     months = per_month[per_month <= limit].index
     kept = history[history["report_month"].isin(months)].reset_index(drop=True)
-    sidecars.append((str(write_beside(target, lambda path: history.to_parquet(path, index=False))), target))
+    temp = write_beside(target, lambda path: _write_history(history, path, refresh_id), like=book)
+    sidecars.append((temp, real_path(target)))
     return {**tables, "customer_history": kept}, target
 
 
+def _write_history(history: pd.DataFrame, path: Path, refresh_id: str) -> None:
+    """The full history as Parquet, the refresh id in its schema metadata (columns stay the sheet's)."""
+    table = pa.Table.from_pandas(history, preserve_index=False)
+    metadata = {**(table.schema.metadata or {}), REFRESH_ID_KEY: refresh_id.encode("ascii")}
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+
+
 def _status(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, stamp: dt.datetime,
-            history_file: Path | None) -> pd.DataFrame:
+            history_file: Path | None, refresh_id: str) -> pd.DataFrame:
     snapshot, quality = tables["customer_snapshot"], tables["data_quality"]
     month = pd.Timestamp(snapshot["report_month"].iloc[0]).strftime("%Y-%m") if len(snapshot) else "-"
     warnings = int((quality["severity"] == "warning").sum())
@@ -202,7 +247,7 @@ def _status(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, stamp: dt.d
     values = {"last refresh": stamp.strftime("%Y-%m-%d %H:%M:%S"), "report month": month,
               "data through": info.get("data_through", "-"),
               "rows read": ", ".join(f"{name} {len(frame):,}" for name, frame in inputs.raw.items()),
-              "customers": f"{len(snapshot):,}", "status": status}
+              "customers": f"{len(snapshot):,}", "status": status, "refresh id": refresh_id}
     return pd.DataFrame({"item": list(layout.STATUS_ITEMS), "value": [values[i] for i in layout.STATUS_ITEMS]},
                         dtype="str")
 

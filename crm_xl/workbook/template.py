@@ -34,6 +34,7 @@ from xml.sax.saxutils import quoteattr
 
 import pandas as pd
 
+from crm_xl.io.files import replace_atomically
 from crm_xl.workbook import layout as L
 from crm_xl.workbook.sheetxml import column_letter
 
@@ -622,7 +623,5 @@ def build_template(path: Path | str = DEFAULT_OUT, vba_dir: Path | str = VBA_DIR
     path = Path(path)
     package = build_template_bytes(Path(vba_dir), tables)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(package)
-    partial.replace(path)
+    replace_atomically(path, lambda temp: temp.write_bytes(package))
     return path

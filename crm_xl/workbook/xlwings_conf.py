@@ -21,9 +21,11 @@ from pathlib import Path, PurePath, PureWindowsPath
 
 from crm_xl.errors import InputError
 from crm_xl.io.files import replace_atomically
+from crm_xl.io.locks import DEFAULT_WAIT
 from crm_xl.workbook import layout, sheetxml
+from crm_xl.workbook.guard import changing
 from crm_xl.workbook.package import sheet_part
-from crm_xl.workbook.zipio import ZipWriter
+from crm_xl.workbook.zipio import copy_with_parts
 
 Value = str | bool
 WINDOWS, MAC = "windows", "mac"
@@ -80,11 +82,12 @@ def _conda(prefix: Path) -> dict[str, str]:
     return {"Conda Path": str(prefix), "Conda Env": str(prefix)}
 
 
-def set_interpreter(path: str | Path, platform: str, executable: str | PurePath = sys.executable) -> dict[str, str]:
+def set_interpreter(path: str | Path, platform: str, executable: str | PurePath = sys.executable, *,
+                    force: bool = False, wait: float = DEFAULT_WAIT) -> dict[str, str]:
     """Point the workbook's xlwings.conf at ``executable`` for Excel on ``platform``; the other
     platform's line stays (a book shared between a PC and a Mac). Returns the keys written."""
     values = interpreter_settings(platform, executable)
-    set_conf(path, {**dict.fromkeys(INTERPRETER_KEYS[platform]), **values})
+    set_conf(path, {**dict.fromkeys(INTERPRETER_KEYS[platform]), **values}, force=force, wait=wait)
     return values
 
 
@@ -93,10 +96,17 @@ def read_conf(path: str | Path) -> dict[str, Value]:
     return {key: value for key, value, _ in _key_rows(Path(path))}
 
 
-def set_conf(path: str | Path, values: Mapping[str, Value | None]) -> Path:
+def set_conf(path: str | Path, values: Mapping[str, Value | None], *, force: bool = False,
+             wait: float = DEFAULT_WAIT) -> Path:
     """Set (or, for None, remove) keys on the xlwings.conf sheet, matched ignoring case as xlwings
-    does; the other keys and their notes keep their order. Keys stay contiguous from A1."""
-    path = Path(path)
+    does; the other keys and their notes keep their order. Keys stay contiguous from A1. Written
+    under the workbook's lock, like every change to a book (:func:`crm_xl.workbook.guard.changing`)."""
+    with changing(path, force=force, wait=wait) as book:
+        _set_conf(book, values)
+    return Path(path)
+
+
+def _set_conf(path: Path, values: Mapping[str, Value | None]) -> None:
     part, xml = _sheet_xml(path)
     rows = _key_rows(path)
     wanted = {key.upper(): (key, value) for key, value in values.items()}
@@ -111,17 +121,7 @@ def set_conf(path: str | Path, values: Mapping[str, Value | None]) -> Path:
     merged += [(key, value, _NOTES.get(key, "")) for key, value in wanted.values() if value is not None]
     new_xml = _with_key_rows(xml, merged, len(rows))
 
-    def write(temp: Path) -> None:
-        with zipfile.ZipFile(path) as zf, open(path, "rb") as raw, open(temp, "wb+") as out:
-            writer = ZipWriter(out)
-            for info in zf.infolist():
-                if info.filename == part:
-                    writer.write_stream(part, [new_xml.encode("utf-8")])
-                else:
-                    writer.copy_raw(raw, info)
-            writer.close()
-
-    return replace_atomically(path, write)
+    replace_atomically(path, lambda temp: copy_with_parts(path, temp, {part: new_xml.encode("utf-8")}))
 
 
 _NOTES = {

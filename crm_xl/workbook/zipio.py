@@ -11,8 +11,9 @@ from __future__ import annotations
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 
@@ -155,3 +156,16 @@ def _has_extra_id(extra: bytes, header_id: int) -> bool:
             return True
         pos += 4 + size
     return False
+
+
+def copy_with_parts(src: str | Path, out: str | Path, parts: Mapping[str, bytes]) -> None:
+    """Write ``out`` as the package ``src`` with the entries named in ``parts`` replaced by their
+    new content; every other entry is copied with its compressed bytes unchanged."""
+    with zipfile.ZipFile(src) as zf, open(src, "rb") as raw, open(out, "wb+") as handle:
+        writer = ZipWriter(handle)
+        for info in zf.infolist():
+            if info.filename in parts:
+                writer.write_stream(info.filename, [parts[info.filename]])
+            else:
+                writer.copy_raw(raw, info)
+        writer.close()
