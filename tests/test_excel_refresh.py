@@ -449,13 +449,15 @@ def test_udf_cache_primed_after_success(xw, golden_payload, tmp_path, monkeypatc
     calls: list[tuple[Any, ...]] = []
     fake = types.ModuleType("crm_xl.excel.udfs")
     fake.prime = lambda *args: calls.append(args)       # type: ignore[attr-defined]
+    fake.book_key = lambda book: str(book.fullname)     # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "crm_xl.excel.udfs", fake)
     monkeypatch.setattr(importlib.import_module("crm_xl.excel"), "udfs", fake, raising=False)
     _run(xw, golden_payload, tmp_path)
     (call,) = calls
-    book_key, tables, segment = call
-    assert book_key == BOOK_NAME and segment == "value_tier"
+    book_key, tables, segment, refresh_id = call
+    assert book_key.endswith(BOOK_NAME) and segment == "value_tier"
     assert set(contract.TABLE_NAMES) <= set(tables)
+    assert len(refresh_id) > 8      # the id written to tbl_status, which other processes compare with
 
 
 # --- pure helpers ------------------------------------------------------------------------------------------

@@ -375,11 +375,15 @@ class _FakeBook:
         self.fullname = self.name = fullname
         self.reads: list[str] = []
         self.sheets = {}
-        from crm_xl.workbook import layout
         for name, frame in frames.items():
-            sheet = layout.OUTPUT_TABLES[name].sheet
-            rng = _FakeRange(frame, self.reads, name)
-            self.sheets[sheet] = types.SimpleNamespace(tables={name: types.SimpleNamespace(range=rng)})
+            self.put(name, frame)
+
+    def put(self, name, frame):
+        """The table ``name`` now holds ``frame`` (what a refresh elsewhere leaves in the workbook)."""
+        from crm_xl.workbook import layout
+        spec = layout.STATUS_TABLE if name == layout.STATUS_TABLE.name else layout.OUTPUT_TABLES[name]
+        rng = _FakeRange(frame, self.reads, name)
+        self.sheets[spec.sheet] = types.SimpleNamespace(tables={name: types.SimpleNamespace(range=rng)})
 
 
 def _as_read_from_excel(frame: pd.DataFrame) -> pd.DataFrame:
@@ -431,6 +435,88 @@ def test_a_workbook_never_refreshed_is_read_again_only_after_a_pause(tables, mon
     no_tables = types.SimpleNamespace(fullname="other.xlsx", name="other.xlsx", sheets={})
     monkeypatch.setattr(udfs, "_caller_book", lambda: no_tables)
     assert udfs.CRM_SEGMENT([["G01"]]) == [["#CRM: not refreshed yet"]]
+
+
+def status(refresh_id):
+    return pd.DataFrame({"item": ["last refresh", "refresh id"], "value": ["2025-01-01 10:00:00", refresh_id]})
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The cache's clock, moved by the test: no test waits for or races real time."""
+    now = [1000.0]
+    monkeypatch.setattr(udfs.UdfCache, "clock", staticmethod(lambda: now[0]))
+    return now
+
+
+def test_a_refresh_made_elsewhere_is_seen_at_the_next_recalculation(tables, clock, monkeypatch):
+    """A headless refresh (or a Refresh in another Python) changes the refresh id on Start: the next
+    recalculation reads it once, sees the change and reloads; the cells of one recalculation share one read."""
+    book = _FakeBook("crm.xlsm", {"customer_snapshot": tables["customer_snapshot"], "tbl_status": status("r1")})
+    monkeypatch.setattr(udfs, "_caller_book", lambda: book)
+    assert udfs.CRM_TIER("G01") == "Diamond"
+    for _ in range(1000):                              # one recalculation of 1,000 cells
+        udfs.CRM_TIER("G02")
+    assert book.reads.count("tbl_status") == 1 and book.reads.count("customer_snapshot") == 1
+    renamed = tables["customer_snapshot"].copy()
+    renamed.loc[renamed["customer_id"] == "G01", "value_tier"] = "Bronze"
+    book.put("customer_snapshot", renamed)
+    book.put("tbl_status", status("r2"))
+    assert udfs.CRM_TIER("G01") == "Diamond"           # same recalculation: not asked again yet
+    clock[0] += udfs.UdfCache.check_seconds
+    assert udfs.CRM_TIER("G01") == "Bronze"            # the next one sees r2 and reloads
+    assert book.reads.count("customer_snapshot") == 2
+    clock[0] += udfs.UdfCache.check_seconds
+    assert udfs.CRM_TIER("G01") == "Bronze" and book.reads.count("customer_snapshot") == 2   # r2 still: no reload
+
+
+def test_tables_primed_by_a_refresh_give_way_to_a_later_refresh(tables, clock, monkeypatch):
+    book = _FakeBook("crm.xlsm", {"customer_snapshot": with_ids(tables, {"G01": "X1"})["customer_snapshot"],
+                                  "tbl_status": status("r1")})
+    monkeypatch.setattr(udfs, "_caller_book", lambda: book)
+    udfs.prime("crm.xlsm", tables, "value_tier", "r1")
+    clock[0] += udfs.UdfCache.check_seconds
+    assert udfs.CRM_TIER("G01") == "Diamond" and "customer_snapshot" not in book.reads   # r1 is what it holds
+    book.put("tbl_status", status("r2"))
+    clock[0] += udfs.UdfCache.check_seconds
+    assert udfs.CRM_TIER("X1") == "Diamond" and udfs.CRM_TIER("G01") == "#CRM: unknown customer G01"
+
+
+def test_a_book_from_before_refresh_ids_is_never_reloaded(tables, clock, monkeypatch):
+    book = _FakeBook("old.xlsm", {"customer_snapshot": tables["customer_snapshot"]})
+    monkeypatch.setattr(udfs, "_caller_book", lambda: book)
+    for _ in range(3):
+        assert udfs.CRM_TIER("G01") == "Diamond"
+        clock[0] += udfs.UdfCache.check_seconds
+    assert book.reads.count("customer_snapshot") == 1
+
+
+def test_history_beyond_the_sheet_comes_from_the_parquet_beside_the_book(tables, clock, monkeypatch, tmp_path):
+    """After an Excel restart the sheet holds only the latest months; the full history is the refresh's
+    Parquet file beside the book, used only when it carries the same refresh id."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from crm_xl.workbook.refresh import REFRESH_ID_KEY
+
+    history = tables["customer_history"]
+    latest = history[history["report_month"] == history["report_month"].max()]
+    path = tmp_path / "crm.xlsm"
+    book = _FakeBook(str(path), {"customer_snapshot": tables["customer_snapshot"], "customer_history": latest,
+                                 "tbl_status": status("r7")})
+    monkeypatch.setattr(udfs, "_caller_book", lambda: book)
+
+    def sidecar(refresh_id):
+        table = pa.Table.from_pandas(history, preserve_index=False)
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, REFRESH_ID_KEY: refresh_id.encode()}),
+                       tmp_path / "crm_customer_history.parquet")
+
+    sidecar("r6")                                     # from an earlier refresh: not trusted
+    assert udfs.CRM_STATE("G17", EARLY).startswith("#CRM: no month")
+    udfs.clear()
+    sidecar("r7")
+    assert udfs.CRM_STATE("G17", EARLY) == hist(tables, EARLY, "G17", "lifecycle_state")
+    assert "customer_history" in book.reads           # the sheet was read only for the untrusted file
 
 
 def test_load_tables_from_frames_without_history(tables):

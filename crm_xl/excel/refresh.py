@@ -109,7 +109,7 @@ def _refresh(book: xw.Book, stamp: dt.datetime, started: float, mark_writing: Ca
                 _refresh_pivots(book)
         finally:
             plan.discard()
-    _prime_udfs(book, tables, inputs)
+    _prime_udfs(book, tables, inputs, plan.refresh_id)
     _recalculate(app)
     months = tables["customer_history"]["report_month"].nunique()
     _status_bar(app, f"refreshed {len(tables['customer_snapshot']):,} customers, {months} months in "
@@ -154,14 +154,14 @@ def _book_path(book: xw.Book) -> Path:
     return Path(book.fullname)
 
 
-def _prime_udfs(book: xw.Book, tables: dict[str, pd.DataFrame], inputs: WorkbookInputs) -> None:
-    """Hand the new tables to the worksheet functions' cache (same process with "Use UDF Server")."""
+def _prime_udfs(book: xw.Book, tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, refresh_id: str) -> None:
+    """Hand the new tables to the worksheet functions' cache (same process with "Use UDF Server"); in
+    another process they see the new refresh id on the Start sheet and read the tables themselves."""
     try:
         from crm_xl.excel import udfs
 
         segment = Config.from_mapping(inputs.settings).udf_segment
-        key = udfs.book_key(book) if hasattr(udfs, "book_key") else str(book.fullname)
-        udfs.prime(key, tables, segment)
+        udfs.prime(udfs.book_key(book), tables, segment, refresh_id)
     except (ImportError, AttributeError):
         pass    # the functions then read the output tables themselves on their first call
 

@@ -20,7 +20,12 @@ calls :func:`prime` with the tables it just computed, so the functions never ret
 cache of the calling workbook is empty (a new Python process after the workbook was reopened),
 the first call reads the output tables from the workbook itself through xlwings, once:
 ``customer_snapshot`` at once, ``customer_history`` only when a month other than the latest is
-asked for.
+asked for (from the Parquet file beside the workbook when the sheet holds only the latest months).
+
+Every refresh writes a new refresh id on the Start sheet. The cache remembers the id its tables
+came from and reads the workbook's id again at most once a second (:attr:`UdfCache.check_seconds`,
+so one recalculation costs one small read): a headless ``crm-xl refresh``, or a Refresh run in
+another Python process, is seen at the next recalculation and the tables are read again.
 
 The calling workbook: the shipped wrappers call ``XLPy.CallUDF(module, name, Array(args...),
 ThisWorkbook, Application.Caller)`` and xlwings (``xlwings.udfs.call_udf``) sets
@@ -39,6 +44,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +62,7 @@ __all__ = [
 ]
 
 SNAPSHOT, HISTORY, RUN_INFO = "customer_snapshot", "customer_history", "run_info"
+REFRESH_ID_ITEM = "refresh id"      # the row of tbl_status that names the refresh that wrote the tables
 PREFIX = "#CRM: "
 NOT_REFRESHED = PREFIX + "not refreshed yet"
 
@@ -235,8 +242,10 @@ class BookData:
 
     def __init__(self, snapshot: pd.DataFrame | None,
                  history: pd.DataFrame | Callable[[], pd.DataFrame | None] | None,
-                 udf_segment: str = "value_tier") -> None:
+                 udf_segment: str = "value_tier", refresh_id: str | None = None) -> None:
         self.udf_segment = udf_segment if udf_segment in ("value_tier", "rfm_segment") else "value_tier"
+        #: the refresh that wrote these tables (tbl_status' "refresh id"; None for books from before ids)
+        self.refresh_id = refresh_id
         self.snapshot = (snapshot if snapshot is not None else pd.DataFrame()).reset_index(drop=True)
         if "customer_id" in self.snapshot.columns and len(self.snapshot):
             id_rows, names = _id_index(self.snapshot["customer_id"])
@@ -372,7 +381,7 @@ def _excel_array(values: pd.Series) -> tuple[bool, np.ndarray]:
 
 def load_tables_from_frames(snapshot: pd.DataFrame | None,
                             history: pd.DataFrame | Callable[[], pd.DataFrame | None] | None,
-                            udf_segment: str = "value_tier") -> BookData:
+                            udf_segment: str = "value_tier", refresh_id: str | None = None) -> BookData:
     """The lookups of a workbook from its ``customer_snapshot`` and ``customer_history`` frames.
 
     Used after a refresh (:func:`prime`, with the tables just computed) and when a workbook is
@@ -380,12 +389,27 @@ def load_tables_from_frames(snapshot: pd.DataFrame | None,
     numbers or text in any spelling; ``history`` may be a function that returns the frame, called
     the first time a month other than the latest is asked for.
     """
-    return BookData(snapshot, history, udf_segment)
+    return BookData(snapshot, history, udf_segment, refresh_id)
 
 
 def read_output_table(book: Any, name: str) -> pd.DataFrame | None:
     """An output table of an xlwings Book as a DataFrame (one bulk read), or None when it is missing."""
-    spec = layout.OUTPUT_TABLES[name]
+    return _read_table(book, layout.OUTPUT_TABLES[name])
+
+
+def read_refresh_id(book: Any) -> str | None:
+    """The refresh id on the workbook's Start sheet (tbl_status), one small read; None when the book
+    has none (never refreshed, or made before refresh ids)."""
+    status = _read_table(book, layout.STATUS_TABLE)
+    if status is None or not {"item", "value"} <= set(status.columns):
+        return None
+    values = status.loc[status["item"].astype(str).str.strip() == REFRESH_ID_ITEM, "value"]
+    text = "" if values.empty or values.iloc[0] is None else str(values.iloc[0]).strip()
+    return text or None
+
+
+def _read_table(book: Any, spec: layout.Table) -> pd.DataFrame | None:
+    name = spec.name
     try:
         sheet = book.sheets[spec.sheet]
         table = sheet.tables[name]
@@ -426,8 +450,38 @@ def load_tables_from_book(book: Any) -> BookData | None:
     snapshot = read_output_table(book, SNAPSHOT)
     if snapshot is None:
         return None
-    data = load_tables_from_frames(snapshot, lambda: read_output_table(book, HISTORY), _udf_segment_of(book))
+    refresh_id = read_refresh_id(book)
+    data = load_tables_from_frames(snapshot, lambda: _full_history(book, refresh_id), _udf_segment_of(book),
+                                   refresh_id)
     return None if data.empty else data
+
+
+def _full_history(book: Any, refresh_id: str | None) -> pd.DataFrame | None:
+    """Every month of the history: the Parquet file beside the workbook when the sheet holds only the
+    latest months (the refresh wrote it with the same refresh id), else the history sheet."""
+    sidecar = _history_file(book)
+    if refresh_id is not None and sidecar is not None and sidecar.is_file():
+        import pyarrow.parquet as pq
+
+        from crm_xl.workbook.refresh import REFRESH_ID_KEY
+
+        try:
+            metadata = pq.read_schema(sidecar).metadata or {}
+            if metadata.get(REFRESH_ID_KEY, b"").decode("ascii", "replace") == refresh_id:
+                return pq.read_table(sidecar).to_pandas()
+        except (OSError, ValueError):     # unreadable or damaged: the sheet still has the latest months
+            pass
+    return read_output_table(book, HISTORY)
+
+
+def _history_file(book: Any) -> Path | None:
+    from crm_xl.workbook.guard import sidecar_paths
+
+    try:
+        path = Path(str(book.fullname))
+    except Exception:
+        return None
+    return sidecar_paths(path)[0] if path.parent != Path() else None
 
 
 # --- the cache ---------------------------------------------------------------------------------------
@@ -439,19 +493,27 @@ class UdfCache:
     #: After a workbook turned out not refreshed, how long to answer "not refreshed" before reading it
     #: again (a recalculation of 10,000 cells must not read the workbook 10,000 times).
     retry_seconds = 2.0
+    #: How long a workbook's refresh id, once read, is trusted: every cell of one recalculation asks
+    #: within it, so a recalculation costs one small read, and a refresh made elsewhere (headless, or
+    #: by a Refresh outside this process) is seen by the next recalculation.
+    check_seconds = 1.0
+    clock: Callable[[], float] = staticmethod(time.monotonic)
 
     def __init__(self) -> None:
         self._books: dict[str, BookData] = {}
         self._not_refreshed: dict[str, float] = {}
+        self._checked: dict[str, float] = {}
         self._lock = threading.RLock()
         #: The workbook primed last: used when no calling workbook is known (plain Python, tests).
         self.default_key: str | None = None
 
-    def prime(self, key: str, tables: Mapping[str, pd.DataFrame], udf_segment: str) -> BookData:
-        data = load_tables_from_frames(tables.get(SNAPSHOT), tables.get(HISTORY), udf_segment)
+    def prime(self, key: str, tables: Mapping[str, pd.DataFrame], udf_segment: str,
+              refresh_id: str | None = None) -> BookData:
+        data = load_tables_from_frames(tables.get(SNAPSHOT), tables.get(HISTORY), udf_segment, refresh_id)
         with self._lock:
             self._books[key] = data
             self._not_refreshed.pop(key, None)
+            self._checked[key] = self.clock()
             self.default_key = key
         return data
 
@@ -475,22 +537,36 @@ class UdfCache:
     def keys(self) -> list[str]:
         return list(self._books)
 
-    def load(self, key: str, loader: Callable[[], BookData | None]) -> BookData | None:
+    def load(self, key: str, loader: Callable[[], BookData | None],
+             refresh_id: Callable[[], str | None] = lambda: None) -> BookData | None:
         """The workbook's data, read with ``loader`` when not cached yet (not again for a few seconds
-        when the workbook turned out not refreshed)."""
+        when the workbook turned out not refreshed), or again when the workbook's ``refresh_id()``
+        (asked at most every :attr:`check_seconds`) is no longer the one the cache was built from."""
         with self._lock:
             data = self._books.get(key)
+            if data is not None and self._stale(key, data, refresh_id):
+                self._books.pop(key)
+                data = None
             if data is not None:                # primed by a refresh (empty tables: not refreshed)
                 return None if data.empty else data
             since = self._not_refreshed.get(key)
-            if since is not None and time.monotonic() - since < self.retry_seconds:
+            if since is not None and self.clock() - since < self.retry_seconds:
                 return None
             data = loader()
+            self._checked[key] = self.clock()
             if data is None or data.empty:
-                self._not_refreshed[key] = time.monotonic()
+                self._not_refreshed[key] = self.clock()
                 return None
             self._books[key] = data
             return data
+
+    def _stale(self, key: str, data: BookData, refresh_id: Callable[[], str | None]) -> bool:
+        now = self.clock()
+        if now - self._checked.get(key, -math.inf) < self.check_seconds:
+            return False
+        self._checked[key] = now
+        current = refresh_id()
+        return current is not None and current != data.refresh_id
 
 
 _CACHE = UdfCache()
@@ -504,10 +580,11 @@ def book_key(book: Any) -> str:
         return str(book.name)
 
 
-def prime(book_key: str, tables: Mapping[str, pd.DataFrame], udf_segment: str) -> None:
+def prime(book_key: str, tables: Mapping[str, pd.DataFrame], udf_segment: str, refresh_id: str | None = None) -> None:
     """After a refresh: make the functions answer from ``tables`` (the refresh's output tables) for
-    the workbook ``book_key`` (use :func:`book_key` of the Book). Replaces whatever was cached."""
-    _CACHE.prime(book_key, tables, udf_segment)
+    the workbook ``book_key`` (use :func:`book_key` of the Book), written by the refresh ``refresh_id``.
+    Replaces whatever was cached."""
+    _CACHE.prime(book_key, tables, udf_segment, refresh_id)
 
 
 def clear(book_key: str | None = None) -> None:
@@ -528,7 +605,7 @@ def _current_data() -> BookData | None:
     if book is None:
         return _CACHE.get(_CACHE.default_key)
     key = book_key(book)
-    return _CACHE.load(key, lambda: load_tables_from_book(book))
+    return _CACHE.load(key, lambda: load_tables_from_book(book), lambda: read_refresh_id(book))
 
 
 # --- evaluation ---------------------------------------------------------------------------------------

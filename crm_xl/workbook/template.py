@@ -250,8 +250,9 @@ START_TEXT = (
     "3. Press Refresh: every output sheet, the chart tables, Charts and Pivots are rebuilt; Raw and Config are "
     "never changed.",
     "Customer Snapshot doubles as the campaign list: filter it by tier, state, event and opt-ins.",
-    "Worksheet functions: =CRM_SEGMENT(id), CRM_TIER, CRM_STATE, CRM_EVENT, CRM_RFM, CRM_METRIC(id, name), "
-    "CRM_EXPLAIN (Windows).",
+    "Worksheet functions (Windows): give them a whole range, =CRM_SEGMENT(A2:A10001) spills one answer per id in "
+    "one call (one cell at a time costs a trip to Python per cell); also CRM_TIER, CRM_STATE, CRM_EVENT, CRM_RFM, "
+    "CRM_METRIC(ids, name), CRM_EXPLAIN, each with an optional month.",
 )
 BUTTON_CELL = (9, 0)          # A10, between the text and tbl_status
 
