@@ -309,7 +309,7 @@ def test_text_columns_formatted_as_text_before_values(golden_run, golden_payload
     actions, replay = golden_run
     sheet = replay.tables["customer_snapshot"][0]
     on_sheet = [(i, a) for i, a in enumerate(actions) if a["sheet_position"] == sheet]
-    values_at = min(i for i, a in on_sheet if a["func"] == "setValues" and a["start_row"] == 1)
+    values_at = min(i for i, a in on_sheet if a["func"] == "setValues" and len(a["values"]) > 1)   # header + rows
     formats = {(a["start_column"], a["column_count"]): (i, a["args"][0]) for i, a in on_sheet
                if a["func"] == "setNumberFormat"}
     headers = layout.OUTPUT_TABLES["customer_snapshot"].headers
@@ -319,6 +319,19 @@ def test_text_columns_formatted_as_text_before_values(golden_run, golden_payload
         run = next(((i, fmt) for (start, count), (i, fmt) in formats.items() if start <= j < start + count), None)
         assert run is not None, headers[j]
         assert run[1] == "@" and run[0] < values_at, headers[j]
+
+
+def test_each_table_is_written_in_one_assignment(golden_run) -> None:
+    """Header and rows go to Excel in one setValues per table (a round trip per table, not per part)."""
+    actions, replay = golden_run
+    for name in WRITTEN:
+        sheet, address = replay.tables[name]
+        (top, left), (bottom, _right) = _tuples(address)
+        writes = [a for a in actions if a["func"] == "setValues" and a["sheet_position"] == sheet
+                  and a["start_row"] >= top and a["start_column"] == left]
+        rows = len(replay.table(name)[1])
+        if rows > 1 or replay.table(name)[1][0][0] not in (None, ""):
+            assert len(writes) == 1 and len(writes[0]["values"]) == bottom - top + 1, name
 
 
 def test_formula_like_text_written_as_text(xw, tmp_path) -> None:
@@ -332,6 +345,24 @@ def test_formula_like_text_written_as_text(xw, tmp_path) -> None:
     headers, rows = replay.table("customer_snapshot")
     col = headers.index("customer_name")
     assert set(names) <= {row[col] for row in rows}
+
+
+def test_charts_read_their_whole_tables_again(xw, golden_payload, tmp_path) -> None:
+    """Excel does not extend a chart's series when its table grows: each chart of the Charts sheet,
+    found by its name (its table's), gets the table's new range as its source; others are left alone."""
+    payload = copy.deepcopy(golden_payload)
+    charts_sheet = next(s for s in payload["sheets"] if s["name"] == layout.CHARTS)
+    charts_sheet["charts"] = [{"name": spec.table, "chart_type": "column_clustered"} for spec in layout.CHARTS_LAYOUT]
+    charts_sheet["charts"].append({"name": "my own chart", "chart_type": "line"})
+    actions = _run(xw, payload, tmp_path)
+    replay = Replay(payload, actions)
+    sourced = [a["args"] for a in actions if a["func"] == "setChartSourceData"]
+    assert [index for index, _, _ in sourced] == list(range(len(layout.CHARTS_LAYOUT)))
+    for (_index, sheet, address), spec in zip(sourced, layout.CHARTS_LAYOUT, strict=True):
+        table = layout.CHART_TABLES[spec.table]
+        assert sheet == table.sheet
+        assert _tuples(address) == _tuples(replay.tables[spec.table][1])     # the table as rewritten
+        assert len(replay.table(spec.table)[1]) > 1                           # grown past the template's row 2
 
 
 def test_screen_updating_and_calculation_restored(golden_run) -> None:
@@ -495,3 +526,32 @@ def test_vba_refresh_macro_calls_existing_python() -> None:
         required = [p for p in inspect.signature(target).parameters.values()
                     if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         assert not required, f"{dotted} needs arguments {required}"
+
+
+class _Used:
+    """A sheet's UsedRange as COM shows it: Find over formulas, Calculate."""
+
+    def __init__(self, formulas: list[str], calls: list[str], name: str) -> None:
+        self.formulas, self.calls, self.name = formulas, calls, name
+
+    def Find(self, what: str, LookIn: int, LookAt: int) -> object | None:
+        self.calls.append(f"find {self.name}")
+        assert (LookIn, LookAt) == (-4123, 2)      # in formulas, part of the cell
+        return next((f for f in self.formulas if what in f), None)
+
+    def Calculate(self) -> None:
+        self.calls.append(f"calculate {self.name}")
+
+
+def test_only_sheets_with_crm_formulas_are_recalculated() -> None:
+    """After the refresh: the user's sheets holding a CRM_ formula are recalculated, nothing else; the
+    big sheets the refresh wrote are never searched (and CalculateFull of every workbook is not used)."""
+    import types
+
+    calls: list[str] = []
+    sheets = {"Campaign": ["=CRM_SEGMENT(A2:A500)"], "Notes": ["=SUM(B2:B9)"], "Customer History": [],
+              layout.START: []}
+    book = types.SimpleNamespace(sheets=[types.SimpleNamespace(name=n, api=types.SimpleNamespace(
+        UsedRange=_Used(f, calls, n))) for n, f in sheets.items()])
+    live._recalculate(book)
+    assert calls == ["find Campaign", "calculate Campaign", "find Notes", f"find {layout.START}"]

@@ -251,7 +251,7 @@ def test_calamine_sees_every_sheet_and_table(built: Path) -> None:
         assert (found.sheet, list(found.columns)) == (table.sheet, table.headers)
     conf = book.get_sheet_by_name("xlwings.conf").to_python()
     keys = {row[0]: row[1] for row in conf[:len(L.XLWINGS_CONF_ROWS)]}
-    assert keys["UDF Modules"] == "crm_xl.excel.udfs" and keys["Use UDF Server"] is True
+    assert keys["UDF Modules"] == "crm_xl.excel.udfs" and keys["Use UDF Server"] is False
     assert conf[len(L.XLWINGS_CONF_ROWS)][0] == ""          # xlwings stops at the first blank key
     # a key on the sheet wins over the user's xlwings config even when blank: none is left blank
     assert all(value != "" for value in keys.values()) and "Interpreter_Win" not in keys

@@ -103,14 +103,16 @@ def _refresh(book: xw.Book, stamp: dt.datetime, started: float, mark_writing: Ca
             mark_writing()
             with plan.committing(), _quiet(app):     # the files beside the book first, put back if Excel fails
                 total = len(plan.tables)
+                ranges = {}
                 for number, (name, frame) in enumerate(plan.tables.items(), start=1):
                     _status_bar(app, f"writing {total} tables ({number}/{total}: {name})...")
-                    write_table(excel.table(name), frame, _FORMATS.get(name, {}))
-                _refresh_pivots(book)
+                    ranges[name] = write_table(excel.table(name), frame, _FORMATS.get(name, {}))
+                _repoint_charts(book, ranges)
+            _refresh_pivots(book)
         finally:
             plan.discard()
     _prime_udfs(book, tables, inputs, plan.refresh_id)
-    _recalculate(app)
+    _recalculate(book)
     months = tables["customer_history"]["report_month"].nunique()
     _status_bar(app, f"refreshed {len(tables['customer_snapshot']):,} customers, {months} months in "
                      f"{time.perf_counter() - started:.1f} s" + _history_note(plan))
@@ -135,14 +137,41 @@ def _book_lock(book: xw.Book) -> Iterator[None]:
         yield
 
 
-def _recalculate(app: xw.App) -> None:
-    """Recalculate every formula, so cells with =CRM_SEGMENT(...) show the new values.
+def _repoint_charts(book: xw.Book, ranges: dict[str, Any]) -> None:
+    """Each chart of the Charts sheet (named after its chart table in the template) reads its whole
+    table again: Excel does not extend a chart's series when a table grows, and the headless refresh
+    re-ranges them in the file. A chart the user deleted or renamed is left alone."""
+    try:
+        charts = book.sheets[layout.CHARTS].charts
+        names = {chart.name for chart in charts}
+    except Exception:      # a sheet without charts, or an engine without a charts API
+        return
+    for spec in layout.CHARTS_LAYOUT:
+        if spec.table in names and spec.table in ranges:
+            charts[spec.table].set_source_data(ranges[spec.table])
 
-    Their arguments did not change, so Excel would not recalculate them by itself; only the
-    desktop (COM / AppleScript) engines can be asked, the remote engine has no such call.
+
+#: Sheets whose cells a refresh writes or that hold no formulas of the user: never searched for CRM_.
+_NO_USER_FORMULAS = frozenset({*layout.OUTPUT_SHEETS.values(), *layout.CHART_SHEETS.values(), layout.LOG,
+                               layout.XLWINGS_CONF, *(t.sheet for t in layout.RAW_TABLES.values())})
+_XL_FORMULAS, _XL_PART = -4123, 2          # XlFindLookIn.xlFormulas, XlLookAt.xlPart
+
+
+def _recalculate(book: xw.Book) -> None:
+    """Recalculate this workbook's cells that call CRM_, now that the functions' cache knows the new
+    tables (primed in this process, or reloaded by the refresh id in the UDF server's).
+
+    Their arguments did not change, so Excel would not recalculate them by itself. Only the sheets
+    holding a CRM_ formula are recalculated (one search each), never every open workbook
+    (``CalculateFull``); the remote engine has no such calls and needs none.
     """
-    with contextlib.suppress(Exception):   # remote engine, or a Mac without CalculateFull: nothing to do
-        app.api.CalculateFull()
+    for sheet in book.sheets:
+        if sheet.name in _NO_USER_FORMULAS:
+            continue
+        with contextlib.suppress(Exception):   # remote engine, a Mac without these calls, a protected sheet
+            used = sheet.api.UsedRange
+            if used.Find("CRM_", LookIn=_XL_FORMULAS, LookAt=_XL_PART) is not None:
+                used.Calculate()
 
 
 def _history_note(plan: PlannedWrite) -> str:
@@ -270,9 +299,10 @@ def _raw_frame(view: _BookView, table: layout.Table) -> tuple[pd.DataFrame, int]
 # --- writing ----------------------------------------------------------------------------------------
 
 
-def write_table(table: Any, frame: pd.DataFrame, formats: dict[str, str]) -> None:
-    """Replace an Excel table's content with ``frame``: resize it, clear what falls outside, write the
-    header, set each column's number format (text "@" first, see the module doc), write the values."""
+def write_table(table: Any, frame: pd.DataFrame, formats: dict[str, str]) -> Any:
+    """Replace an Excel table's content with ``frame``: resize it, clear what falls outside, set each
+    column's number format (text "@" first, see the module doc), then write header and values in one
+    assignment (one round trip to Excel per table). Returns the table's new range."""
     rng = table.range
     top = rng[0, 0]
     sheet = rng.sheet
@@ -285,14 +315,16 @@ def write_table(table: Any, frame: pd.DataFrame, formats: dict[str, str]) -> Non
         sheet.range((first + body_rows + 1, left), (first + old_rows, left + max(old_cols, cols) - 1)).clear_contents()
     if old_cols > cols:
         sheet.range((first, left + cols), (first + old_rows, left + old_cols - 1)).clear_contents()
-    sheet.range((first, left), (first, left + cols - 1)).value = [list(map(str, frame.columns))]
-    body = sheet.range((first + 1, left), (first + body_rows, left + cols - 1))
     for start, stop, number_format in _format_runs([formats.get(str(c)) for c in frame.columns]):
         sheet.range((first + 1, left + start), (first + body_rows, left + stop - 1)).number_format = number_format
+    header = [list(map(str, frame.columns))]
+    whole = sheet.range((first, left), (first + body_rows, left + cols - 1))
     if rows:
-        body.value = cell_values(frame)
+        whole.value = header + cell_values(frame)
     else:
-        body.clear_contents()
+        sheet.range((first, left), (first, left + cols - 1)).value = header
+        sheet.range((first + 1, left), (first + 1, left + cols - 1)).clear_contents()
+    return whole
 
 
 def _format_runs(formats: list[str | None]) -> Iterator[tuple[int, int, str]]:

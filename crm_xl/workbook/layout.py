@@ -383,7 +383,10 @@ PIVOTS_LAYOUT: tuple[Pivot, ...] = (
 XLWINGS_CONF_ROWS: tuple[tuple[str, str | bool, str], ...] = (
     ("UDF Modules", "crm_xl.excel.udfs", "Python module with the worksheet functions CRM_SEGMENT & co."),
     ("Debug UDFs", False, "Keep FALSE (TRUE is for xlwings developers)"),
-    ("Use UDF Server", True, "TRUE: one Python process serves the functions and Refresh, so lookups stay cached"),
+    # FALSE: Refresh runs in a Python process of its own (xlwings' COM server times calls out after about
+    # 90 s); the functions still run in the COM server and reload when the refresh id on Start changes
+    ("Use UDF Server", False, "FALSE: Refresh runs in its own Python process, without the UDF server's 90 s limit; "
+                              "the CRM_ functions see each refresh by its refresh id"),
     ("Show Console", False, "TRUE shows a console window with Python's output (troubleshooting)"),
 )
 #: First row of the notes below the keys: the rows between stay free for the keys excel-setup adds.

@@ -335,7 +335,9 @@ def _charts_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) 
     for spec in L.CHARTS_LAYOUT:
         table = L.CHART_TABLES[spec.table]
         first, last = table.row + 1, last_rows[spec.table]
-        chart = book.add_chart({"type": spec.type, **({"subtype": spec.subtype} if spec.subtype else {})})
+        # named after its table, so the live refresh finds each chart by name to re-range it
+        chart = book.add_chart({"type": spec.type, "name": spec.table,
+                                **({"subtype": spec.subtype} if spec.subtype else {})})
         for j in range(1, len(table.columns)):
             col = table.col + j
             chart.add_series({"name": [table.sheet, table.row, col],
