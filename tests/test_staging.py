@@ -534,3 +534,13 @@ def test_a_revenue_below_a_millionth_is_a_free_line_as_the_facts_count_it():
     free = quality_rules(result)[("transactions", "revenue", "free_core_line")]
     assert (free["rows"], free["example_rows"]) == (1, "1")
     assert snapshot_by_id(result).loc["C1", "lifecycle_state"] == "prospect"
+
+
+def test_a_fatal_message_never_points_at_a_table_it_did_not_write() -> None:
+    """A refresh that stops writes no Data Quality table: the message itself must say what was found."""
+    from crm_xl.core.quality import QualityLog
+
+    log = QualityLog()
+    assert "data-quality" not in log.summary("transactions")
+    log.add_note("transactions", "invoice_date", "future_date", "info", 4, "2031-01-01", "far after today")
+    assert "future_date: 4 rows" in log.summary("transactions")

@@ -101,6 +101,11 @@ def test_olevba_reads_every_module(built: Path) -> None:
     assert {f"Sheet{i}" for i in range(1, len(L.SHEETS) + 1)} <= set(modules)
     assert re.search(r"^Sub Refresh\(\)", modules["CrmXl"], re.MULTILINE)
     assert 'RunPython "import crm_xl.excel; crm_xl.excel.refresh()"' in modules["CrmXl"]
+    # when xlwings reports a failure itself, the status bar does not go on saying "starting Python"
+    after = modules["CrmXl"].split("RunPython ", 1)[1]
+    assert re.search(r"^\s*If CStr\(Application\.StatusBar\) = STARTING Then Application\.StatusBar = False",
+                     after, re.MULTILINE)
+    assert "crm-xl doctor" in modules["CrmXl"]
     assert "Function CRM_SEGMENT(customer_id, Optional month)" in modules["xlwings_udfs"]
     assert 'XLPy.CallUDF("crm_xl.excel.udfs", "CRM_SEGMENT"' in modules["xlwings_udfs"]
     assert "Function RunPython(" in modules["xlwings"]

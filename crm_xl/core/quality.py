@@ -59,12 +59,14 @@ class QualityLog:
                            "rows": count, "example_rows": "", "example_values": examples, "message": message})
 
     def summary(self, table: str, top: int = 3) -> str:
-        """The warnings of ``table`` with most rows, as one line: ``bad_date 12 rows (e.g. rows 2, 3: 15/13/2024)``."""
-        rows = sorted((r for r in self._rows if r["table"] == table and r["severity"] == "warning"),
-                      key=lambda r: -int(r["rows"]))[:top]
+        """The findings of ``table`` with most rows (warnings first), as one line: ``bad_date 12 rows
+        (e.g. rows 2, 3: 15/13/2024)``. The message it goes into is all the user sees: a refresh that
+        stops writes no Data Quality table."""
+        found = [r for r in self._rows if r["table"] == table and int(r["rows"] or 0) > 0]
+        rows = sorted(found, key=lambda r: (r["severity"] != "warning", -int(r["rows"])))[:top]
         return "; ".join(f"{r['column']} {r['rule']}: {int(r['rows']):,} rows (e.g. rows {r['example_rows']}"
                          + (f": {r['example_values']}" if r["example_values"] else "") + ")" for r in rows) \
-            or "see the data-quality table"
+            or "no line was rejected by a rule; check which columns the extract's headers map to"
 
     def rejected_frame(self) -> pd.DataFrame:
         """One row per (rejected row, rule), by table and row; ``values`` as ``column=value | ...``."""

@@ -4,6 +4,8 @@ Attribute VB_Name = "CrmXl"
 ' workbook/crm_xl.xlsm. Edits made in the VBA editor are lost at the next build.
 Option Explicit
 
+Private Const STARTING As String = "CRM refresh: starting Python..."
+
 ' Refresh: recompute every output sheet, pivot source, chart table and the log from the Raw
 ' sheets (or the files named on Config) and the Config sheet. The work is done in Python by
 ' crm_xl.excel.refresh(), which reports progress in the status bar and shows input errors itself.
@@ -14,14 +16,18 @@ Sub Refresh()
                vbExclamation, "CRM refresh"
         Exit Sub
     End If
-    Application.StatusBar = "CRM refresh: starting Python..."
+    Application.StatusBar = STARTING
     RunPython "import crm_xl.excel; crm_xl.excel.refresh()"
-    ' On success the status bar keeps Python's final message (customers, months, time taken).
+    ' On success the status bar keeps Python's final message (customers, months, time taken). When
+    ' Python never ran, xlwings has shown its own error: the status bar must not go on saying
+    ' "starting". CStr, because the status bar is False (not text) when Excel shows its own.
+    If CStr(Application.StatusBar) = STARTING Then Application.StatusBar = False
     Exit Sub
 failed:
     Application.StatusBar = False
     Application.ScreenUpdating = True
     MsgBox "The refresh could not run: " & Err.Description & vbCrLf & vbCrLf & _
-           "Check the Interpreter line on the xlwings.conf sheet and that crm-xl is installed " & _
-           "in that Python (pip install crm-xl).", vbCritical, "CRM refresh"
+           "Run  crm-xl doctor " & ThisWorkbook.Name & "  in a terminal: it checks the Python named on " & _
+           "the xlwings.conf sheet and says what to fix (crm-xl excel-setup writes that line).", _
+           vbCritical, "CRM refresh"
 End Sub
