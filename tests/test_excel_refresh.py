@@ -34,6 +34,7 @@ import pytest
 from python_calamine import CalamineWorkbook
 
 from crm_xl import contract
+from crm_xl.errors import InputError
 from crm_xl.io.csv import read_csv
 from crm_xl.workbook import layout
 from crm_xl.workbook.book import load_raw, new_workbook, set_settings
@@ -555,3 +556,20 @@ def test_only_sheets_with_crm_formulas_are_recalculated() -> None:
         UsedRange=_Used(f, calls, n))) for n, f in sheets.items()])
     live._recalculate(book)
     assert calls == ["find Campaign", "calculate Campaign", "find Notes", f"find {layout.START}"]
+
+
+def test_a_onedrive_book_xlwings_cannot_place_is_a_message_not_a_bug(monkeypatch) -> None:
+    """xlwings maps a OneDrive/SharePoint URL to the synced folder or raises XlwingsError naming the
+    setting to make: the refresh shows that as an input error with where to set it."""
+    import types
+
+    import xlwings
+
+    class OnlineBook(types.SimpleNamespace):
+        @property
+        def fullname(self) -> str:
+            raise xlwings.XlwingsError("Couldn't find the local OneDrive for Business folder. Please configure "
+                                       "the ONEDRIVE_COMMERCIAL_WIN setting, see: xlwings.org/error.")
+
+    with pytest.raises(InputError, match=r"ONEDRIVE_COMMERCIAL_WIN setting.*xlwings\.conf sheet"):
+        live._book_path(OnlineBook())

@@ -179,8 +179,19 @@ def _history_note(plan: PlannedWrite) -> str:
 
 
 def _book_path(book: xw.Book) -> Path:
-    """The workbook's path: the customer_history Parquet file and relative *_file names are beside it."""
-    return Path(book.fullname)
+    """The workbook's path: the customer_history Parquet file and relative *_file names are beside it.
+
+    A workbook on OneDrive or SharePoint has a URL, which xlwings maps to the synced local folder, or
+    fails to ("Couldn't find the local OneDrive folder. Please configure the ONEDRIVE_... setting"):
+    that is a setting to make, not a bug, so it becomes a message saying where to make it.
+    """
+    try:
+        return Path(book.fullname)
+    except xw.XlwingsError as exc:
+        raise InputError(layout.XLWINGS_CONF, f"{exc} Add that key on the {layout.XLWINGS_CONF} sheet (column A, "
+                                              "below the others) with your local OneDrive or SharePoint folder in "
+                                              "column B, e.g. C:\\Users\\me\\OneDrive - Company; see docs/excel.md "
+                                              "(OneDrive and SharePoint)") from None
 
 
 def _prime_udfs(book: xw.Book, tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, refresh_id: str) -> None:
