@@ -404,7 +404,7 @@ def test_missing_raw_column_names_the_sheet(xw, tmp_path) -> None:
 
 
 def test_unexpected_error_short_alert_and_traceback_in_log(xw, golden_payload, tmp_path, monkeypatch) -> None:
-    def boom(_inputs: object) -> None:
+    def boom(_inputs: object, **_machine: object) -> None:
         raise RuntimeError("something broke")
 
     monkeypatch.setattr(live, "compute", boom)

@@ -90,7 +90,7 @@ def _refresh(book: xw.Book, stamp: dt.datetime, started: float, mark_writing: Ca
     excel.check_targets()
     _status_bar(app, f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
                      f"{len(inputs.raw['customers']):,} customers)...")
-    tables, _seconds = compute(inputs)
+    tables, _seconds = compute(inputs, today=stamp.date())
     plan = tables_to_write(tables, inputs, _book_path(book), stamp, time.perf_counter() - started)
     try:
         mark_writing()

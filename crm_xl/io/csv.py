@@ -23,7 +23,7 @@ import pyarrow.csv as pcsv
 
 from crm_xl import contract
 from crm_xl.config import header_key
-from crm_xl.core.coerce import local_datetimes
+from crm_xl.core.coerce import local_datetimes, out_of_range
 from crm_xl.core.quality import QUALITY_COLUMNS, RowOf
 from crm_xl.errors import InputError
 from crm_xl.io.dialect import (
@@ -158,14 +158,16 @@ class _Names:
 
 
 def _typed_dates(frame: pd.DataFrame, names: _Names) -> pd.DataFrame:
-    """Date columns become date-times when every value is one; otherwise they stay text, so staging
-    can report the lines whose date cannot be read."""
+    """Date columns become date-times when every value is one in the range the core takes
+    (1900-01-01 .. 2262-04-11); otherwise they stay text as written, so staging can report the
+    lines whose date cannot be read or is out of range, and a load keeps them as typed."""
     for column in frame.columns:
         if names.of(str(column)) in _DATE_COLUMNS:
             text = frame[column]
             stamps = local_datetimes(text)
             unread = text[stamps.isna().to_numpy() & text.notna().to_numpy()]
-            if (unread.str.strip() == "").all():     # only blanks failed: every value is a date-time
+            # only blanks failed: every value is a date-time
+            if (unread.str.strip() == "").all() and not out_of_range(stamps).any():
                 frame[column] = stamps
     return frame
 

@@ -21,6 +21,7 @@ from crm_xl import contract
 from crm_xl.core.pipeline import run_timed
 from crm_xl.core.quality import RowOf, source_rows
 from crm_xl.errors import ConfigError, InputError
+from crm_xl.io import machine
 from crm_xl.io.csv import file_rows, is_parquet, with_read_notes, write_csv
 from crm_xl.io.files import write_beside
 from crm_xl.workbook import layout
@@ -53,8 +54,8 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None,
     read_s = time.perf_counter() - started
     say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
         f"{len(inputs.raw['customers']):,} customers)")
-    tables, seconds = compute(inputs)
     stamp = (now or dt.datetime.now()).replace(microsecond=0)
+    tables, seconds = compute(inputs, today=stamp.date())
     plan = tables_to_write(tables, inputs, path, stamp, time.perf_counter() - started)
     try:
         say(f"writing {len(plan.tables)} tables")
@@ -70,14 +71,17 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None,
     return RefreshResult(tables=tables, seconds=seconds, history_file=plan.history_file)
 
 
-def compute(inputs: WorkbookInputs) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
-    """The core's tables for a workbook's inputs and the seconds per layer (pure: no I/O).
+def compute(inputs: WorkbookInputs, today: dt.date | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """The core's tables for a workbook's inputs and the seconds per layer.
 
     ``data_quality`` example rows become the sheet rows a user can go to; a :class:`ConfigError`
-    names the Config cell of the setting. Shared by the headless and the live (xlwings) refresh.
+    names the Config cell of the setting. ``today`` (default: the computer's date) and the memory
+    available are what the core is given of the machine. Shared by the headless and the live
+    (xlwings) refresh.
     """
     try:
-        tables, seconds = run_timed(**inputs.raw, config=inputs.settings)
+        tables, seconds = run_timed(**inputs.raw, config=inputs.settings, today=today or machine.today(),
+                                    memory_limit=machine.memory_limit())
     except ConfigError as exc:
         raise at_cell(exc, inputs.setting_cells) from None
     quality = with_read_notes(tables["data_quality"], inputs.read_notes)

@@ -194,8 +194,9 @@ def _arrow_text_elements(values: pa.Array) -> pa.Array:
 
 # --- column encoders ---------------------------------------------------------------------------------
 
-_EPOCH_NS = np.datetime64("1899-12-30", "ns").astype(np.int64)
+_EPOCH_US = np.datetime64("1899-12-30", "us").astype(np.int64)
 _NS_PER_DAY = 86_400 * 10**9
+_US_PER_DAY = 86_400 * 10**6
 
 
 def excel_serials(values: pd.Series) -> np.ndarray:
@@ -210,9 +211,10 @@ def excel_serials(values: pd.Series) -> np.ndarray:
     dt = pd.to_datetime(values)
     if getattr(dt.dt, "tz", None) is not None:
         dt = dt.dt.tz_localize(None)
-    ns = dt.to_numpy("datetime64[ns]")
-    missing = np.isnat(ns)
-    serial = (ns.astype(np.int64) - _EPOCH_NS) / _NS_PER_DAY
+    # microseconds, not nanoseconds: a date after 2262-04-11 must not wrap round (Excel shows up to 9999)
+    us = dt.to_numpy("datetime64[us]")
+    missing = np.isnat(us)
+    serial = (us.astype(np.int64) - _EPOCH_US) / _US_PER_DAY
     serial = np.where(serial < 61, serial - 1, serial)
     serial[missing | (serial < 1)] = np.nan
     return serial
