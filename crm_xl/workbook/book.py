@@ -24,6 +24,7 @@ from crm_xl.errors import ConfigError, InputError
 from crm_xl.io.dialect import CsvOptions
 from crm_xl.io.files import replace_atomically, write_beside
 from crm_xl.workbook import layout, sheetxml
+from crm_xl.workbook.cells import FileBook, table_name
 from crm_xl.workbook.package import WorkbookPackageError, ZipWriter, find_tables, rewrite_tables
 
 #: The committed template of a source checkout (``crm-xl template`` builds it).
@@ -212,14 +213,15 @@ def _setting_cells(path: Path) -> dict[str, tuple[str, int]]:
     "your header" column of tbl_columns for the ``map.<table>.<column>`` settings."""
     from python_calamine import CalamineWorkbook
 
-    book = CalamineWorkbook.from_path(str(path), load_tables=True)
+    book = FileBook(CalamineWorkbook.from_path(str(path), load_tables=True), path)
     try:
-        if layout.CONFIG_TABLE.name not in book.table_names:
+        config, columns = (table_name(book, t.name) for t in (layout.CONFIG_TABLE, layout.COLUMNS_TABLE))
+        if config is None:
             raise InputError(layout.CONFIG, f"Excel table {layout.CONFIG_TABLE.name} not found in {path.name}")
-        cells = _value_cells(book.get_table_by_name(layout.CONFIG_TABLE.name), lambda r: str(r[0]).strip(), 1)
-        if layout.COLUMNS_TABLE.name in book.table_names:
+        cells = _value_cells(book.get_table_by_name(config), lambda r: str(r[0]).strip(), 1)
+        if columns is not None:
             headers = layout.COLUMNS_TABLE.headers
-            cells |= _value_cells(book.get_table_by_name(layout.COLUMNS_TABLE.name),
+            cells |= _value_cells(book.get_table_by_name(columns),
                                   lambda r: map_key(str(r[0]).strip(), str(r[1]).strip()),
                                   headers.index(layout.YOUR_HEADER))
     finally:

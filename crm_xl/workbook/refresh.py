@@ -84,8 +84,9 @@ def compute(inputs: WorkbookInputs, today: dt.date | None = None) -> tuple[dict[
                                     memory_limit=machine.memory_limit())
     except ConfigError as exc:
         raise at_cell(exc, inputs.setting_cells) from None
-    quality = with_read_notes(tables["data_quality"], inputs.read_notes)
-    return {**tables, **source_rows({**tables, "data_quality": quality}, _source_row_of(inputs))}, seconds
+    shown = source_rows(tables, _source_row_of(inputs))
+    # the notes about how the tables were read number their rows as the sheet does already
+    return {**tables, **shown, "data_quality": with_read_notes(shown["data_quality"], inputs.read_notes)}, seconds
 
 
 @dataclasses.dataclass(frozen=True)
