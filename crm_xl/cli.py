@@ -204,10 +204,13 @@ def _load(args: argparse.Namespace) -> int:
         except InputError as exc:
             raise InputError(name, f"{file.path.name}: {exc.message}; nothing was loaded", exc.column,
                              exc.setting) from None
-    with_settings(args.book, values, lambda: load_raw(args.book, {n: f.frame for n, f in files.items()}, config))
-    for file in files.values():
-        for note in file.notes():
-            print(f"crm-xl: warning: {note['message']}", file=sys.stderr)
+    warnings: list[str] = []
+    with_settings(args.book, values, lambda: load_raw(args.book, {n: f.frame for n, f in files.items()}, config,
+                                                      sources={n: f.path.name for n, f in files.items()},
+                                                      warn=warnings.append))
+    warnings += [str(note["message"]) for file in files.values() for note in file.notes()]
+    for warning in warnings:
+        print(f"crm-xl: warning: {warning}", file=sys.stderr)
     print(f"Loaded into {args.book}: " + ", ".join(f"{n} {len(f.frame):,} rows{f.dialect_note()}"
                                                    for n, f in files.items()))
     return 0

@@ -38,6 +38,7 @@ KIND_OTHER, KIND_CORE, KIND_ENTRY = 0, 1, 2
 #: A line dated more than this after today is implausible (a mistyped year): the default report
 #: month and data_through leave it out. A month covers pre-dated invoices and clocks a day off.
 FUTURE_MARGIN = pd.Timedelta(days=31)
+EMPTY = "the table is empty"    # the message for a transactions table without rows
 # The columns whose Excel error values the core looks for: the ones it reads (every customer
 # column is carried to customer_snapshot); in a key column an error leaves the row out.
 _ERROR_COLUMNS = {"transactions": ("invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue"),
@@ -87,7 +88,7 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
     if lines.empty:
         problems = log.summary("transactions")
         raise InputError("transactions", f"no usable transactions: every line has a problem ({problems})"
-                         if len(transactions) else "the table is empty")
+                         if len(transactions) else EMPTY)
     data_through = _data_through(lines, today, log)
     report_month = _report_month(config, data_through, log)
     _check_report_month(config, report_month, lines)

@@ -68,9 +68,9 @@ class SheetTable:
 def read_inputs(path: str | Path) -> WorkbookInputs:
     """Raw tables and settings of a crm_xl workbook; :class:`InputError` naming the sheet/table if unusable."""
     path = Path(path)
-    book = FileBook(_open(path), path)
+    book = open_book(path)
     try:
-        return assemble_inputs(book, path.parent, lambda table: _read_table(book, table))
+        return assemble_inputs(book, path.parent, lambda table: read_sheet_table(book, table))
     finally:
         book.close()
 
@@ -152,6 +152,11 @@ def read_log(book: CalamineWorkbook) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=headers)
 
 
+def open_book(path: Path) -> FileBook:
+    """The workbook at ``path`` opened for reading its tables (see :class:`FileBook`); close it."""
+    return FileBook(_open(path), path)
+
+
 def _open(path: Path) -> CalamineWorkbook:
     if not path.is_file():
         raise InputError("workbook", f"file not found: {path}")
@@ -173,7 +178,8 @@ def _table(book: CalamineWorkbook, table: layout.Table) -> Any:
     return book.get_table_by_name(name)
 
 
-def _read_table(book: FileBook, table: layout.Table) -> SheetTable:
+def read_sheet_table(book: FileBook, table: layout.Table) -> SheetTable:
+    """One raw table from its sheet, with what the sheet XML says about it (see :class:`SheetTable`)."""
     found = _table(book, table)
     headers = [str(h).strip() for h in found.columns]
     frame, first_data_row = raw_frame(headers, found.to_python(), found.start[0])
@@ -268,7 +274,7 @@ def _check_cell(key: str, value: Any, cell: str, uncached: bool = False) -> None
 def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """:func:`read_config` of the workbook at ``path`` (its raw tables are not read)."""
     path = Path(path)
-    book = FileBook(_open(path), path)
+    book = open_book(path)
     try:
         return read_config(book)
     finally:
