@@ -47,6 +47,7 @@ from crm_xl.workbook.reader import (
     read_log,
 )
 from crm_xl.workbook.refresh import LOG_ROWS_KEPT, PlannedWrite, compute, tables_to_write
+from crm_xl.workbook.sheetxml import fit_cells
 
 TITLE = "CRM refresh"
 _PREFIX = "crm_xl: "
@@ -296,7 +297,9 @@ def _format_runs(formats: list[str | None]) -> Iterator[tuple[int, int, str]]:
 
 
 def cell_values(frame: pd.DataFrame) -> list[list[Any]]:
-    """The frame's rows as plain Python values for Excel: missing values blank, labels as text."""
+    """The frame's rows as plain Python values for Excel: missing values blank, labels as text, text
+    cut to what a cell holds (32,767 characters: Excel would refuse the whole write)."""
+    frame = fit_cells(frame)
     values = frame.astype(object)
     return values.where(frame.notna(), None).to_numpy().tolist()
 

@@ -90,9 +90,15 @@ def load_raw(path: str | Path, tables: dict[str, pd.DataFrame], columns: Config 
     if unknown:
         raise InputError("workbook", f"unknown raw tables {sorted(unknown)}; expected {list(layout.RAW_TABLES)}")
     _check_writable(path)
+    say = warn or (lambda _message: None)
     if check:
         for message in check_load(path, tables, sources or {}):
-            (warn or (lambda _message: None))(message)
+            say(message)
+    for name, frame in tables.items():
+        for column, rows in sheetxml.long_text(frame).items():
+            say(f"{(sources or {}).get(name, name)}: {len(rows):,} values of {column} are longer than the "
+                f"{sheetxml.CELL_TEXT_LIMIT:,} characters an Excel cell holds: cut to that length in Raw (name the "
+                f"file on Config as {name}_file to keep all of it)")
     _write_raw(path, tables, columns or Config())
     return path
 

@@ -27,6 +27,7 @@ from crm_xl.io.files import write_beside
 from crm_xl.workbook import layout
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, rewrite_tables
 from crm_xl.workbook.reader import WorkbookInputs, at_cell, read_inputs
+from crm_xl.workbook.sheetxml import CELL_TEXT_LIMIT, long_text
 
 Progress = Callable[[str], None]
 LOG_ROWS_KEPT = 1000
@@ -86,7 +87,24 @@ def compute(inputs: WorkbookInputs, today: dt.date | None = None) -> tuple[dict[
         raise at_cell(exc, inputs.setting_cells) from None
     shown = source_rows(tables, _source_row_of(inputs))
     # the notes about how the tables were read number their rows as the sheet does already
-    return {**tables, **shown, "data_quality": with_read_notes(shown["data_quality"], inputs.read_notes)}, seconds
+    notes = [*inputs.read_notes, *long_text_notes(tables)]
+    return {**tables, **shown, "data_quality": with_read_notes(shown["data_quality"], notes)}, seconds
+
+
+def long_text_notes(tables: dict[str, pd.DataFrame]) -> list[dict[str, object]]:
+    """A ``text_truncated`` data-quality row per column of a sheet table holding text longer than an
+    Excel cell holds: the writers cut it to the limit (rows: positions in that table)."""
+    notes: list[dict[str, object]] = []
+    for name, frame in tables.items():
+        if name in contract.FILE_TABLES:
+            continue
+        for column, rows in long_text(frame).items():
+            notes.append({"table": name, "column": column, "rule": "text_truncated", "severity": "warning",
+                          "rows": len(rows), "example_rows": ", ".join(str(r + 1) for r in rows[:5]),
+                          "example_values": "",
+                          "message": f"text longer than the {CELL_TEXT_LIMIT:,} characters an Excel cell holds: cut "
+                                     "to that length in the workbook (crm-xl run's CSV files keep all of it)"})
+    return notes
 
 
 @dataclasses.dataclass(frozen=True)
