@@ -54,7 +54,10 @@ def check_memory(n_customers: int, config: Config, available: int | None) -> Non
 
 
 def _size(n_bytes: int) -> str:
-    return f"{n_bytes / 2**30:,.1f} GB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:,.0f} MB"
+    for unit, size in (("GB", 2**30), ("MB", 2**20)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:,.1f} {unit}"
+    return f"{n_bytes / 2**10:,.0f} KB"
 
 
 @dataclasses.dataclass(frozen=True)

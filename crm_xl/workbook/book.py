@@ -65,7 +65,7 @@ def new_workbook(path: str | Path, *, sample: bool = False, overwrite: bool = Fa
         if sample:
             from crm_xl.io.sample import generate
 
-            _write_raw(temp, generate(), Config())
+            _write_raw(temp, generate(), Config(), shown=path.name)
 
     replace_atomically(path, write)
     return path
@@ -217,7 +217,9 @@ def _contract_column(table: pd.DataFrame, name: str) -> pd.Series:
     return table[found] if found is not None else pd.Series([], dtype=object)
 
 
-def _write_raw(path: Path, tables: dict[str, pd.DataFrame], columns: Config) -> None:
+def _write_raw(path: Path, tables: dict[str, pd.DataFrame], columns: Config, shown: str | None = None) -> None:
+    """Write ``tables`` into the Raw tables of ``path``; ``shown``: the workbook's name for messages
+    when ``path`` is a temporary file that becomes it."""
     too_big = {n: len(f) for n, f in tables.items() if len(f) > 1_048_575}
     if too_big:
         raise InputError("workbook", f"{too_big} rows do not fit an Excel sheet (1,048,575 data rows): name the "
@@ -227,7 +229,8 @@ def _write_raw(path: Path, tables: dict[str, pd.DataFrame], columns: Config) -> 
     try:
         rewrite_tables(path, path, named, styles=styles, allow_new_columns=True)
     except WorkbookPackageError as exc:   # a ValueError, not a CrmXlError: the CLI would show a traceback
-        raise InputError("workbook", f"{path.name}: {exc}") from None
+        raise InputError("workbook", f"{shown or path.name}: {str(exc).replace(str(path), shown or path.name)}") \
+            from None
 
 
 def _raw_styles(name: str, headers: list[str], columns: Config) -> dict[str, str]:
@@ -288,17 +291,30 @@ def with_settings(path: str | Path, values: Mapping[str, object], action: Callab
     path = Path(path)
     if not values:
         return action()
-    backup = write_beside(path, lambda temp: shutil.copyfile(path, temp))
+    try:
+        backup = write_beside(path, lambda temp: shutil.copyfile(path, temp))
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc}: no copy of {path.name} could be made beside it to put "
+                                 "back if the command fails, so nothing was changed", str(path)) from exc
     try:
         set_settings(path, {key: layout.config_cell_value(key, str(value)) for key, value in values.items()})
         result = action()
     except BaseException:
-        os.replace(backup, path)
+        _put_back(backup, path)
         raise
-    finally:
-        if backup.exists():
-            backup.unlink()
+    backup.unlink(missing_ok=True)
     return result
+
+
+def _put_back(backup: Path, path: Path) -> None:
+    """Move the copy made before a failed command back over ``path``; if even that fails, the copy
+    stays and the message says where (it is then the user's only copy of the book as it was)."""
+    try:
+        os.replace(backup, path)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc}: {path.name} could not be put back as it was; its earlier "
+                                 f"content is in {backup.name} beside it (rename it to {path.name})", str(path)) \
+            from exc
 
 _ROW_RE = r'<row\b[^>]*?\sr="{row}"[^>]*?(?:/>|>.*?</row>)'
 

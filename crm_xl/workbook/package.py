@@ -594,6 +594,9 @@ def rewrite_tables(src: Path | str, dst: Path | str, tables: Mapping[str, pd.Dat
             os.fsync(out.fileno())
         shutil.copymode(dst if dst.exists() else src, tmp)
         os.replace(tmp, dst)
+    except OSError as exc:      # a full disk, a lock: the user knows the book, not the temporary file beside it
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"{exc.strerror or exc}; {dst.name} was not changed", str(dst)) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
