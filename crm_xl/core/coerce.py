@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api import types as ptypes
 
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
@@ -33,6 +35,7 @@ EXCEL_ERRORS = frozenset({
     "#ERROR!", "#ERROR",                              # Google Sheets; an error cell without its text
     *(f"Err:{code}" for code in range(501, 540)),     # LibreOffice's own error codes
 })
+_ERROR_SET = pa.array(sorted(EXCEL_ERRORS), type=pa.large_string())
 
 
 def blank_mask(values: pd.Series) -> np.ndarray:
@@ -59,9 +62,12 @@ def error_mask(values: pd.Series) -> np.ndarray:
         return (codes >= 0) & in_categories[np.maximum(codes, 0)] if len(in_categories) else codes < -1
     if ptypes.is_numeric_dtype(dtype) or ptypes.is_bool_dtype(dtype) or ptypes.is_datetime64_any_dtype(dtype):
         return np.zeros(len(values), dtype=bool)
-    if isinstance(dtype, pd.StringDtype):
-        values = values.str.strip()
-    return values.isin(EXCEL_ERRORS).to_numpy(dtype=bool)
+    try:    # text only (a CSV file, a str column): trimmed and compared in arrow
+        text = pa.array(values, from_pandas=True, type=pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):   # numbers among the text (a sheet): as Excel wrote it
+        return values.isin(EXCEL_ERRORS).to_numpy(dtype=bool)
+    found = pc.is_in(pc.utf8_trim_whitespace(text), value_set=_ERROR_SET)
+    return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
 
 
 def out_of_range(dates: pd.Series) -> np.ndarray:

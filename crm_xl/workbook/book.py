@@ -224,13 +224,30 @@ def _write_raw(path: Path, tables: dict[str, pd.DataFrame], columns: Config, sho
     if too_big:
         raise InputError("workbook", f"{too_big} rows do not fit an Excel sheet (1,048,575 data rows): name the "
                                      "file on the Config sheet instead (transactions_file, ...)")
-    named = {layout.RAW_TABLES[n].name: f for n, f in tables.items()}
+    named = {layout.RAW_TABLES[n].name: _dates_as_written(f) for n, f in tables.items()}
     styles = {layout.RAW_TABLES[n].name: _raw_styles(n, list(f.columns), columns) for n, f in tables.items()}
     try:
         rewrite_tables(path, path, named, styles=styles, allow_new_columns=True)
     except WorkbookPackageError as exc:   # a ValueError, not a CrmXlError: the CLI would show a traceback
         raise InputError("workbook", f"{shown or path.name}: {str(exc).replace(str(path), shown or path.name)}") \
             from None
+
+
+def _dates_as_written(frame: pd.DataFrame) -> pd.DataFrame:
+    """A date column holding a date Excel cannot show (before 1900) as ISO text, so Raw keeps it as
+    written and the refresh reports it, rather than a blank cell nobody sees."""
+    out = frame
+    for column in frame.columns:
+        values = frame[column]
+        if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+            continue
+        lost = np.isnan(sheetxml.excel_serials(values)) & values.notna().to_numpy()
+        if lost.any():
+            stamps = pd.to_datetime(values)
+            whole_days = bool((stamps.dropna() == stamps.dropna().dt.normalize()).all())
+            text = stamps.dt.strftime("%Y-%m-%d" if whole_days else "%Y-%m-%d %H:%M:%S")
+            out = out.assign(**{str(column): text})
+    return out
 
 
 def _raw_styles(name: str, headers: list[str], columns: Config) -> dict[str, str]:
