@@ -462,14 +462,14 @@ def test_a_history_too_big_for_the_memory_stops_the_cli_naming_history_months(tm
                                                                               monkeypatch) -> None:
     monkeypatch.setenv(machine.MEMORY_LIMIT_VARIABLE, "1MB")
     assert main(["run", "--data", str(GOLDEN), "--out", str(tmp_path / "out"), "--set", "history_months=600"]) == 2
-    # 19 customers x 601 months x 640 bytes = 7,308,160 bytes; 1 MB = 1,048,576 bytes hold 19 x 86 months
-    one_error_line(capsys, "history_months", "600 months of 19 customers need about 7.0 MB", "1.0 MB is available",
-                   "set history_months to 85 or less")
+    # 19 customers x 601 months x 768 bytes = 8,769,792 bytes; 1 MB = 1,048,576 bytes hold 19 x 71 months
+    one_error_line(capsys, "history_months", "600 months of 19 customers need about 8.4 MB", "1.0 MB is available",
+                   "set history_months to 70 or less")
     assert not (tmp_path / "out").exists()
 
 
 def test_the_workbook_names_the_history_months_cell(book: Path, monkeypatch) -> None:
-    monkeypatch.setenv(machine.MEMORY_LIMIT_VARIABLE, "200KB")     # 19 customers x 25 months need 297 KB
+    monkeypatch.setenv(machine.MEMORY_LIMIT_VARIABLE, "200KB")     # 19 customers x 25 months need 356 KB
     with pytest.raises(ConfigError, match=rf"history_months.*{config_cell('history_months')}.*or less"):
         refreshed(book)
 

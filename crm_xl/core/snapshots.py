@@ -29,9 +29,9 @@ _BLANK = np.iinfo(np.int64).min  # "no date" in day-number arrays
 OUTPUT_WINDOWS = (1, 6, 12, 13, 24, 25)
 #: Memory one customer-month of the history takes at the peak of a run: the panel's ~25 arrays,
 #: the grids they are summed on, labels, scores and the customer_history table. Measured at
-#: 520-620 bytes on pandas 3 (bench: 20,000 customers x 121 and 241 months), taken as 80 values
-#: of 8 bytes so the estimate errs on the safe side.
-BYTES_PER_CUSTOMER_MONTH = 80 * 8
+#: 520-620 bytes on pandas 3 (5,000 to 20,000 customers x 25 to 241 months), taken as 96 values
+#: of 8 bytes so the estimate errs on the safe side (tests/test_reliability_inputs.py measures it).
+BYTES_PER_CUSTOMER_MONTH = 96 * 8
 
 
 def memory_needed(n_customers: int, config: Config) -> int:

@@ -43,6 +43,9 @@ EMPTY = "the table is empty"    # the message for a transactions table without r
 # column is carried to customer_snapshot); in a key column an error leaves the row out.
 _ERROR_COLUMNS = {"transactions": ("invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue"),
                   "products": ("product_id", "category", "unit_size")}
+_CONTRACT = {**{table: set(columns) for table, columns in _ERROR_COLUMNS.items()},
+             "customers": {"customer_id", *TEXT_CUSTOMER_COLUMNS, *OPT_IN_COLUMNS, "created_date"}}
+_KEYS = {"transactions": set(_ERROR_COLUMNS["transactions"]), "customers": {"customer_id"}, "products": {"product_id"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,7 +267,7 @@ def _without_errors(raw: pd.DataFrame, table: str, columns: list[str],
         mask = error_mask(values)
         if not mask.any():
             continue
-        column = str(label).strip().lower() if str(label).strip().lower() in _KNOWN[table] else str(label)
+        column = str(label).strip().lower() if str(label).strip().lower() in _CONTRACT[table] else str(label)
         found[column] = mask
         key = column in _KEYS[table]
         effect = ("line left out" if table == "transactions" else "row ignored") if key else "treated as blank"
@@ -276,12 +279,6 @@ def _without_errors(raw: pd.DataFrame, table: str, columns: list[str],
             clean = raw.copy(deep=False)
         clean[label] = values.mask(mask)
     return clean, found
-
-
-_KNOWN = {"transactions": {c for c in _ERROR_COLUMNS["transactions"]},
-          "products": {c for c in _ERROR_COLUMNS["products"]},
-          "customers": {"customer_id", *TEXT_CUSTOMER_COLUMNS, *OPT_IN_COLUMNS, "created_date"}}
-_KEYS = {"transactions": set(_ERROR_COLUMNS["transactions"]), "customers": {"customer_id"}, "products": {"product_id"}}
 
 
 def _label(table: pd.DataFrame, name: str) -> object | None:
@@ -300,16 +297,15 @@ def _stage_products(raw: pd.DataFrame, config: Config, log: QualityLog) -> pd.Da
     category = normalize_ids(_column(raw, "category"))   # like ids: the code 1 stored as 1.0 is "1"
     unit_size, bad_size = _numbers(raw, "products", "unit_size")
     bad_size |= ~(unit_size > 0).to_numpy()
-    log.add("products", "unit_size", "bad_unit_size", "warning", bad_size & keep & ~_none(errors.get("unit_size"),
-                                                                                         len(raw)),
+    logged = {name: _none(errors.get(name), len(raw)) for name in ("unit_size", "category")}   # as error_value
+    log.add("products", "unit_size", "bad_unit_size", "warning", bad_size & keep & ~logged["unit_size"],
             "unit_size must be a number > 0: lines of this product are left out", values=_column(raw, "unit_size"),
             rejects=original)
     lower = category.str.lower()
     core = lower.isin(_category_names(config.core_categories)).to_numpy()
     entry = lower.isin(_category_names(config.entry_categories)).to_numpy()
     known = core | entry | lower.isin(_category_names(config.other_categories)).to_numpy()
-    log.add("products", "category", "unknown_category", "warning", ~known & keep & ~_none(errors.get("category"),
-                                                                                          len(raw)),
+    log.add("products", "category", "unknown_category", "warning", ~known & keep & ~logged["category"],
             "category not in core, entry or other categories: treated as non-core", values=category)
     kind = np.where(core, KIND_CORE, np.where(entry, KIND_ENTRY, KIND_OTHER)).astype("int8")
     table = pd.DataFrame({"product_id": ids, "category": category, "unit_size": unit_size,

@@ -26,9 +26,9 @@ from crm_xl.errors import ConfigError, InputError
 from crm_xl.io.dialect import CsvOptions
 from crm_xl.io.files import replace_atomically, write_beside
 from crm_xl.workbook import layout, sheetxml
-from crm_xl.workbook.cells import FileBook, table_name
+from crm_xl.workbook.cells import table_name
 from crm_xl.workbook.package import WorkbookPackageError, ZipWriter, find_tables, rewrite_tables
-from crm_xl.workbook.reader import SheetTable
+from crm_xl.workbook.reader import SheetTable, open_book
 
 #: The committed template of a source checkout (``crm-xl template`` builds it).
 TEMPLATE = Path(__file__).resolve().parents[2] / "workbook" / "crm_xl.xlsm"
@@ -142,7 +142,7 @@ def _refresh_verdict(path: Path, replaced: Mapping[str, pd.DataFrame]) -> _Verdi
     """What the refresh would say of the workbook with ``replaced`` in Raw: its message, or None."""
     from crm_xl.core.staging import EMPTY, stage
     from crm_xl.io import machine
-    from crm_xl.workbook.reader import assemble_inputs, at_cell, open_book, read_sheet_table
+    from crm_xl.workbook.reader import assemble_inputs, at_cell, read_sheet_table
 
     book = open_book(path)
     tables = find_tables(path)
@@ -168,7 +168,8 @@ def _refresh_verdict(path: Path, replaced: Mapping[str, pd.DataFrame]) -> _Verdi
                                 f"from Raw: the rows loaded into {layout.RAW_TABLES[name].name} are not used until "
                                 f"{name}_file is blank")
         config = Config.from_mapping(inputs.settings)
-        stage(**_stand_ins(inputs.raw, inputs.first_data_row, config), config=config, today=machine.today())
+        stage(**_stand_ins(inputs.raw, inputs.first_data_row, config), config=config,
+              today=pd.Timestamp(machine.today()))
     except ConfigError as exc:
         return _Verdict(str(at_cell(exc, cells)), (), warnings)
     except InputError as exc:
@@ -378,9 +379,7 @@ def set_settings(path: str | Path, values: Mapping[str, object]) -> Path:
 def _setting_cells(path: Path) -> dict[str, tuple[str, int]]:
     """Setting -> (column letter, sheet row) of its value cell: tbl_config's value column, and the
     "your header" column of tbl_columns for the ``map.<table>.<column>`` settings."""
-    from python_calamine import CalamineWorkbook
-
-    book = FileBook(CalamineWorkbook.from_path(str(path), load_tables=True), path)
+    book = open_book(path)
     try:
         config, columns = (table_name(book, t.name) for t in (layout.CONFIG_TABLE, layout.COLUMNS_TABLE))
         if config is None:
