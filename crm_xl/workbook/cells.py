@@ -114,7 +114,6 @@ class FileBook:
     def __init__(self, book: CalamineWorkbook, path: Path) -> None:
         self._book, self._path = book, path
         self._readable: CalamineWorkbook | None = None
-        self._scans: dict[str, SheetScan] = {}
         self.sheet_names: list[str] = list(book.sheet_names)
         self.table_names: list[str] = list(book.table_names)
 
@@ -130,7 +129,8 @@ class FileBook:
                 raise
             found = self._readable_book().get_table_by_name(actual)
             rows = found.to_python()
-        scan = self._scan(found.sheet)
+        # read per table, not kept: a Raw sheet's XML can be hundreds of MB
+        scan = scan_sheet(sheet_xml(self._path, found.sheet) or b"")
         start_row, start_col = found.start
         width = len(found.columns)
         first = start_row + 1                      # the first data row, 1-based
@@ -151,11 +151,6 @@ class FileBook:
         for book in (self._book, self._readable):
             if book is not None:
                 book.close()
-
-    def _scan(self, sheet: str) -> SheetScan:
-        if sheet not in self._scans:
-            self._scans[sheet] = scan_sheet(sheet_xml(self._path, sheet) or b"")
-        return self._scans[sheet]
 
     def _readable_book(self) -> CalamineWorkbook:
         """The workbook with every error cell's text made #N/A, in memory: calamine reads that one,
