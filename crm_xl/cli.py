@@ -171,6 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     from crm_xl.config import Config
     from crm_xl.core.pipeline import run
     from crm_xl.core.quality import source_rows
+    from crm_xl.io import machine
     from crm_xl.io.csv import file_rows, is_parquet, read_raw_file, with_read_notes, write_tables
     from crm_xl.io.dialect import split_settings
     from crm_xl.io.files import MANIFEST, new_id
@@ -180,7 +181,8 @@ def _run(args: argparse.Namespace) -> int:
     config = Config.from_mapping(settings)
     paths = {name: Path(getattr(args, name) or args.data / f"{name}.csv") for name in RAW_TABLES}
     files = {name: read_raw_file(path, name, options, config.headers(name)) for name, path in paths.items()}
-    tables = run(**{name: frame for name, (frame, _) in files.items()}, config=config)
+    tables = run(**{name: frame for name, (frame, _) in files.items()}, config=config, today=machine.today(),
+                 memory_limit=machine.memory_limit())
     notes = [note for _, file_notes in files.values() for note in file_notes]
     tables = {**tables, "data_quality": with_read_notes(tables["data_quality"], notes)}
     csv_tables = [name for name, path in paths.items() if not is_parquet(path)]
@@ -296,10 +298,13 @@ def _load(args: argparse.Namespace) -> int:
         except InputError as exc:
             raise InputError(name, f"{file.path.name}: {exc.message}; nothing was loaded", exc.column,
                              exc.setting) from None
-    with_settings(args.book, values, lambda: load_raw(args.book, {n: f.frame for n, f in files.items()}, config))
-    for file in files.values():
-        for note in file.notes():
-            print(f"crm-xl: warning: {note['message']}", file=sys.stderr)
+    warnings: list[str] = []
+    with_settings(args.book, values, lambda: load_raw(args.book, {n: f.frame for n, f in files.items()}, config,
+                                                      sources={n: f.path.name for n, f in files.items()},
+                                                      warn=warnings.append))
+    warnings += [str(note["message"]) for file in files.values() for note in file.notes()]
+    for warning in warnings:
+        print(f"crm-xl: warning: {warning}", file=sys.stderr)
     print(f"Loaded into {args.book}: " + ", ".join(f"{n} {len(f.frame):,} rows{f.dialect_note()}"
                                                    for n, f in files.items()))
     return 0

@@ -32,6 +32,8 @@ Sections start with a line ending in a colon:
   :class:`crm_xl.CrmXlError` must contain.
 
 Other lines: ``name: ...``, ``config: key=value; key=value`` (given to ``crm_xl.run`` as a dict),
+``today: 2024-03-15`` and ``memory limit: 20000`` (``crm_xl.run``'s ``today`` and ``memory_limit``,
+what an adapter tells the core of the machine; not given: ``None``),
 ``exact rows: true`` (each expected table must have exactly the expected number of rows),
 ``xfail: reason`` (the code disagrees with the documented rule: expected to fail, strictly), and
 ``# comments``. Blank lines are ignored.
@@ -75,7 +77,7 @@ DEFAULT_PRODUCTS = pd.DataFrame({
 })
 
 _BLOCK = re.compile(r"^```example[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-_META = re.compile(r"^(name|config|xfail|exact rows):[ \t]*(.*)$")
+_META = re.compile(r"^(name|config|xfail|exact rows|today|memory limit):[ \t]*(.*)$")
 _SECTION = re.compile(r"^(transactions|customers|products|segment_map|expect [a-z_]+):[ \t]*$")
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
 _INPUTS = ("transactions", "customers", "products")
@@ -89,6 +91,8 @@ class Example:
     sections: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     exact_rows: bool = False
     xfail: str | None = None
+    today: str | None = None
+    memory_limit: int | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,6 +126,10 @@ def parse_block(body: str, line: int = 0) -> Example:
                 example.config.update(parse_config(value, line))
             elif key == "xfail":
                 example.xfail = value or "code disagrees with the documented rule"
+            elif key == "today":
+                example.today = value
+            elif key == "memory limit":
+                example.memory_limit = int(value)
             else:
                 example.exact_rows = value.lower() == "true"
         elif section:
@@ -211,7 +219,9 @@ def run_example(example: Example) -> dict[str, pd.DataFrame]:
     if "segment_map" in example.sections:
         rows = _csv_rows(example.sections["segment_map"])
         config["segment_map"] = pd.DataFrame(rows[1:], columns=rows[0])
-    return crm_xl.run(transactions, customers, products, config=config)
+    today = None if example.today is None else pd.Timestamp(example.today).date()
+    return crm_xl.run(transactions, customers, products, config=config, today=today,
+                      memory_limit=example.memory_limit)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -125,13 +125,15 @@ def test_dtypes_do_not_depend_on_the_master_columns_given(golden_result):
     assert result["customer_snapshot"]["customer_name"].isna().all()       # added, blank
 
 
-@pytest.mark.parametrize("case", ["no_core_purchase", "nobody_in_the_base_yet"])
-def test_dtypes_when_tables_are_empty(golden_result, golden_inputs, case):
-    if case == "no_core_purchase":
-        result = crm_xl.run(**_no_core_purchase_inputs(), config={"report_month": "2024-03", "history_months": 3})
-    else:   # the golden customers are created 2021-12-01
-        result = crm_xl.run(**golden_inputs, config={"report_month": "2021-06", "history_months": 3})
+def test_dtypes_when_tables_are_empty(golden_result):
+    result = crm_xl.run(**_no_core_purchase_inputs(), config={"report_month": "2024-03", "history_months": 3})
     assert _dtypes_disagreeing(result, golden_result) == []
+
+
+def test_a_report_month_before_anyone_entered_stops_rather_than_give_empty_tables(golden_inputs):
+    # the golden customers are created 2021-12-01: nobody is in the base in 2021-06
+    with pytest.raises(crm_xl.ConfigError, match=r"report_month.*before the first transaction"):
+        crm_xl.run(**golden_inputs, config={"report_month": "2021-06", "history_months": 3})
 
 
 # --- label values -------------------------------------------------------------------------------

@@ -53,10 +53,11 @@ def golden_raw() -> dict[str, pd.DataFrame]:
     return {name: read_csv(GOLDEN / f"{name}.csv", name) for name in RAW_NAMES}
 
 
-def make_book(path: Path, raw: dict[str, pd.DataFrame] | None = None, **settings: object) -> Path:
+def make_book(path: Path, raw: dict[str, pd.DataFrame] | None = None, check: bool = True,
+              **settings: object) -> Path:
     """A fresh workbook at ``path`` holding ``raw`` (default: the golden fixture) and the golden Config."""
     new_workbook(path)
-    load_raw(path, golden_raw() if raw is None else raw)
+    load_raw(path, golden_raw() if raw is None else raw, check=check)   # check=False: a broken Raw on purpose
     set_settings(path, {**GOLDEN_SETTINGS, **settings})
     return path
 
@@ -444,7 +445,7 @@ def test_bad_history_rows_setting_names_its_cell(loaded: Path) -> None:
 def test_renamed_required_column(tmp_path: Path) -> None:
     raw = golden_raw()
     raw["transactions"] = raw["transactions"].rename(columns={"quantity": "qty"})
-    book = make_book(tmp_path / "book.xlsm", raw)
+    book = make_book(tmp_path / "book.xlsm", raw, check=False)
     assert_refresh_fails(book, InputError, layout.RAW_TRANSACTIONS, "tbl_transactions", "'quantity'", "qty")
 
 
@@ -470,10 +471,10 @@ def test_excel_error_value_in_a_date_cell(loaded: Path) -> None:
     assert inputs.raw["transactions"].loc[3, "invoice_date"] == "#N/A"
     assert inputs.raw["transactions"].loc[2, "invoice_date"] is not None
     result = refresh_workbook(loaded, now=NOW).tables
-    bad = quality_rows(result, "bad_date")
-    assert (bad["table"].tolist(), bad["rows"].tolist(), bad["example_rows"].tolist(),
-            bad["example_values"].tolist()) == (["transactions"], [1], ["3"], ["#N/A"])
-    assert quality_rows(result, "missing_date").empty
+    bad = quality_rows(result, "error_value")
+    assert (bad["table"].tolist(), bad["column"].tolist(), bad["rows"].tolist(), bad["example_rows"].tolist(),
+            bad["example_values"].tolist()) == (["transactions"], ["invoice_date"], [1], ["3"], ["#N/A"])
+    assert quality_rows(result, "missing_date").empty and quality_rows(result, "bad_date").empty
 
 
 def test_error_value_in_the_first_data_row(loaded: Path) -> None:
@@ -481,8 +482,10 @@ def test_error_value_in_the_first_data_row(loaded: Path) -> None:
     edit_part(loaded, part, lambda xml: re.sub(rb'<c r="E2"( s="\d+")?>(<v>[^<]*</v>)?</c>',
                                                rb'<c r="E2"\1 t="e"><v>#VALUE!</v></c>', xml, count=1))
     result = refresh_workbook(loaded, now=NOW).tables
-    bad = quality_rows(result, "bad_quantity")
-    assert (bad["example_rows"].tolist(), bad["example_values"].tolist()) == (["2"], ["#VALUE!"])
+    bad = quality_rows(result, "error_value")
+    assert (bad["column"].tolist(), bad["example_rows"].tolist(), bad["example_values"].tolist()) == (
+        ["quantity"], ["2"], ["#VALUE!"])
+    assert quality_rows(result, "bad_quantity").empty
 
 
 def test_blank_rows_inside_a_table_are_skipped(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def test_set_interpreter_adds_keys_xlwings_reads_and_changes_only_that_sheet(boo
     written = set_interpreter(book, "windows", r"C:\crm\Scripts\python.exe")
     assert written == {"Interpreter_Win": r"C:\crm\Scripts\pythonw.exe"}
     keys = conf_as_xlwings_reads_it(book)
-    assert keys["INTERPRETER_WIN"] == r"C:\crm\Scripts\pythonw.exe" and keys["USE UDF SERVER"] is True
+    assert keys["INTERPRETER_WIN"] == r"C:\crm\Scripts\pythonw.exe" and keys["USE UDF SERVER"] is False
     after = parts(book)
     changed = {name for name in before if before[name] != after.get(name)}
     assert changed == {f"xl/worksheets/sheet{L.SHEETS.index(L.XLWINGS_CONF) + 1}.xml"}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api import types as ptypes
 
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
@@ -17,6 +19,23 @@ _SERIAL_MIN, _SERIAL_MAX = 1, 2958465
 # Excel keeps times to the millisecond: a serial is first rounded to it, so float noise just
 # under midnight (45306.99999999999) is midnight, while 23:59:59.957 stays on its day.
 _MS_PER_DAY = 86_400_000
+#: The dates a line may carry: from 1900 (Excel's first day) to the last day pandas holds in
+#: nanoseconds, which Power BI, Parquet readers and most pandas code still assume. A date outside
+#: is read (so it is reported as written) but is not a date the analysis can use.
+DATE_MIN, DATE_MAX = pd.Timestamp("1900-01-01"), pd.Timestamp("2262-04-11")
+# Years read at all: any four-digit year, so 1850-02-10 is a date out of range, not "not a date".
+_YEAR_MIN, _YEAR_MAX = 1000, 9999
+
+#: Excel's error values (a formula that failed: a VLOOKUP that found nothing is #N/A), as a cell
+#: shows them, and as CSV exports of Excel, LibreOffice and Google Sheets write them. Never data.
+EXCEL_ERRORS = frozenset({
+    "#N/A", "#VALUE!", "#REF!", "#DIV/0!", "#NUM!", "#NAME?", "#NULL!",                    # every Excel
+    "#SPILL!", "#CALC!", "#GETTING_DATA", "#BLOCKED!", "#CONNECT!", "#FIELD!", "#UNKNOWN!",  # Excel 365
+    "#BUSY!", "#PYTHON!", "#EXTERNAL!",
+    "#ERROR!", "#ERROR",                              # Google Sheets; an error cell without its text
+    *(f"Err:{code}" for code in range(501, 540)),     # LibreOffice's own error codes
+})
+_ERROR_SET = pa.array(sorted(EXCEL_ERRORS), type=pa.large_string())
 
 
 def blank_mask(values: pd.Series) -> np.ndarray:
@@ -27,6 +46,35 @@ def blank_mask(values: pd.Series) -> np.ndarray:
         text = values.astype("str")
         missing = missing | (text.str.strip() == "").fillna(False).to_numpy(dtype=bool)
     return missing
+
+
+def error_mask(values: pd.Series) -> np.ndarray:
+    """True where a cell holds an Excel error value (:data:`EXCEL_ERRORS`).
+
+    Only text can hold one: a column of numbers or dates answers at once. Text columns (CSV files)
+    are compared ignoring surrounding spaces; cells of a workbook hold the error exactly as Excel
+    writes it. Vectorised: one hashing pass over a million-row column.
+    """
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        in_categories = error_mask(pd.Series(dtype.categories))
+        codes = values.cat.codes.to_numpy()
+        return (codes >= 0) & in_categories[np.maximum(codes, 0)] if len(in_categories) else codes < -1
+    if ptypes.is_numeric_dtype(dtype) or ptypes.is_bool_dtype(dtype) or ptypes.is_datetime64_any_dtype(dtype):
+        return np.zeros(len(values), dtype=bool)
+    try:    # text only (a CSV file, a str column): trimmed and compared in arrow
+        text = pa.array(values, from_pandas=True, type=pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):   # numbers among the text (a sheet): as Excel wrote it
+        return values.isin(EXCEL_ERRORS).to_numpy(dtype=bool)
+    found = pc.is_in(pc.utf8_trim_whitespace(text), value_set=_ERROR_SET)
+    return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
+
+
+def out_of_range(dates: pd.Series) -> np.ndarray:
+    """True where a date was read but lies outside :data:`DATE_MIN` .. :data:`DATE_MAX`."""
+    day = dates.to_numpy().astype("datetime64[D]")
+    low, high = np.datetime64(DATE_MIN.date(), "D"), np.datetime64(DATE_MAX.date(), "D")
+    return ~np.isnat(day) & ((day < low) | (day > high))
 
 
 def id_codes(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
@@ -152,8 +200,7 @@ def _text_dates(texts: pd.Series, order: str) -> pd.Series:
             day, month = (first, second) if order == "dmy" else (second, first)
             year = year.where(year >= 100, year + 2000)       # 15/01/24 is 2024
             stamps = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": day}), errors="coerce")
-            dates[found] = stamps.where((stamps.dt.year >= 1900) & (stamps.dt.year <= 9999)).astype(
-                "datetime64[s]").to_numpy()
+            dates[found] = stamps.where(_readable_year(stamps)).astype("datetime64[s]").to_numpy()
     return dates
 
 
@@ -182,14 +229,18 @@ def local_datetimes(texts: pd.Series) -> pd.Series:
     1 February 00:30 (the offset is dropped, never converted to UTC).
 
     Parsed once per distinct text in one vectorised call; text that is not ISO 8601, or a year
-    outside 1900-9999, is NaT.
+    of fewer than four digits, is NaT. Years outside 1900-2262 are read: see :func:`out_of_range`.
     """
     codes, uniques = pd.factorize(texts, use_na_sentinel=True)
     local = pd.Series(uniques, dtype="str").str.strip().str.replace(_OFFSET, r"\1", regex=True)
     stamps = pd.to_datetime(local, format="ISO8601", errors="coerce")
-    stamps = stamps.where((stamps.dt.year >= 1900) & (stamps.dt.year <= 9999)).astype("datetime64[s]")
+    stamps = stamps.where(_readable_year(stamps)).astype("datetime64[s]")
     picked = stamps.to_numpy()[np.maximum(codes, 0)] if len(uniques) else np.zeros(len(codes), "datetime64[s]")
     return pd.Series(np.where(codes >= 0, picked, np.datetime64("NaT")), index=texts.index, dtype="datetime64[s]")
+
+
+def _readable_year(stamps: pd.Series) -> pd.Series:
+    return (stamps.dt.year >= _YEAR_MIN) & (stamps.dt.year <= _YEAR_MAX)
 
 
 def _serial_days(serials: np.ndarray) -> np.ndarray:
@@ -213,7 +264,7 @@ def _to_timestamp(value: object) -> pd.Timestamp | None:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError):
         return None
-    if stamp is pd.NaT or stamp.year < 1900 or stamp.year > 9999:
+    if stamp is pd.NaT or not _YEAR_MIN <= stamp.year <= _YEAR_MAX:
         return None
     return stamp.tz_localize(None) if stamp.tzinfo else stamp
 

@@ -139,7 +139,7 @@ def _cell_text(value: object) -> str:
 def _show(value: object) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or value is pd.NaT:
         return "(blank)"
-    text = str(value)
+    text = _cell_text(value) if isinstance(value, dt.datetime | np.datetime64) else str(value)
     if not text.strip():
         return "(blank)"
     return text if len(text) <= 40 else text[:37] + "..."

@@ -23,9 +23,41 @@ import pandas as pd
 from crm_xl.config import Config
 from crm_xl.core import exact
 from crm_xl.core.facts import Facts
+from crm_xl.errors import ConfigError
 
 _BLANK = np.iinfo(np.int64).min  # "no date" in day-number arrays
 OUTPUT_WINDOWS = (1, 6, 12, 13, 24, 25)
+#: Memory one customer-month of the history takes at the peak of a run: the panel's ~25 arrays,
+#: the grids they are summed on, labels, scores and the customer_history table. Measured at
+#: 520-620 bytes on pandas 3 (5,000 to 20,000 customers x 25 to 241 months), taken as 96 values
+#: of 8 bytes so the estimate errs on the safe side (tests/test_reliability_inputs.py measures it).
+BYTES_PER_CUSTOMER_MONTH = 96 * 8
+
+
+def memory_needed(n_customers: int, config: Config) -> int:
+    """Bytes the customers x months grids of a run need (every customer in the base every month)."""
+    return n_customers * (config.history_months + 1) * BYTES_PER_CUSTOMER_MONTH
+
+
+def check_memory(n_customers: int, config: Config, available: int | None) -> None:
+    """:class:`ConfigError` naming history_months when the grids would not fit ``available`` bytes
+    (the adapter measures it; ``None``: not known, not checked). Refusing before computing gives a
+    message instead of a MemoryError, or a machine swapping for an hour."""
+    need = memory_needed(n_customers, config)
+    if available is None or need <= available:
+        return
+    fits = available // max(n_customers * BYTES_PER_CUSTOMER_MONTH, 1) - 1
+    advice = (f"set history_months to {fits} or less" if fits >= 1 else
+              "even history_months = 1 does not fit: close other programs or analyse fewer customers")
+    raise ConfigError("history_months", f"{config.history_months} months of {n_customers:,} customers need about "
+                                        f"{_size(need)} of memory and {_size(available)} is available: {advice}")
+
+
+def _size(n_bytes: int) -> str:
+    for unit, size in (("GB", 2**30), ("MB", 2**20)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:,.1f} {unit}"
+    return f"{n_bytes / 2**10:,.0f} KB"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,18 @@ import numpy as np
 import pandas as pd
 
 from crm_xl.config import LAST_COMPLETE, Config
-from crm_xl.core.coerce import blank_mask, day_month_evidence, id_codes, normalize_ids, to_dates, to_numbers
+from crm_xl.core.coerce import (
+    DATE_MAX,
+    DATE_MIN,
+    blank_mask,
+    day_month_evidence,
+    error_mask,
+    id_codes,
+    normalize_ids,
+    out_of_range,
+    to_dates,
+    to_numbers,
+)
 from crm_xl.core.columns import to_contract
 from crm_xl.core.exact import summable, to_micro
 from crm_xl.core.quality import QualityLog
@@ -29,6 +40,17 @@ OPT_IN_COLUMNS = ("opt_email", "opt_sms", "opt_phone")
 TEXT_CUSTOMER_COLUMNS = ("customer_name", "customer_group", "city", "email", "mobile_number")
 
 KIND_OTHER, KIND_CORE, KIND_ENTRY = 0, 1, 2
+#: A line dated more than this after today is implausible (a mistyped year): the default report
+#: month and data_through leave it out. A month covers pre-dated invoices and clocks a day off.
+FUTURE_MARGIN = pd.Timedelta(days=31)
+EMPTY = "the table is empty"    # the message for a transactions table without rows
+# The columns whose Excel error values the core looks for: the ones it reads (every customer
+# column is carried to customer_snapshot); in a key column an error leaves the row out.
+_ERROR_COLUMNS = {"transactions": ("invoice_id", "invoice_date", "customer_id", "product_id", "quantity", "revenue"),
+                  "products": ("product_id", "category", "unit_size")}
+_CONTRACT = {**{table: set(columns) for table, columns in _ERROR_COLUMNS.items()},
+             "customers": {"customer_id", *TEXT_CUSTOMER_COLUMNS, *OPT_IN_COLUMNS, "created_date"}}
+_KEYS = {"transactions": set(_ERROR_COLUMNS["transactions"]), "customers": {"customer_id"}, "products": {"product_id"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +79,12 @@ class Staged:
 
 
 def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,
-          config: Config) -> Staged:
-    """Type and validate the raw tables; resolve the report month."""
+          config: Config, today: pd.Timestamp | None = None) -> Staged:
+    """Type and validate the raw tables; resolve the report month.
+
+    ``today`` (given by the adapter, which owns the clock) lets lines dated implausibly far in the
+    future be left out of the default report month; ``None`` takes every line as plausible.
+    """
     log = QualityLog()
     transactions = to_contract(transactions, "transactions", config)
     customers = to_contract(customers, "customers", config)
@@ -70,9 +96,10 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
     if lines.empty:
         problems = log.summary("transactions")
         raise InputError("transactions", f"no usable transactions: every line has a problem ({problems})"
-                         if len(transactions) else "the table is empty")
-    data_through = pd.Timestamp(lines["date"].max())
+                         if len(transactions) else EMPTY)
+    data_through = _data_through(lines, today, log)
     report_month = _report_month(config, data_through, log)
+    _check_report_month(config, report_month, lines)
     entry_dates = _entry_dates(master, lines, config)
     lines = _cut_at_report_month(lines, report_month, log)
     history = pd.period_range(end=report_month, periods=config.history_months, freq="M")
@@ -125,6 +152,8 @@ def _optional(table: pd.DataFrame, name: str) -> pd.Series | None:
 
 
 def _stage_customers(raw: pd.DataFrame, config: Config, log: QualityLog) -> tuple[pd.DataFrame, pd.Index]:
+    original = raw
+    raw, errors = _without_errors(raw, "customers", [str(c) for c in raw.columns], log)
     ids = normalize_ids(_column(raw, "customer_id"))
     rows = pd.DataFrame({"customer_id": ids})
     known = {*TEXT_CUSTOMER_COLUMNS, *OPT_IN_COLUMNS, "created_date"}
@@ -134,7 +163,7 @@ def _stage_customers(raw: pd.DataFrame, config: Config, log: QualityLog) -> tupl
             name = name.lower()
         if name.lower() != "customer_id" and name not in rows:
             rows[name] = raw[column].reset_index(drop=True)
-    rows = rows[_keyed(ids, raw, "customers", "customer", log)]
+    rows = rows[_keyed(ids, original, "customers", "customer", log, errors.get("customer_id"))]
     rows = _type_customer_columns(rows, config, log)
     group = rows["customer_group"] if "customer_group" in rows else pd.Series(pd.NA, index=rows.index, dtype="str")
     anonymous_names = {g.strip().lower() for g in config.anonymous_groups}
@@ -180,7 +209,10 @@ def _type_customer_columns(rows: pd.DataFrame, config: Config, log: QualityLog) 
         dates, bad = to_dates(out["created_date"], config.date_order)
         log.add("customers", "created_date", "bad_date", "warning", _positions(out.index, bad),
                 "not a date: treated as blank", values=out["created_date"])
-        out["created_date"] = dates.to_numpy()
+        far = out_of_range(dates)
+        log.add("customers", "created_date", "date_out_of_range", "warning", _positions(out.index, far),
+                f"outside {DATE_MIN.date()} .. {DATE_MAX.date()}: treated as blank", values=out["created_date"])
+        out["created_date"] = dates.mask(far).to_numpy()
     for name in OPT_IN_COLUMNS:
         if name in out:
             numbers, bad = to_numbers(out[name])
@@ -202,10 +234,14 @@ def _as_text(values: pd.Series) -> pd.Series:
     return normalize_ids(values)
 
 
-def _keyed(ids: pd.Series, raw: pd.DataFrame, table: str, entity: str, log: QualityLog) -> np.ndarray:
-    """The rows of a master table that keep their key: an id, and the first row of each id."""
+def _keyed(ids: pd.Series, raw: pd.DataFrame, table: str, entity: str, log: QualityLog,
+           error: np.ndarray | None = None) -> np.ndarray:
+    """The rows of a master table that keep their key: an id, and the first row of each id.
+
+    ``error``: rows whose id cell held an Excel error (already logged, and blank in ``ids``).
+    """
     missing = ids.isna().to_numpy()
-    log.add(table, f"{entity}_id", f"missing_{entity}_id", "warning", missing,
+    log.add(table, f"{entity}_id", f"missing_{entity}_id", "warning", missing & ~_none(error, len(ids)),
             f"row ignored: a {entity} needs an id", rejects=raw)
     dup = ids.duplicated(keep="first").to_numpy() & ~missing
     log.add(table, f"{entity}_id", f"duplicate_{entity}_id", "warning", dup,
@@ -213,20 +249,68 @@ def _keyed(ids: pd.Series, raw: pd.DataFrame, table: str, entity: str, log: Qual
     return ~missing & ~dup
 
 
+def _none(mask: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros(n, dtype=bool) if mask is None else mask
+
+
+def _without_errors(raw: pd.DataFrame, table: str, columns: list[str],
+                    log: QualityLog) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """``raw`` with the Excel error values (#N/A, #VALUE!, ...) of ``columns`` made blank, and per
+    column the rows that held one; each such column is an ``error_value`` row of the log.
+
+    An error is a formula that failed in the source, never a value: three ``#N/A`` ids are not one
+    customer. In a key column (a transaction's ids, date and numbers; a master's id) the row is
+    left out and listed in rejected_lines; elsewhere the cell is blank. ``raw`` is not modified.
+    """
+    found: dict[str, np.ndarray] = {}
+    clean = raw
+    for name in columns:
+        label = _label(raw, name)
+        if label is None:
+            continue
+        values = raw[label]
+        mask = error_mask(values)
+        if not mask.any():
+            continue
+        column = str(label).strip().lower() if str(label).strip().lower() in _CONTRACT[table] else str(label)
+        found[column] = mask
+        key = column in _KEYS[table]
+        effect = ("line left out" if table == "transactions" else "row ignored") if key else "treated as blank"
+        log.add(table, column, "error_value", "warning", mask,
+                f"{effect}: the cell holds an Excel error (a formula that failed in the source, e.g. a lookup "
+                "that found nothing); fix the formula or the extract", values=values.reset_index(drop=True),
+                rejects=raw if key else None)
+        if clean is raw:
+            clean = raw.copy(deep=False)
+        clean[label] = values.mask(mask)
+    return clean, found
+
+
+def _label(table: pd.DataFrame, name: str) -> object | None:
+    """The label of column ``name`` (compared as :func:`_column` compares headers), None if absent."""
+    for column in table.columns:
+        if str(column).strip().lower() == name.strip().lower():
+            return column
+    return None
+
+
 def _stage_products(raw: pd.DataFrame, config: Config, log: QualityLog) -> pd.DataFrame:
+    original = raw
+    raw, errors = _without_errors(raw, "products", list(_ERROR_COLUMNS["products"]), log)
     ids = normalize_ids(_column(raw, "product_id"))
-    keep = _keyed(ids, raw, "products", "product", log)
+    keep = _keyed(ids, original, "products", "product", log, errors.get("product_id"))
     category = normalize_ids(_column(raw, "category"))   # like ids: the code 1 stored as 1.0 is "1"
     unit_size, bad_size = _numbers(raw, "products", "unit_size")
     bad_size |= ~(unit_size > 0).to_numpy()
-    log.add("products", "unit_size", "bad_unit_size", "warning", bad_size & keep,
+    logged = {name: _none(errors.get(name), len(raw)) for name in ("unit_size", "category")}   # as error_value
+    log.add("products", "unit_size", "bad_unit_size", "warning", bad_size & keep & ~logged["unit_size"],
             "unit_size must be a number > 0: lines of this product are left out", values=_column(raw, "unit_size"),
-            rejects=raw)
+            rejects=original)
     lower = category.str.lower()
     core = lower.isin(_category_names(config.core_categories)).to_numpy()
     entry = lower.isin(_category_names(config.entry_categories)).to_numpy()
     known = core | entry | lower.isin(_category_names(config.other_categories)).to_numpy()
-    log.add("products", "category", "unknown_category", "warning", ~known & keep,
+    log.add("products", "category", "unknown_category", "warning", ~known & keep & ~logged["category"],
             "category not in core, entry or other categories: treated as non-core", values=category)
     kind = np.where(core, KIND_CORE, np.where(entry, KIND_ENTRY, KIND_OTHER)).astype("int8")
     table = pd.DataFrame({"product_id": ids, "category": category, "unit_size": unit_size,
@@ -277,6 +361,9 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
                  config: Config, log: QualityLog) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The category census and the usable lines (see :class:`Staged`)."""
     n = len(raw)
+    original = raw
+    raw, errors = _without_errors(raw, "transactions", list(_ERROR_COLUMNS["transactions"]), log)
+    error = {name: _none(errors.get(name), n) for name in _ERROR_COLUMNS["transactions"]}
     raw_customer, raw_product = _column(raw, "customer_id"), _column(raw, "product_id")
     raw_invoice = _column(raw, "invoice_id")
     (cust_codes, cust_uniques), (prod_codes, prod_uniques), invoice_ids = _side_by_side(
@@ -284,42 +371,48 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
     customer_key = _lookup(cust_codes, pd.Index(master["customer_id"]).get_indexer(cust_uniques))
     product_pos = _lookup(prod_codes, pd.Index(products["product_id"]).get_indexer(prod_uniques))
     dates, bad_date = to_dates(_column(raw, "invoice_date"), config.date_order)
+    far = out_of_range(dates)
+    dates = dates.mask(far)
     quantity, _ = _numbers(raw, "transactions", "quantity")
     revenue, bad_rev = _numbers(raw, "transactions", "revenue")
 
-    no_cust = _lookup(cust_codes, cust_uniques.isna().to_numpy(), missing=True)
+    no_cust = _lookup(cust_codes, cust_uniques.isna().to_numpy(), missing=True) & ~error["customer_id"]
     anonymous = _lookup(cust_codes, cust_uniques.isin(anonymous_ids).to_numpy(), missing=False)
-    unknown_cust = (customer_key < 0) & ~no_cust & ~anonymous
-    no_prod = _lookup(prod_codes, prod_uniques.isna().to_numpy(), missing=True)
-    unknown_prod = (product_pos < 0) & ~no_prod
+    unknown_cust = (customer_key < 0) & ~no_cust & ~anonymous & ~error["customer_id"]
+    no_prod = _lookup(prod_codes, prod_uniques.isna().to_numpy(), missing=True) & ~error["product_id"]
+    unknown_prod = (product_pos < 0) & ~no_prod & ~error["product_id"]
     no_date = dates.isna().to_numpy()
-    no_qty = quantity.isna().to_numpy()
+    no_qty = quantity.isna().to_numpy() & ~error["quantity"]
+    failed = np.logical_or.reduce(list(error.values()))
     unusable_prod = np.zeros(n, dtype=bool)
     found = product_pos >= 0
     unusable_prod[found] = ~products["usable"].to_numpy()[product_pos[found]]
 
     log.add("transactions", "customer_id", "missing_customer_id", "warning", no_cust,
-            "line left out: no customer id", rejects=raw)
+            "line left out: no customer id", rejects=original)
     log.add("transactions", "customer_id", "anonymous_customer", "info", anonymous,
             "line left out: customer in an anonymous group", values=raw_customer)
     log.add("transactions", "customer_id", "unknown_customer", "warning", unknown_cust,
-            "line left out: customer id not in the customer master", values=raw_customer, rejects=raw)
+            "line left out: customer id not in the customer master", values=raw_customer, rejects=original)
     log.add("transactions", "product_id", "missing_product_id", "warning", no_prod,
-            "line left out: no product id", rejects=raw)
+            "line left out: no product id", rejects=original)
     log.add("transactions", "product_id", "unknown_product", "warning", unknown_prod,
-            "line left out: product id not in the product master", values=raw_product, rejects=raw)
+            "line left out: product id not in the product master", values=raw_product, rejects=original)
     log.add("transactions", "product_id", "bad_unit_size", "warning", unusable_prod,
-            "line left out: its product has no valid unit_size", values=raw_product, rejects=raw)
+            "line left out: its product has no valid unit_size", values=raw_product, rejects=original)
     log.add("transactions", "invoice_date", "bad_date", "warning", bad_date,
-            "line left out: invoice_date is not a date", values=_column(raw, "invoice_date"), rejects=raw)
-    log.add("transactions", "invoice_date", "missing_date", "warning", no_date & ~bad_date,
-            "line left out: no invoice_date", rejects=raw)
+            "line left out: invoice_date is not a date", values=_column(raw, "invoice_date"), rejects=original)
+    log.add("transactions", "invoice_date", "date_out_of_range", "warning", far,
+            f"line left out: invoice_date is outside {DATE_MIN.date()} .. {DATE_MAX.date()} (a mistyped year?)",
+            values=_column(original, "invoice_date"), rejects=original)
+    log.add("transactions", "invoice_date", "missing_date", "warning",
+            no_date & ~bad_date & ~far & ~error["invoice_date"], "line left out: no invoice_date", rejects=original)
     log.add("transactions", "quantity", "bad_quantity", "warning", no_qty,
-            "line left out: quantity is blank or not a number", values=_column(raw, "quantity"), rejects=raw)
+            "line left out: quantity is blank or not a number", values=_column(raw, "quantity"), rejects=original)
     log.add("transactions", "revenue", "bad_revenue", "warning", bad_rev,
             "revenue is not a number: counted as 0", values=_column(raw, "revenue"))
 
-    usable = ~(no_cust | anonymous | unknown_cust | no_prod | unknown_prod | unusable_prod | no_date | no_qty)
+    usable = ~(no_cust | anonymous | unknown_cust | no_prod | unknown_prod | unusable_prod | no_date | no_qty | failed)
     kind = np.zeros(n, dtype="int8")
     unit_size = np.zeros(n)
     kind[found] = products["kind"].to_numpy()[product_pos[found]]
@@ -386,6 +479,40 @@ def _category_census(product_pos: np.ndarray, usable: np.ndarray, products: pd.D
                 + "; ".join(f"{r.category} ({r.lines:,} lines)" for r in unknown.itertuples())
                 + ". Add each to core_categories, entry_categories or other_categories")
     return census
+
+
+def _data_through(lines: pd.DataFrame, today: pd.Timestamp | None, log: QualityLog) -> pd.Timestamp:
+    """The latest plausible line's date: lines dated more than :data:`FUTURE_MARGIN` after ``today``
+    are a ``future_date`` warning and do not count (a 2062 typed for 2026 would move the default
+    report month 36 years on). When every line is that late, the clock is more likely wrong than
+    the data: they all count, still with the warning."""
+    dates = lines["date"]
+    if today is None:
+        return pd.Timestamp(dates.max())
+    limit = pd.Timestamp(today).normalize() + FUTURE_MARGIN
+    future = (dates > limit).to_numpy()
+    if not future.any():
+        return pd.Timestamp(dates.max())
+    every = bool(future.all())
+    positions = lines["row"].to_numpy()[future] - 1
+    shown = pd.Series(dates.to_numpy()[future], index=positions).dt.strftime("%Y-%m-%d")
+    log.add("transactions", "invoice_date", "future_date", "warning", positions,
+            f"line dated after {limit.date()}, more than {FUTURE_MARGIN.days} days after today "
+            f"({pd.Timestamp(today).date()}): a mistyped date? "
+            + ("Every line is that late, so they are used as they are: check the computer's date"
+               if every else "It is left out of the default report month and of data_through (set "
+               "report_month to report it); correct the date in the extract"), values=shown)
+    return pd.Timestamp(dates.max() if every else dates[~future].max())
+
+
+def _check_report_month(config: Config, month: pd.Period, lines: pd.DataFrame) -> None:
+    """A report month before the first usable line has nothing to report: every table would be empty."""
+    first = pd.Timestamp(lines["date"].min())
+    if month < first.to_period("M"):
+        how = "" if config.report_month != LAST_COMPLETE else f" (last_complete is {month})"
+        raise ConfigError("report_month", f"{month}{how} is before the first transaction, dated {first.date()}: "
+                                          f"nothing to report; set report_month to {first.to_period('M')} or "
+                                          "later, or blank for the latest month")
 
 
 def _report_month(config: Config, data_through: pd.Timestamp, log: QualityLog) -> pd.Period:

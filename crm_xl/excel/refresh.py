@@ -43,13 +43,17 @@ from crm_xl.errors import CrmXlError, InputError
 from crm_xl.io.files import real_path, remove_stale_temps
 from crm_xl.io.locks import locked
 from crm_xl.workbook import layout
+from crm_xl.workbook.cells import table_name
 from crm_xl.workbook.guard import sidecar_paths
 from crm_xl.workbook.reader import (
+    SheetTable,
     WorkbookInputs,
     assemble_inputs,
+    raw_frame,
     read_log,
 )
 from crm_xl.workbook.refresh import LOG_ROWS_KEPT, PlannedWrite, compute, tables_to_write
+from crm_xl.workbook.sheetxml import fit_cells
 
 TITLE = "CRM refresh"
 _PREFIX = "crm_xl: "
@@ -97,7 +101,7 @@ def _refresh(book: xw.Book, stamp: dt.datetime, started: float, mark_writing: Ca
         excel.check_targets()
         _status_bar(app, f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
                          f"{len(inputs.raw['customers']):,} customers)...")
-        tables, _seconds = compute(inputs)
+        tables, _seconds = compute(inputs, today=stamp.date())
         plan = tables_to_write(tables, inputs, _book_path(book), stamp, time.perf_counter() - started)
         try:
             mark_writing()
@@ -256,6 +260,7 @@ class _TableView:
         self.columns = ["" if h is None else str(h) for h in values[0]]
         self.start = (rng.row, rng.column - 1)      # header row is rng.row (1-based) = first data row 0-based
         self.rows = [["" if v is None else v for v in row] for row in values[1:]]
+        self.range = rng
 
     def to_python(self) -> list[list[Any]]:
         return self.rows
@@ -292,19 +297,30 @@ def read_book_inputs(book: xw.Book, excel: _ExcelTables | None = None) -> Workbo
     return assemble_inputs(view, _book_path(book).parent, lambda table: _raw_frame(view, table))
 
 
-def _raw_frame(view: _BookView, table: layout.Table) -> tuple[pd.DataFrame, int]:
+def _rows_below(rng: Any) -> tuple[int, ...]:
+    """Sheet rows under a table's range, within its columns, that hold values (typed below the table
+    without extending it); () when the engine cannot say (xlwings Server has no used range)."""
+    try:
+        sheet = rng.sheet
+        last_used = sheet.used_range.last_cell.row
+        last = rng.row + rng.shape[0] - 1
+        if last_used <= last:
+            return ()
+        below = sheet.range((last + 1, rng.column), (last_used, rng.column + rng.shape[1] - 1))
+        values = below.options(ndim=2, err_to_str=True).value
+    except Exception:
+        return ()
+    return tuple(last + 1 + i for i, row in enumerate(values) if any(v not in (None, "") for v in row))
+
+
+def _raw_frame(view: _BookView, table: layout.Table) -> SheetTable:
     """A raw table as the headless reader gives it: text headers, blanks as None, index = sheet row."""
-    if table.name not in view.table_names:
+    name = table_name(view, table.name)
+    if name is None:
         raise _missing_table(table.name)
-    found = view.get_table_by_name(table.name)
-    headers = [h.strip() for h in found.columns]
-    rows = found.to_python()
-    frame = pd.DataFrame(rows, columns=headers, dtype=object) if rows else pd.DataFrame(columns=headers, dtype=object)
-    frame = frame.replace({"": None})
-    frame = frame[~frame.isna().all(axis=1).to_numpy()]
-    first_data_row = found.start[0] + 1         # the sheet row (1-based) of the table's first data row
-    frame.index = frame.index + first_data_row
-    return frame, first_data_row
+    found = view.get_table_by_name(name)
+    frame, first_data_row = raw_frame([h.strip() for h in found.columns], found.to_python(), found.start[0])
+    return SheetTable(frame, first_data_row, len(found.to_python()), rows_below=_rows_below(found.range))
 
 
 # --- writing ----------------------------------------------------------------------------------------
@@ -349,7 +365,9 @@ def _format_runs(formats: list[str | None]) -> Iterator[tuple[int, int, str]]:
 
 
 def cell_values(frame: pd.DataFrame) -> list[list[Any]]:
-    """The frame's rows as plain Python values for Excel: missing values blank, labels as text."""
+    """The frame's rows as plain Python values for Excel: missing values blank, labels as text, text
+    cut to what a cell holds (32,767 characters: Excel would refuse the whole write)."""
+    frame = fit_cells(frame)
     values = frame.astype(object)
     return values.where(frame.notna(), None).to_numpy().tolist()
 

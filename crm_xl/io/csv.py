@@ -23,7 +23,7 @@ import pyarrow.csv as pcsv
 
 from crm_xl import contract
 from crm_xl.config import header_key
-from crm_xl.core.coerce import local_datetimes
+from crm_xl.core.coerce import EXCEL_ERRORS, local_datetimes, out_of_range
 from crm_xl.core.quality import QUALITY_COLUMNS, RowOf
 from crm_xl.errors import InputError
 from crm_xl.io.dialect import (
@@ -58,6 +58,9 @@ _COMMA_DECIMAL = r"^[+-]?(\d{1,3}(\.\d{3})+|\d*),\d+$"         # 109,65  1.234,5
 _POINT_DECIMAL = r"^[+-]?\d*\.\d+$"
 _THOUSANDS_DOTS = r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$"           # 1.234  1.234,56 (not 12.5)
 _SPACES = r"[\s\x{00a0}]+"      # RE2 syntax (pyarrow)
+# What pyarrow reads as a missing value, except Excel's #N/A: that is a failed formula staging reports
+# (error_value), never a blank id that hides it.
+_NULLS = [text for text in pcsv.ConvertOptions().null_values if text not in EXCEL_ERRORS]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,14 +162,16 @@ class _Names:
 
 
 def _typed_dates(frame: pd.DataFrame, names: _Names) -> pd.DataFrame:
-    """Date columns become date-times when every value is one; otherwise they stay text, so staging
-    can report the lines whose date cannot be read."""
+    """Date columns become date-times when every value is one in the range the core takes
+    (1900-01-01 .. 2262-04-11); otherwise they stay text as written, so staging can report the
+    lines whose date cannot be read or is out of range, and a load keeps them as typed."""
     for column in frame.columns:
         if names.of(str(column)) in _DATE_COLUMNS:
             text = frame[column]
             stamps = local_datetimes(text)
             unread = text[stamps.isna().to_numpy() & text.notna().to_numpy()]
-            if (unread.str.strip() == "").all():     # only blanks failed: every value is a date-time
+            # only blanks failed: every value is a date-time
+            if (unread.str.strip() == "").all() and not out_of_range(stamps).any():
                 frame[column] = stamps
     return frame
 
@@ -214,7 +219,7 @@ def _parse(path: Path, sniffed: Sniffed, options: CsvOptions, names: _Names) -> 
         read_options=pcsv.ReadOptions(encoding="utf8" if sniffed.encoding in _UTF8 else sniffed.encoding),
         parse_options=pcsv.ParseOptions(delimiter=sniffed.delimiter,
                                         newlines_in_values=sniffed.newlines_in_values),
-        convert_options=pcsv.ConvertOptions(column_types=text_types, strings_can_be_null=True))
+        convert_options=pcsv.ConvertOptions(column_types=text_types, strings_can_be_null=True, null_values=_NULLS))
     if any(pa.types.is_binary(field.type) for field in arrow.schema):
         raise _NotUtf8(_NOT_UTF8)
     return arrow

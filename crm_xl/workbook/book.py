@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from crm_xl.config import Config, header_key, map_key
@@ -27,8 +28,10 @@ from crm_xl.io.dialect import CsvOptions
 from crm_xl.io.files import check_replaceable, discard, real_path, remove_stale_temps, replace_atomically, write_beside
 from crm_xl.io.locks import DEFAULT_WAIT, locked
 from crm_xl.workbook import layout, sheetxml
+from crm_xl.workbook.cells import table_name
 from crm_xl.workbook.guard import changing
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, write_rewritten
+from crm_xl.workbook.reader import open_book
 from crm_xl.workbook.zipio import copy_with_parts
 
 #: The committed template of a source checkout (``crm-xl template`` builds it).
@@ -94,7 +97,7 @@ def new_workbook(path: str | Path, *, sample: bool = False, overwrite: bool = Fa
                 if sample:
                     from crm_xl.io.sample import generate
 
-                    _write_raw(template, temp, generate(), Config())
+                    _write_raw(template, temp, generate(), Config(), shown=path.name)
                 else:
                     shutil.copyfile(template, temp)
 
@@ -103,33 +106,73 @@ def new_workbook(path: str | Path, *, sample: bool = False, overwrite: bool = Fa
 
 
 def load_raw(path: str | Path, tables: dict[str, pd.DataFrame], columns: Config | None = None, *,
-             force: bool = False, wait: float = DEFAULT_WAIT) -> Path:
+             sources: Mapping[str, str] | None = None, check: bool = True,
+             warn: Callable[[str], None] | None = None, force: bool = False, wait: float = DEFAULT_WAIT) -> Path:
     """Replace the Raw tables named in ``tables`` (transactions, customers, products) in place.
 
     Headers are kept as given; ``columns`` (the ``map.*`` settings) says which contract column a
     renamed header holds, so it gets that column's number format (ids as text). Written under the
     workbook's lock (:func:`crm_xl.workbook.guard.changing`: ``wait``, ``force``).
+
+    With ``check`` (the default) nothing is written when the refresh could not read the workbook
+    afterwards (:func:`crm_xl.workbook.load_check.check_load`): the :class:`InputError` names the
+    file (``sources``: table -> file name, for messages) and what is wrong. ``warn`` gets what the
+    user should know about a load that goes ahead (the refresh reads a file named on Config instead,
+    text cut to Excel's cell limit, the refresh still stops on something the load does not touch).
     """
+    from crm_xl.workbook.load_check import check_load
+
     unknown = set(tables) - set(layout.RAW_TABLES)
     if unknown:
         raise InputError("workbook", f"unknown raw tables {sorted(unknown)}; expected {list(layout.RAW_TABLES)}")
+    say = warn or (lambda _message: None)
     with changing(path, force=force, wait=wait) as book:
-        replace_atomically(book, lambda out: _write_raw(book, out, tables, columns or Config()))
+        if check:
+            for message in check_load(book, tables, sources or {}):
+                say(message)
+        for name, frame in tables.items():
+            for column, rows in sheetxml.long_text(frame).items():
+                say(f"{(sources or {}).get(name, name)}: {len(rows):,} values of {column} are longer than the "
+                    f"{sheetxml.CELL_TEXT_LIMIT:,} characters an Excel cell holds: cut to that length in Raw (name "
+                    f"the file on Config as {name}_file to keep all of it)")
+        replace_atomically(book, lambda out: _write_raw(book, out, tables, columns or Config(), shown=Path(path).name))
     return Path(path)
 
 
-def _write_raw(src: Path, out: Path, tables: dict[str, pd.DataFrame], columns: Config) -> None:
-    """``src`` with the Raw ``tables`` replaced, written to the (temporary) file ``out``."""
+def _write_raw(src: Path, out: Path, tables: dict[str, pd.DataFrame], columns: Config,
+               shown: str | None = None) -> None:
+    """``src`` with the Raw ``tables`` replaced, written to the (temporary) file ``out``; ``shown``:
+    the workbook's name for messages (never the temporary file's)."""
     too_big = {n: len(f) for n, f in tables.items() if len(f) > 1_048_575}
     if too_big:
         raise InputError("workbook", f"{too_big} rows do not fit an Excel sheet (1,048,575 data rows): name the "
                                      "file on the Config sheet instead (transactions_file, ...)")
-    named = {layout.RAW_TABLES[n].name: f for n, f in tables.items()}
+    named = {layout.RAW_TABLES[n].name: _dates_as_written(f) for n, f in tables.items()}
     styles = {layout.RAW_TABLES[n].name: _raw_styles(n, list(f.columns), columns) for n, f in tables.items()}
     try:
         write_rewritten(src, out, named, styles=styles, allow_new_columns=True)
     except WorkbookPackageError as exc:   # a ValueError, not a CrmXlError: the CLI would show a traceback
-        raise InputError("workbook", f"{src.name}: {exc}") from None
+        name = shown or src.name
+        raise InputError("workbook", f"{name}: {str(exc).replace(str(out), name).replace(str(src), name)}") from None
+
+
+
+
+def _dates_as_written(frame: pd.DataFrame) -> pd.DataFrame:
+    """A date column holding a date Excel cannot show (before 1900) as ISO text, so Raw keeps it as
+    written and the refresh reports it, rather than a blank cell nobody sees."""
+    out = frame
+    for column in frame.columns:
+        values = frame[column]
+        if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+            continue
+        lost = np.isnan(sheetxml.excel_serials(values)) & values.notna().to_numpy()
+        if lost.any():
+            stamps = pd.to_datetime(values)
+            whole_days = bool((stamps.dropna() == stamps.dropna().dt.normalize()).all())
+            text = stamps.dt.strftime("%Y-%m-%d" if whole_days else "%Y-%m-%d %H:%M:%S")
+            out = out.assign(**{str(column): text})
+    return out
 
 
 def _raw_styles(name: str, headers: list[str], columns: Config) -> dict[str, str]:
@@ -184,16 +227,34 @@ def with_settings(path: str | Path, values: Mapping[str, object], action: Callab
     with changing(path, force=force, wait=wait) as book:
         if not values:
             return action()
-        backup = write_beside(book, lambda temp: shutil.copyfile(book, temp))
+        try:
+            backup = write_beside(book, lambda temp: shutil.copyfile(book, temp))
+        except OSError as exc:
+            raise OSError(exc.errno, f"{exc.strerror or exc}: no copy of {book.name} could be made beside it to put "
+                                     "back if the command fails, so nothing was changed", str(book)) from exc
         try:
             set_settings(book, {key: layout.config_cell_value(key, str(value)) for key, value in values.items()})
             result = action()
         except BaseException:
-            os.replace(backup, book)
+            _put_back(backup, book)
             raise
-        finally:
-            discard(backup)
+        discard(backup)
         return result
+
+
+
+def _put_back(backup: Path, path: Path) -> None:
+    """Move the copy made before a failed command back over ``path``; if even that fails, the copy
+    stays and the message says where (it is then the user's only copy of the book as it was)."""
+    try:
+        os.replace(backup, path)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc}: {path.name} could not be put back as it was; its earlier "
+                                 f"content is in {backup.name} beside it (rename it to {path.name})", str(path)) \
+            from exc
+
+_ROW_RE = r'<row\b[^>]*?\sr="{row}"[^>]*?(?:/>|>.*?</row>)'
+
 
 _ROW_RE = r'<row\b[^>]*?\sr="{row}"[^>]*?(?:/>|>.*?</row>)'
 
@@ -236,16 +297,15 @@ def _set_settings(path: Path, values: Mapping[str, object]) -> None:
 def _setting_cells(path: Path) -> dict[str, tuple[str, int]]:
     """Setting -> (column letter, sheet row) of its value cell: tbl_config's value column, and the
     "your header" column of tbl_columns for the ``map.<table>.<column>`` settings."""
-    from python_calamine import CalamineWorkbook
-
-    book = CalamineWorkbook.from_path(str(path), load_tables=True)
+    book = open_book(path)
     try:
-        if layout.CONFIG_TABLE.name not in book.table_names:
+        config, columns = (table_name(book, t.name) for t in (layout.CONFIG_TABLE, layout.COLUMNS_TABLE))
+        if config is None:
             raise InputError(layout.CONFIG, f"Excel table {layout.CONFIG_TABLE.name} not found in {path.name}")
-        cells = _value_cells(book.get_table_by_name(layout.CONFIG_TABLE.name), lambda r: str(r[0]).strip(), 1)
-        if layout.COLUMNS_TABLE.name in book.table_names:
+        cells = _value_cells(book.get_table_by_name(config), lambda r: str(r[0]).strip(), 1)
+        if columns is not None:
             headers = layout.COLUMNS_TABLE.headers
-            cells |= _value_cells(book.get_table_by_name(layout.COLUMNS_TABLE.name),
+            cells |= _value_cells(book.get_table_by_name(columns),
                                   lambda r: map_key(str(r[0]).strip(), str(r[1]).strip()),
                                   headers.index(layout.YOUR_HEADER))
     finally:

@@ -599,7 +599,10 @@ def rewrite_tables(src: Path | str, dst: Path | str, tables: Mapping[str, pd.Dat
         reports.append(write_rewritten(src, out, tables, styles=styles, allow_new_columns=allow_new_columns,
                                        level=level, chunk_rows=chunk_rows))
 
-    replace_atomically(dst, write, like=src)
+    try:
+        replace_atomically(dst, write, like=src)
+    except OSError as exc:      # a full disk, a lock: the user knows the book, not the temporary file beside it
+        raise OSError(exc.errno, f"{exc.strerror or exc}; {Path(dst).name} was not changed", str(dst)) from exc
     return reports[0]
 
 

@@ -1,9 +1,12 @@
 """Reading a workbook's inputs: the three raw tables (or the files Config points to) and the settings.
 
 python-calamine (Rust) reads the tables: a 100k-row Raw sheet in about half a second, where
-openpyxl needs several. Calamine shows an error cell (``#N/A``) as an empty string, so error cells
-are found in the sheet XML and put back as their error text, which staging then reports as "not a
-number" / "not a date" with the row.
+openpyxl needs several. What calamine does not show is read from the sheet XML
+(:mod:`crm_xl.workbook.cells`): error cells (``#N/A``) get their error text back, which staging
+reports as ``error_value`` rows; formulas saved without their values are a data-quality warning
+(most of a required column: the refresh stops); rows typed below a Raw table are a warning; an
+error value in a Config value cell stops the refresh naming the cell. Tables are found by name
+ignoring case, as Excel names them.
 
 Nothing here changes the file.
 """
@@ -11,23 +14,24 @@ Nothing here changes the file.
 from __future__ import annotations
 
 import dataclasses
-import re
 import zipfile
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from python_calamine import CalamineError, CalamineWorkbook
 
-from crm_xl.config import MAP_PREFIX, Config, map_key
+from crm_xl.config import INPUT_COLUMNS, MAP_PREFIX, REQUIRED_COLUMNS, Config, header_key, map_key
+from crm_xl.core.coerce import EXCEL_ERRORS
 from crm_xl.core.columns import contract_headers
 from crm_xl.errors import ConfigError, InputError
 from crm_xl.io.dialect import DETECT, CsvOptions
 from crm_xl.workbook import layout
-from crm_xl.workbook.sheetxml import column_index, column_letter
+from crm_xl.workbook.cells import FileBook, table_name
+from crm_xl.workbook.sheetxml import column_letter
 
-_ERROR_CELL = re.compile(rb'<c r="([A-Z]+)(\d+)"[^>]*?t="e"[^>]*>(?:<f>.*?</f>)?<v>([^<]*)</v>')
+_EXAMPLES = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,23 +51,37 @@ class WorkbookInputs:
     read_notes: tuple[dict[str, object], ...] = ()
 
 
+@dataclasses.dataclass(frozen=True)
+class SheetTable:
+    """A raw table read from its sheet: ``frame`` indexed by sheet row (blank rows dropped), the sheet
+    row of its first data row, how many data rows its range has, and what the sheet says beyond the
+    values: per header the sheet rows of formulas saved without their values, and the sheet rows
+    below the table that hold values (typed under it without extending it)."""
+
+    frame: pd.DataFrame
+    first_data_row: int
+    rows: int
+    uncached: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    rows_below: tuple[int, ...] = ()
+
+
 def read_inputs(path: str | Path) -> WorkbookInputs:
     """Raw tables and settings of a crm_xl workbook; :class:`InputError` naming the sheet/table if unusable."""
     path = Path(path)
-    book = _open(path)
+    book = open_book(path)
     try:
-        return assemble_inputs(book, path.parent, lambda table: _read_table(book, path, table))
+        return assemble_inputs(book, path.parent, lambda table: read_sheet_table(book, table))
     finally:
         book.close()
 
 
-def assemble_inputs(book: Any, folder: Path,
-                    read_table: Callable[[layout.Table], tuple[pd.DataFrame, int]]) -> WorkbookInputs:
+def assemble_inputs(book: Any, folder: Path, read_table: Callable[[layout.Table], SheetTable]) -> WorkbookInputs:
     """Settings, raw tables and log from an open workbook, shared by the file and the live reader.
 
     ``book`` answers like a python-calamine workbook (``table_names``, ``get_table_by_name``);
     ``read_table`` reads one raw table from it; a raw table named as a file on Config is read from
-    that file instead, relative to ``folder``.
+    that file instead, relative to ``folder``. ``read_notes`` holds the data-quality rows about how
+    the tables were read, their example rows as the user finds them (sheet rows).
     """
     settings, workbook_settings, cells = read_config(book)
     options = CsvOptions.from_settings(workbook_settings)
@@ -80,19 +98,63 @@ def assemble_inputs(book: Any, folder: Path,
             notes += found
             check_headers(name, list(raw[name].columns), columns, cells, (name, f"{source} (named in {file_cell})"))
         else:
-            raw[name], first_rows[name] = read_table(table)
+            read = read_table(table)
+            raw[name], first_rows[name] = read.frame, read.first_data_row
             check_headers(name, list(raw[name].columns), columns, cells, (table.sheet, f"table {table.name}"))
+            notes += sheet_notes(name, table, read, columns)
     return WorkbookInputs(raw=raw, settings=settings, workbook_settings=workbook_settings,
                           first_data_row=first_rows, setting_cells=cells, log=read_log(book), read_notes=tuple(notes))
+
+
+def sheet_notes(name: str, table: layout.Table, read: SheetTable, columns: Config) -> list[dict[str, object]]:
+    """Data-quality rows about what the sheet holds beyond the table's values; :class:`InputError`
+    when most cells of a required column are formulas saved without their values (the figures
+    would be blanks, i.e. zeros, with status OK)."""
+    notes = []
+    holds = {header_key(header): column for column, header in columns.headers(name).items()}
+    contract = {c.name for c in INPUT_COLUMNS[name]}
+    for header, rows in read.uncached.items():
+        key = header_key(header)
+        column = holds.get(key) or (key if key in contract else str(header))
+        if column in REQUIRED_COLUMNS[name] and len(rows) > read.rows / 2:
+            raise InputError(table.sheet, f"table {table.name}: {len(rows):,} of {read.rows:,} cells of {header} "
+                                          f"(e.g. rows {_rows_text(rows)}) hold formulas saved without their values, "
+                                          "by a program that does not calculate: open and save the workbook in Excel "
+                                          "first", column)
+        notes.append(_note(name, column, "formula_without_value", rows,
+                           f"formulas saved without their values (by a program that does not calculate) read as "
+                           f"blank cells: open and save the workbook in Excel first, so {header} holds numbers"))
+    if read.rows_below:
+        rows = list(read.rows_below)
+        notes.append(_note(name, "(sheet)", "rows_outside_table", rows,
+                           f"{len(rows):,} rows below {table.name} on sheet '{table.sheet}' hold values but are "
+                           "outside the table, so the refresh does not read them: resize the table to take them in "
+                           "(Table Design > Resize Table) or delete them"))
+    return notes
+
+
+def _note(table: str, column: str, rule: str, rows: list[int], message: str) -> dict[str, object]:
+    return {"table": table, "column": column, "rule": rule, "severity": "warning", "rows": len(rows),
+            "example_rows": _rows_text(rows), "example_values": "", "message": message}
+
+
+def _rows_text(rows: list[int]) -> str:
+    return ", ".join(str(r) for r in rows[:_EXAMPLES])
 
 
 def read_log(book: CalamineWorkbook) -> pd.DataFrame:
     """Earlier refreshes' log lines (the refresh appends to them); empty if the table is missing."""
     headers = layout.LOG_TABLE.headers
-    if layout.LOG_TABLE.name not in book.table_names:
+    name = table_name(book, layout.LOG_TABLE.name)
+    if name is None:
         return pd.DataFrame(columns=headers)
-    rows = [r for r in book.get_table_by_name(layout.LOG_TABLE.name).to_python() if any(v not in ("", None) for v in r)]
+    rows = [r for r in book.get_table_by_name(name).to_python() if any(v not in ("", None) for v in r)]
     return pd.DataFrame(rows, columns=headers)
+
+
+def open_book(path: Path) -> FileBook:
+    """The workbook at ``path`` opened for reading its tables (see :class:`FileBook`); close it."""
+    return FileBook(_open(path), path)
 
 
 def _open(path: Path) -> CalamineWorkbook:
@@ -107,27 +169,36 @@ def _open(path: Path) -> CalamineWorkbook:
 
 
 def _table(book: CalamineWorkbook, table: layout.Table) -> Any:
-    if table.name not in book.table_names:
+    name = table_name(book, table.name)
+    if name is None:
         where = (f"sheet '{table.sheet}'" if table.sheet in book.sheet_names
                  else f"the workbook (no sheet '{table.sheet}')")
         raise InputError(table.sheet, f"Excel table {table.name} not found in {where}; the refresh needs the "
                                       f"template's tables (crm-xl new makes a fresh workbook)")
-    return book.get_table_by_name(table.name)
+    return book.get_table_by_name(name)
 
 
-def _read_table(book: CalamineWorkbook, path: Path, table: layout.Table) -> tuple[pd.DataFrame, int]:
+def read_sheet_table(book: FileBook, table: layout.Table) -> SheetTable:
+    """One raw table from its sheet, with what the sheet XML says about it (see :class:`SheetTable`)."""
     found = _table(book, table)
     headers = [str(h).strip() for h in found.columns]
-    rows = found.to_python()
-    start_row, start_col = found.start
+    frame, first_data_row = raw_frame(headers, found.to_python(), found.start[0])
+    uncached: dict[str, list[int]] = {}
+    for row, col in found.uncached:
+        uncached.setdefault(headers[col], []).append(first_data_row + row)
+    return SheetTable(frame, first_data_row, len(found.to_python()), uncached, found.rows_below)
+
+
+def raw_frame(headers: list[str], rows: list[list[Any]], start_row: int) -> tuple[pd.DataFrame, int]:
+    """A raw table's cells as the core gets them: blanks as None, blank rows dropped, index = sheet
+    row; and the sheet row of its first data row. ``start_row``: the first data cell's row, 0-based."""
     frame = pd.DataFrame(rows, columns=headers, dtype=object) if rows else pd.DataFrame(columns=headers, dtype=object)
     frame = frame.replace({"": None})
-    _restore_error_cells(frame, path, found.sheet, start_row, start_col)
     blank = frame.isna().all(axis=1).to_numpy()
     # Blank rows inside a table (a deleted row, the template's placeholder row) carry no data:
     # they are skipped, keeping each remaining row's index = its position in the table.
     frame = frame[~blank]
-    first_data_row = start_row + 1      # calamine's start is the first data cell (0-based), below the header
+    first_data_row = start_row + 1      # the start is the first data cell (0-based), below the header
     frame.index = frame.index + first_data_row
     return frame, first_data_row
 
@@ -156,40 +227,6 @@ def _columns_cell(key: str | None, cells: dict[str, str]) -> str:
     return cells.get(key or "", f"the Columns table ({layout.COLUMNS_TABLE.name})")
 
 
-def _restore_error_cells(frame: pd.DataFrame, path: Path, sheet: str, start_row: int, start_col: int) -> None:
-    """Put error values (#N/A, #VALUE!, ...) back where calamine left an empty string."""
-    xml = _sheet_xml(path, sheet)
-    if xml is None or b't="e"' not in xml:
-        return
-    for match in _ERROR_CELL.finditer(xml):
-        col = column_index(match.group(1).decode()) - start_col
-        row = int(match.group(2)) - 1 - start_row     # sheet row (1-based) -> data row (0-based)
-        if 0 <= row < len(frame) and 0 <= col < frame.shape[1]:
-            frame.iat[row, col] = match.group(3).decode() or "#ERROR"
-
-
-def _sheet_xml(path: Path, sheet: str) -> bytes | None:
-    """The XML part of a sheet, found through workbook.xml and its relationships."""
-    with zipfile.ZipFile(path) as package:
-        workbook = package.read("xl/workbook.xml")
-        rels = package.read("xl/_rels/workbook.xml.rels")
-        escaped = re.escape(_xml_escape(sheet).encode())
-        found = re.search(rb'<sheet [^>]*name="' + escaped + rb'"[^>]*r:id="([^"]+)"', workbook)
-        if not found:
-            return None
-        target = re.search(rb'<Relationship [^>]*Id="' + re.escape(found.group(1)) + rb'"[^>]*Target="([^"]+)"', rels) \
-            or re.search(rb'<Relationship [^>]*Target="([^"]+)"[^>]*Id="' + re.escape(found.group(1)) + rb'"', rels)
-        if not target:
-            return None
-        part = target.group(1).decode().lstrip("/")
-        part = part if part.startswith("xl/") else str(PurePosixPath("xl") / part)
-        return package.read(part)
-
-
-def _xml_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-
-
 def read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """Settings from tbl_config and tbl_segment_map, with the address of each setting's value cell."""
     config = _table(book, layout.CONFIG_TABLE)
@@ -198,30 +235,46 @@ def read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any],
     settings: dict[str, Any] = {}
     workbook_settings: dict[str, Any] = {}
     cells: dict[str, str] = {}
+    uncached = {row for row, col in getattr(config, "uncached", ()) if col == 1}
     for offset, row in enumerate(config.to_python()):
         if not row or row[0] in ("", None):
             continue
         key, value = str(row[0]).strip(), row[1] if len(row) > 1 else None
         cells[key] = f"{layout.CONFIG}!{value_col}{start_row + 1 + offset}"
+        _check_cell(key, value, cells[key], offset in uncached)
         if key in layout.WORKBOOK_SETTINGS:
             workbook_settings[key] = value
         else:
             settings[key] = value
     segments = _table(book, layout.SEGMENT_MAP_TABLE)
+    seg_row, seg_col = segments.start
+    for offset, row in enumerate(segments.to_python()):
+        for col, value in enumerate(row[:2]):
+            _check_cell("segment_map", value, f"{layout.CONFIG}!{column_letter(seg_col + col)}{seg_row + 1 + offset}")
     pairs = [(r[0], r[1]) for r in segments.to_python() if len(r) > 1 and (r[0] not in ("", None))]
     if pairs:
         settings["segment_map"] = pairs
-        seg_row, seg_col = segments.start
         cells["segment_map"] = f"{layout.CONFIG}!{column_letter(seg_col)}{seg_row + 1}"
     _read_columns(book, settings, cells)
     check_workbook_settings(workbook_settings, cells)
     return settings, workbook_settings, cells
 
 
+def _check_cell(key: str, value: Any, cell: str, uncached: bool = False) -> None:
+    """A Config value cell holding an Excel error (``#REF!``) or a formula without its value would
+    silently mean the default: :class:`ConfigError` naming the cell instead."""
+    if isinstance(value, str) and value.strip() in EXCEL_ERRORS:
+        raise ConfigError(key, f"{cell} holds the Excel error {value.strip()} (a formula that failed, e.g. a "
+                               "reference to a deleted cell): type the value, or clear the cell for the default")
+    if uncached:
+        raise ConfigError(key, f"{cell} holds a formula saved without its value (by a program that does not "
+                               "calculate): open and save the workbook in Excel first, or type the value")
+
+
 def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """:func:`read_config` of the workbook at ``path`` (its raw tables are not read)."""
     path = Path(path)
-    book = _open(path)
+    book = open_book(path)
     try:
         return read_config(book)
     finally:
@@ -237,9 +290,10 @@ def at_cell(exc: ConfigError, cells: dict[str, str]) -> ConfigError:
 def _read_columns(book: CalamineWorkbook, settings: dict[str, Any], cells: dict[str, str]) -> None:
     """The Columns table as ``map.<table>.<column>`` settings (a blank header: the contract's own name),
     each with its "your header" cell. A workbook made before the table existed maps nothing."""
-    if layout.COLUMNS_TABLE.name not in book.table_names:
+    name = table_name(book, layout.COLUMNS_TABLE.name)
+    if name is None:
         return
-    found = book.get_table_by_name(layout.COLUMNS_TABLE.name)
+    found = book.get_table_by_name(name)
     start_row, start_col = found.start
     at = {h: i for i, h in enumerate(layout.COLUMNS_TABLE.headers)}
     letter = column_letter(start_col + at[layout.YOUR_HEADER])
@@ -250,6 +304,7 @@ def _read_columns(book: CalamineWorkbook, settings: dict[str, Any], cells: dict[
         key = map_key(table, column)
         cells[key] = f"{layout.CONFIG}!{letter}{start_row + 1 + offset}"
         header = row[at[layout.YOUR_HEADER]]
+        _check_cell(key, header, cells[key])
         if header not in ("", None):
             settings[key] = header
 

@@ -26,6 +26,7 @@ from crm_xl import contract
 from crm_xl.core.pipeline import run_timed
 from crm_xl.core.quality import RowOf, source_rows
 from crm_xl.errors import ConfigError, InputError
+from crm_xl.io import machine
 from crm_xl.io.csv import file_rows, is_parquet, with_read_notes, write_csv
 from crm_xl.io.files import commit, discard, new_id, real_path, replacing, write_beside
 from crm_xl.io.locks import DEFAULT_WAIT
@@ -33,6 +34,7 @@ from crm_xl.workbook import layout
 from crm_xl.workbook.guard import changing, sidecar_paths
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, write_rewritten
 from crm_xl.workbook.reader import WorkbookInputs, at_cell, read_inputs
+from crm_xl.workbook.sheetxml import CELL_TEXT_LIMIT, long_text
 
 Progress = Callable[[str], None]
 LOG_ROWS_KEPT = 1000
@@ -68,8 +70,8 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progre
         read_s = time.perf_counter() - started
         say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
             f"{len(inputs.raw['customers']):,} customers)")
-        tables, seconds = compute(inputs)
         stamp = (now or dt.datetime.now()).replace(microsecond=0)
+        tables, seconds = compute(inputs, today=stamp.date())
         plan = tables_to_write(tables, inputs, book, stamp, time.perf_counter() - started)
         try:
             say(f"writing {len(plan.tables)} tables")
@@ -93,6 +95,10 @@ def _write(book: Path, plan: PlannedWrite, before: tuple[int, int, int]) -> None
         name = Path(exc.filename2 or exc.filename or book).name
         raise InputError("workbook", f"{name} could not be replaced ({exc.strerror}): is it open in another "
                                      "program? Nothing was changed") from None
+    except OSError as exc:              # a full disk: the user knows the book and its files, not our temporaries
+        name = Path(exc.filename2 or book).name
+        raise OSError(exc.errno, f"{exc.strerror or exc} while replacing {name}; {book.name} was not changed "
+                                 "(nor the files beside it)", str(book)) from exc
     finally:
         discard(temp)
 
@@ -110,18 +116,39 @@ def _rewrite(book: Path, out: Path, tables: dict[str, pd.DataFrame]) -> None:
                                      "tables (crm-xl new makes a fresh workbook)") from None
 
 
-def compute(inputs: WorkbookInputs) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
-    """The core's tables for a workbook's inputs and the seconds per layer (pure: no I/O).
+def compute(inputs: WorkbookInputs, today: dt.date | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """The core's tables for a workbook's inputs and the seconds per layer.
 
     ``data_quality`` example rows become the sheet rows a user can go to; a :class:`ConfigError`
-    names the Config cell of the setting. Shared by the headless and the live (xlwings) refresh.
+    names the Config cell of the setting. ``today`` (default: the computer's date) and the memory
+    available are what the core is given of the machine. Shared by the headless and the live
+    (xlwings) refresh.
     """
     try:
-        tables, seconds = run_timed(**inputs.raw, config=inputs.settings)
+        tables, seconds = run_timed(**inputs.raw, config=inputs.settings, today=today or machine.today(),
+                                    memory_limit=machine.memory_limit())
     except ConfigError as exc:
         raise at_cell(exc, inputs.setting_cells) from None
-    quality = with_read_notes(tables["data_quality"], inputs.read_notes)
-    return {**tables, **source_rows({**tables, "data_quality": quality}, _source_row_of(inputs))}, seconds
+    shown = source_rows(tables, _source_row_of(inputs))
+    # the notes about how the tables were read number their rows as the sheet does already
+    notes = [*inputs.read_notes, *long_text_notes(tables)]
+    return {**tables, **shown, "data_quality": with_read_notes(shown["data_quality"], notes)}, seconds
+
+
+def long_text_notes(tables: dict[str, pd.DataFrame]) -> list[dict[str, object]]:
+    """A ``text_truncated`` data-quality row per column of a sheet table holding text longer than an
+    Excel cell holds: the writers cut it to the limit (rows: positions in that table)."""
+    notes: list[dict[str, object]] = []
+    for name, frame in tables.items():
+        if name in contract.FILE_TABLES:
+            continue
+        for column, rows in long_text(frame).items():
+            notes.append({"table": name, "column": column, "rule": "text_truncated", "severity": "warning",
+                          "rows": len(rows), "example_rows": ", ".join(str(r + 1) for r in rows[:5]),
+                          "example_values": "",
+                          "message": f"text longer than the {CELL_TEXT_LIMIT:,} characters an Excel cell holds: cut "
+                                     "to that length in the workbook (crm-xl run's CSV files keep all of it)"})
+    return notes
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,9 @@ Cell encoding rules (checked against Excel, openpyxl, python-calamine and LibreO
   starting with ``= + - @`` can never become formulas; a literal ``_xHHHH_`` is escaped as
   ``_x005F_xHHHH_`` (else Excel decodes it), characters XML 1.0 cannot carry (and ``\\r``, which
   XML parsers turn into ``\\n``) become ``_xHHHH_``, and leading/trailing whitespace gets
-  ``xml:space="preserve"``; the empty string is a blank cell.
+  ``xml:space="preserve"``; the empty string is a blank cell; text longer than an Excel cell holds
+  (32,767 characters, counted as Excel counts them: UTF-16 units) is cut to that length, as Excel
+  itself would refuse the file otherwise (the refresh notes it on Data Quality, see :func:`long_text`).
 
 The second half of the module reads and extends ``xl/styles.xml`` so a caller can turn a number
 format code (``"yyyy-mm-dd"``) into the cellXfs index the cells need.
@@ -40,6 +42,8 @@ import pyarrow.compute as pc
 
 MAX_ROWS = 1_048_576
 MAX_COLS = 16_384
+#: The most characters an Excel cell holds (UTF-16 code units: an emoji counts two).
+CELL_TEXT_LIMIT = 32_767
 DEFAULT_CHUNK_ROWS = 50_000
 
 # --- cell references --------------------------------------------------------------------------------
@@ -164,6 +168,77 @@ def text_element(text: str) -> str:
     return f"<t>{escape_text(text)}</t>"
 
 
+def _too_long(values: pa.Array) -> np.ndarray:
+    """True where a text is longer than :data:`CELL_TEXT_LIMIT`. Code points are counted fast; only
+    texts that could pass the limit in UTF-16 units (over half of it) are measured exactly."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=bool)
+    lengths = pc.fill_null(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False)
+    candidates = np.flatnonzero(lengths > CELL_TEXT_LIMIT // 2)
+    long = np.zeros(len(values), dtype=bool)
+    for i in candidates:    # rare: long texts only
+        long[i] = _utf16_length(values[int(i)].as_py()) > CELL_TEXT_LIMIT
+    return long
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def cut_text(text: str) -> str:
+    """``text`` cut to the :data:`CELL_TEXT_LIMIT` UTF-16 units an Excel cell holds (never inside a
+    surrogate pair)."""
+    if _utf16_length(text) <= CELL_TEXT_LIMIT:
+        return text
+    units = text.encode("utf-16-le")[: 2 * CELL_TEXT_LIMIT]
+    return units.decode("utf-16-le", errors="ignore")
+
+
+def _fit(values: pa.Array) -> pa.Array:
+    """Texts longer than a cell holds cut to the limit; the array itself when none is."""
+    long = _too_long(values)
+    if not long.any():
+        return values
+    texts = values.to_pylist()
+    for i in np.flatnonzero(long):
+        texts[i] = cut_text(texts[i])
+    return pa.array(texts, pa.large_string())
+
+
+def long_text(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per text column of ``frame``, the row positions whose text an Excel cell cannot hold (the
+    writers cut them to :data:`CELL_TEXT_LIMIT`); columns without any are left out."""
+    found = {}
+    for column in frame.columns:
+        series = frame[column]
+        kind = _column_kind(series)
+        if kind == "category":
+            long = _too_long(pa.array([str(c) for c in series.cat.categories], pa.large_string()))
+            codes = np.asarray(series.cat.codes, dtype=np.int64)
+            rows = np.flatnonzero((codes >= 0) & long[np.maximum(codes, 0)]) if long.any() else np.zeros(0, int)
+        elif kind == "text":
+            rows = np.flatnonzero(_too_long(_text_array(series)))
+        else:
+            continue
+        if len(rows):
+            found[str(column)] = rows
+    return found
+
+
+def fit_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text an Excel cell cannot hold cut to the limit (for writers other than
+    this module's, such as live Excel); ``frame`` itself when nothing is too long."""
+    long = long_text(frame)
+    if not long:
+        return frame
+    fitted = frame.copy()
+    for column, rows in long.items():
+        values = fitted[column].astype(object)
+        values.iloc[rows] = [cut_text(str(v)) for v in values.iloc[rows]]
+        fitted[column] = values
+    return fitted
+
+
 def _lit(text: str) -> pa.Scalar:
     return pa.scalar(text, pa.large_string())
 
@@ -194,8 +269,9 @@ def _arrow_text_elements(values: pa.Array) -> pa.Array:
 
 # --- column encoders ---------------------------------------------------------------------------------
 
-_EPOCH_NS = np.datetime64("1899-12-30", "ns").astype(np.int64)
+_EPOCH_US = np.datetime64("1899-12-30", "us").astype(np.int64)
 _NS_PER_DAY = 86_400 * 10**9
+_US_PER_DAY = 86_400 * 10**6
 
 
 def excel_serials(values: pd.Series) -> np.ndarray:
@@ -210,9 +286,10 @@ def excel_serials(values: pd.Series) -> np.ndarray:
     dt = pd.to_datetime(values)
     if getattr(dt.dt, "tz", None) is not None:
         dt = dt.dt.tz_localize(None)
-    ns = dt.to_numpy("datetime64[ns]")
-    missing = np.isnat(ns)
-    serial = (ns.astype(np.int64) - _EPOCH_NS) / _NS_PER_DAY
+    # microseconds, not nanoseconds: a date after 2262-04-11 must not wrap round (Excel shows up to 9999)
+    us = dt.to_numpy("datetime64[us]")
+    missing = np.isnat(us)
+    serial = (us.astype(np.int64) - _EPOCH_US) / _US_PER_DAY
     serial = np.where(serial < 61, serial - 1, serial)
     serial[missing | (serial < 1)] = np.nan
     return serial
@@ -297,7 +374,11 @@ def _serial_values(serial: np.ndarray) -> pa.Array:
 
 
 def _text_values(s: pd.Series) -> pa.Array:
-    """Text as an arrow array; non-string objects are shown with ``str()``."""
+    """Text as an arrow array, cut to what a cell holds; non-string objects are shown with ``str()``."""
+    return _fit(_text_array(s))
+
+
+def _text_array(s: pd.Series) -> pa.Array:
     if isinstance(s.dtype, pd.StringDtype):  # pandas' str dtype: straight to arrow, no Python objects
         return pc.cast(pa.array(s, from_pandas=True), pa.large_string())
     obj = s.astype(object)
@@ -311,7 +392,7 @@ def _prepare_column(s: pd.Series, letter: str, style: int | None) -> _Column:
     if kind == "category":
         cats = s.cat.categories
         if _column_kind(pd.Series(cats)) in ("text", "category"):
-            elements = _arrow_text_elements(pa.array([str(c) for c in cats], pa.large_string()))
+            elements = _arrow_text_elements(_fit(pa.array([str(c) for c in cats], pa.large_string())))
             return _Column(letter, "s", elements, style, codes=np.asarray(s.cat.codes, dtype=np.int64))
         s = pd.Series(np.asarray(s.astype(object)), index=s.index).infer_objects()
         kind = _column_kind(s)
