@@ -35,8 +35,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CrmXlError, OSError) as exc:
         if args.debug:
             raise
-        print(f"crm-xl: error: {exc}", file=sys.stderr)
+        print(f"crm-xl: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        book = getattr(args, "book", None)
+        message = None if args.debug or book is None else _damaged_book(Path(book), exc)
+        if message is None:
+            raise
+        print(f"crm-xl: error: {_one_line(message)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(message: str) -> str:
+    """A message as one line, whatever text from the user's files it quotes (a header with a line break)."""
+    return " ".join(message.split()) if "\n" in message or "\r" in message else message
+
+
+def _damaged_book(book: Path, exc: Exception) -> str | None:
+    """The one line for what a damaged workbook raised past the readers' own checks (a part that no
+    check reads first); None for anything else, which is a bug and keeps its traceback."""
+    from crm_xl.workbook.untrusted import DAMAGED, damaged
+    from crm_xl.workbook.zipio import WorkbookPackageError
+
+    if isinstance(exc, WorkbookPackageError):
+        return f"{book.name}: {exc}"
+    return str(damaged(book, exc)) if isinstance(exc, DAMAGED) else None
 
 
 def _parser() -> argparse.ArgumentParser:

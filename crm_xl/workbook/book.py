@@ -25,6 +25,7 @@ from crm_xl.io.dialect import CsvOptions
 from crm_xl.io.files import replace_atomically, write_beside
 from crm_xl.workbook import layout, sheetxml
 from crm_xl.workbook.package import WorkbookPackageError, ZipWriter, find_tables, rewrite_tables
+from crm_xl.workbook.untrusted import check_file, open_package, reading
 
 #: The committed template of a source checkout (``crm-xl template`` builds it).
 TEMPLATE = Path(__file__).resolve().parents[2] / "workbook" / "crm_xl.xlsm"
@@ -108,8 +109,7 @@ def _check_writable(path: Path) -> None:
     from crm_xl.workbook.refresh import _check_not_open
 
     _check_not_open(path)
-    if not zipfile.is_zipfile(path):
-        raise InputError("workbook", f"{path.name} is not an Excel workbook (.xlsm or .xlsx)")
+    check_file(path)
 
 
 # --- settings -------------------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def set_settings(path: str | Path, values: Mapping[str, object]) -> Path:
     columns = tables.get(layout.COLUMNS_TABLE.name)
     if columns is not None and columns.sheet_part != part:   # only the Config sheet's cells are rewritten
         raise InputError(layout.CONFIG, f"{layout.COLUMNS_TABLE.name} is not on the {layout.CONFIG} sheet")
-    with zipfile.ZipFile(path) as zf:
+    with open_package(path) as zf, reading(path, f"part {part}"):
         xml = zf.read(part).decode("utf-8")
     for key, value in values.items():
         letter, row = cells[key]
@@ -210,9 +210,9 @@ def set_settings(path: str | Path, values: Mapping[str, object]) -> Path:
 def _setting_cells(path: Path) -> dict[str, tuple[str, int]]:
     """Setting -> (column letter, sheet row) of its value cell: tbl_config's value column, and the
     "your header" column of tbl_columns for the ``map.<table>.<column>`` settings."""
-    from python_calamine import CalamineWorkbook
+    from crm_xl.workbook.reader import open_book
 
-    book = CalamineWorkbook.from_path(str(path), load_tables=True)
+    book = open_book(path, (layout.CONFIG_TABLE.name, layout.COLUMNS_TABLE.name))
     try:
         if layout.CONFIG_TABLE.name not in book.table_names:
             raise InputError(layout.CONFIG, f"Excel table {layout.CONFIG_TABLE.name} not found in {path.name}")

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
-from python_calamine import CalamineError, CalamineWorkbook
+from python_calamine import CalamineWorkbook
 
 from crm_xl.config import MAP_PREFIX, Config, map_key
 from crm_xl.core.columns import contract_headers
 from crm_xl.errors import ConfigError, InputError
 from crm_xl.io.dialect import DETECT, CsvOptions
 from crm_xl.workbook import layout
+from crm_xl.workbook.package import WorkbookPackageError, find_tables_in
 from crm_xl.workbook.sheetxml import column_index, column_letter
+from crm_xl.workbook.untrusted import check_sheets, open_package, reading
 
 _ERROR_CELL = re.compile(rb'<c r="([A-Z]+)(\d+)"[^>]*?t="e"[^>]*>(?:<f>.*?</f>)?<v>([^<]*)</v>')
 
@@ -50,7 +51,7 @@ class WorkbookInputs:
 def read_inputs(path: str | Path) -> WorkbookInputs:
     """Raw tables and settings of a crm_xl workbook; :class:`InputError` naming the sheet/table if unusable."""
     path = Path(path)
-    book = _open(path)
+    book = open_book(path)
     try:
         return assemble_inputs(book, path.parent, lambda table: _read_table(book, path, table))
     finally:
@@ -95,15 +96,41 @@ def read_log(book: CalamineWorkbook) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=headers)
 
 
-def _open(path: Path) -> CalamineWorkbook:
-    if not path.is_file():
-        raise InputError("workbook", f"file not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise InputError("workbook", f"{path.name} is not an Excel workbook (.xlsm or .xlsx)")
-    try:
-        return CalamineWorkbook.from_path(str(path), load_tables=True)
-    except (CalamineError, OSError, ValueError) as exc:
-        raise InputError("workbook", f"{path.name} cannot be read as an Excel workbook: {exc}") from None
+#: The tables the reader reads, so the sheets calamine parses (see :func:`open_book`).
+READ_TABLES = (*(t.name for t in layout.RAW_TABLES.values()), layout.CONFIG_TABLE.name,
+               layout.SEGMENT_MAP_TABLE.name, layout.COLUMNS_TABLE.name, layout.LOG_TABLE.name)
+
+
+def open_book(path: Path, tables: tuple[str, ...] = READ_TABLES) -> _Book:
+    """The workbook opened with calamine, once the file and the sheets of ``tables`` passed the checks
+    of :mod:`crm_xl.workbook.untrusted` (an encrypted or damaged file, a zip bomb, a stray far cell that
+    would make calamine allocate the whole grid are each one :class:`InputError`)."""
+    with open_package(path) as zf, reading(path):
+        try:
+            found = find_tables_in(zf)
+        except WorkbookPackageError as exc:
+            raise InputError("workbook", f"{path.name}: {exc}") from None
+        infos = [found[name.lower()] for name in tables if name.lower() in found]
+        check_sheets(zf, path, {info.sheet_part: info.sheet for info in infos})
+    with reading(path):
+        book = CalamineWorkbook.from_path(str(path), load_tables=True)
+    return _Book(book, path, {info.name: f"sheet '{info.sheet}', part {info.sheet_part}" for info in infos})
+
+
+class _Book:
+    """A calamine workbook whose table reads name the sheet and part when the file is damaged."""
+
+    def __init__(self, book: CalamineWorkbook, path: Path, parts: dict[str, str]) -> None:
+        self._book, self._path, self._parts = book, path, parts
+        self.table_names = book.table_names
+        self.sheet_names = book.sheet_names
+
+    def get_table_by_name(self, name: str) -> Any:
+        with reading(self._path, self._parts.get(name)):
+            return self._book.get_table_by_name(name)
+
+    def close(self) -> None:
+        self._book.close()
 
 
 def _table(book: CalamineWorkbook, table: layout.Table) -> Any:
@@ -170,7 +197,9 @@ def _restore_error_cells(frame: pd.DataFrame, path: Path, sheet: str, start_row:
 
 def _sheet_xml(path: Path, sheet: str) -> bytes | None:
     """The XML part of a sheet, found through workbook.xml and its relationships."""
-    with zipfile.ZipFile(path) as package:
+    with open_package(path) as package, reading(path, f"sheet '{sheet}'"):
+        if not {"xl/workbook.xml", "xl/_rels/workbook.xml.rels"} <= set(package.NameToInfo):
+            return None
         workbook = package.read("xl/workbook.xml")
         rels = package.read("xl/_rels/workbook.xml.rels")
         escaped = re.escape(_xml_escape(sheet).encode())
@@ -183,7 +212,7 @@ def _sheet_xml(path: Path, sheet: str) -> bytes | None:
             return None
         part = target.group(1).decode().lstrip("/")
         part = part if part.startswith("xl/") else str(PurePosixPath("xl") / part)
-        return package.read(part)
+        return package.read(part) if part in package.NameToInfo else None
 
 
 def _xml_escape(text: str) -> str:
@@ -221,7 +250,7 @@ def read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any],
 def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """:func:`read_config` of the workbook at ``path`` (its raw tables are not read)."""
     path = Path(path)
-    book = _open(path)
+    book = open_book(path)
     try:
         return read_config(book)
     finally:

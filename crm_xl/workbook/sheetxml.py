@@ -27,7 +27,6 @@ format code (``"yyyy-mm-dd"``) into the cellXfs index the cells need.
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -37,6 +36,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from crm_xl.workbook.untrusted import parse_xml
 
 MAX_ROWS = 1_048_576
 MAX_COLS = 16_384
@@ -447,7 +448,7 @@ class CellXf:
 
 def number_formats(styles_xml: bytes) -> dict[int, str]:
     """numFmtId -> format code: the built-in ones plus the workbook's custom ``<numFmt>``s."""
-    root = ET.fromstring(styles_xml)
+    root = parse_xml(styles_xml, "xl/styles.xml")
     formats = dict(BUILTIN_NUMBER_FORMATS)
     for nf in root.iterfind("m:numFmts/m:numFmt", _NS):
         formats[int(nf.get("numFmtId", "0"))] = nf.get("formatCode", "")
@@ -456,7 +457,7 @@ def number_formats(styles_xml: bytes) -> dict[int, str]:
 
 def cell_xfs(styles_xml: bytes) -> list[CellXf]:
     """Every cell format of the workbook, in index order (for reports and lookups)."""
-    root = ET.fromstring(styles_xml)
+    root = parse_xml(styles_xml, "xl/styles.xml")
     formats = number_formats(styles_xml)
     out = []
     for i, xf in enumerate(root.iterfind("m:cellXfs/m:xf", _NS)):
