@@ -119,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("book", type=Path, help="the workbook (.xlsm) to refresh in place")
     refresh.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
+    refresh.add_argument("--allow-files-from", action="append", default=[], metavar="DIR",
+                         help="a folder besides the workbook's own from which its Config sheet may name raw files "
+                              "(transactions_file, ...; repeatable); a network share (\\\\server\\share) only "
+                              "when named itself")
     refresh.set_defaults(handler=_refresh)
     for sub in (run, sample, template, new, load, refresh):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -243,7 +247,8 @@ def _refresh(args: argparse.Namespace) -> int:
     values = parse_settings(args.set)
     if values:
         settings_with(args.book, values)
-    result = with_settings(args.book, values, lambda: refresh_workbook(args.book, progress=progress))
+    result = with_settings(args.book, values, lambda: refresh_workbook(args.book, progress=progress,
+                                                                        allow_files_from=args.allow_files_from))
     print(summary_text(result.tables, time.perf_counter() - started))
     if result.history_file is not None:
         print(f"  customer_history: the sheet keeps the latest months; all months in {result.history_file}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -26,7 +26,7 @@ from crm_xl.io.dialect import DETECT, CsvOptions
 from crm_xl.workbook import layout
 from crm_xl.workbook.package import WorkbookPackageError, find_tables_in
 from crm_xl.workbook.sheetxml import column_index, column_letter
-from crm_xl.workbook.untrusted import check_sheets, open_package, reading
+from crm_xl.workbook.untrusted import check_sheets, file_named_on_config, open_package, reading
 
 _ERROR_CELL = re.compile(rb'<c r="([A-Z]+)(\d+)"[^>]*?t="e"[^>]*>(?:<f>.*?</f>)?<v>([^<]*)</v>')
 
@@ -48,23 +48,26 @@ class WorkbookInputs:
     read_notes: tuple[dict[str, object], ...] = ()
 
 
-def read_inputs(path: str | Path) -> WorkbookInputs:
-    """Raw tables and settings of a crm_xl workbook; :class:`InputError` naming the sheet/table if unusable."""
+def read_inputs(path: str | Path, allow_files_from: Sequence[str | Path] = ()) -> WorkbookInputs:
+    """Raw tables and settings of a crm_xl workbook; :class:`InputError` naming the sheet/table if unusable.
+
+    ``allow_files_from``: folders outside the workbook's own from which Config may name files
+    (:func:`~crm_xl.workbook.untrusted.file_named_on_config`)."""
     path = Path(path)
     book = open_book(path)
     try:
-        return assemble_inputs(book, path.parent, lambda table: _read_table(book, path, table))
+        return assemble_inputs(book, path.parent, lambda table: _read_table(book, path, table), allow_files_from)
     finally:
         book.close()
 
 
-def assemble_inputs(book: Any, folder: Path,
-                    read_table: Callable[[layout.Table], tuple[pd.DataFrame, int]]) -> WorkbookInputs:
+def assemble_inputs(book: Any, folder: Path, read_table: Callable[[layout.Table], tuple[pd.DataFrame, int]],
+                    allow_files_from: Sequence[str | Path] = ()) -> WorkbookInputs:
     """Settings, raw tables and log from an open workbook, shared by the file and the live reader.
 
     ``book`` answers like a python-calamine workbook (``table_names``, ``get_table_by_name``);
     ``read_table`` reads one raw table from it; a raw table named as a file on Config is read from
-    that file instead, relative to ``folder``.
+    that file instead, relative to ``folder`` (and only from there, or from ``allow_files_from``).
     """
     settings, workbook_settings, cells = read_config(book)
     options = CsvOptions.from_settings(workbook_settings)
@@ -76,7 +79,8 @@ def assemble_inputs(book: Any, folder: Path,
         source = workbook_settings.get(f"{name}_file")
         if source:
             file_cell = cells[f"{name}_file"]
-            raw[name], found = read_file(folder, str(source), name, file_cell, options, columns.headers(name))
+            raw[name], found = read_file(folder, str(source), name, file_cell, options, columns.headers(name),
+                                         allow_files_from)
             first_rows[name] = None
             notes += found
             check_headers(name, list(raw[name].columns), columns, cells, (name, f"{source} (named in {file_cell})"))
@@ -306,14 +310,15 @@ def check_workbook_settings(values: dict[str, Any], cells: dict[str, str]) -> No
 
 
 def read_file(folder: Path, source: str, name: str, cell: str, options: CsvOptions = DETECT,
-              headers: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[dict[str, object]]]:
+              headers: dict[str, str] | None = None, allow_files_from: Sequence[str | Path] = ()
+              ) -> tuple[pd.DataFrame, list[dict[str, object]]]:
     """A raw table from the CSV or Parquet file named on the Config sheet, and the data-quality notes
     about how it was read (a CSV file that is not UTF-8); ``headers`` as for
-    :func:`~crm_xl.io.csv.read_csv_file`."""
+    :func:`~crm_xl.io.csv.read_csv_file`. Only a file in ``folder`` (the workbook's) or below, or in
+    ``allow_files_from``, is read: the workbook may come from someone else."""
     from crm_xl.io.csv import read_raw_file
 
-    path = Path(source).expanduser()
-    path = path if path.is_absolute() else folder / path
+    path = file_named_on_config(folder, source, name, cell, f"{name}_file", allow_files_from)
     if not path.is_file():
         raise InputError(name, f"the file named in {cell} does not exist: {path}")
     return read_raw_file(path, name, options, headers, named_in=cell)

@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -40,15 +40,17 @@ class RefreshResult:
     history_file: Path | None
 
 
-def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None,
-                     progress: Progress | None = None) -> RefreshResult:
-    """Refresh ``path`` in place. Raises :class:`~crm_xl.errors.CrmXlError` for bad input or settings."""
+def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progress: Progress | None = None,
+                     allow_files_from: Sequence[str | Path] = ()) -> RefreshResult:
+    """Refresh ``path`` in place. Raises :class:`~crm_xl.errors.CrmXlError` for bad input or settings.
+
+    ``allow_files_from``: folders besides the workbook's from which its Config may name raw files."""
     path = Path(path)
     say = progress or (lambda _message: None)
     _check_not_open(path)
     started = time.perf_counter()
     say(f"reading {path.name}")
-    inputs = read_inputs(path)
+    inputs = read_inputs(path, allow_files_from)
     _check_output_tables(path)
     read_s = time.perf_counter() - started
     say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "

@@ -28,12 +28,14 @@ any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import codecs
+import ntpath
+import os
 import re
 import struct
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -372,3 +374,62 @@ def _measured(zf: zipfile.ZipFile, part: str) -> tuple[int, int]:
                 if rows > MAX_ROWS or cols > MAX_COLS or rows * cols > MAX_CELLS:
                     return rows, cols
     return rows, cols
+
+
+# --- files named on Config -----------------------------------------------------------------------
+
+#: Folders (separated by os.pathsep) from which Config may name files, besides the workbook's own;
+#: for the Refresh button, which has no command line. Set by the user, never by a workbook.
+ALLOW_ENV = "CRM_XL_ALLOW_FILES_FROM"
+
+
+def allowed_folders(extra: Sequence[str | Path] = ()) -> list[str]:
+    """The folders given with ``--allow-files-from`` (``extra``) and in :data:`ALLOW_ENV`."""
+    from_env = [p.strip() for p in os.environ.get(ALLOW_ENV, "").split(os.pathsep) if p.strip()]
+    return [*(str(p) for p in extra), *from_env]
+
+
+def is_unc(text: str) -> bool:
+    """``\\\\server\\share``, ``//server/share`` and Windows device paths (``\\\\?\\``): reading one makes
+    Windows sign in to the server with the user's credentials (their NTLM hash goes to whoever runs it)."""
+    return len(text) >= 2 and text[0] in "\\/" and text[1] in "\\/"
+
+
+def _unc_under(path: str, root: str) -> bool:
+    def norm(text: str) -> str:
+        return ntpath.normpath(text.replace("/", "\\")).rstrip("\\").casefold()
+
+    return norm(path) == norm(root) or norm(path).startswith(norm(root) + "\\")
+
+
+def file_named_on_config(folder: Path, source: str, table: str, cell: str, key: str,
+                         allowed: Sequence[str | Path] = ()) -> Path:
+    """The file a ``*_file`` setting names, when it may be read: in the workbook's ``folder`` or below
+    (after following symbolic links), or in a folder the user allowed (:func:`allowed_folders`); a
+    network (UNC) path only when its share was allowed itself. Otherwise an :class:`InputError`
+    naming the cell. Nothing is read, and no network path is touched, before the check."""
+    text = source.strip()
+    roots = allowed_folders(allowed)
+    shown = f"{cell} ({key} = {printable(text, 120)!r})"
+    unc_roots = [r for r in roots if is_unc(r)] + ([str(folder)] if is_unc(str(folder)) else [])
+    if is_unc(text):
+        if any(_unc_under(text, root) for root in unc_roots):
+            return Path(text)
+        raise InputError(table, f"{shown} is a network path (UNC): refused, because opening one sends your "
+                                "Windows credentials to that server; copy the file into the workbook's folder, "
+                                f"or allow that share explicitly with --allow-files-from \\\\server\\share (or "
+                                f"{ALLOW_ENV})")
+    path = Path(text).expanduser()
+    resolved = (path if path.is_absolute() else folder / path).resolve()
+    if is_unc(str(resolved)):
+        if any(_unc_under(str(resolved), root) for root in unc_roots):
+            return resolved
+        raise InputError(table, f"{shown} leads to a network path (UNC): refused; copy the file into the "
+                                "workbook's folder")
+    local = [folder.resolve(), *(Path(r).expanduser().resolve() for r in roots if not is_unc(r))]
+    if any(resolved.is_relative_to(root) for root in local):
+        return resolved
+    raise InputError(table, f"{shown} is outside the workbook's folder ({folder.resolve()}): crm-xl reads only "
+                            "files in the workbook's folder or below, so that a workbook from someone else cannot "
+                            "read your other files; move the file there, or allow its folder with "
+                            f"crm-xl refresh --allow-files-from DIR (or the environment variable {ALLOW_ENV})")
