@@ -100,9 +100,10 @@ def read_log(book: CalamineWorkbook) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=headers)
 
 
-#: The tables the reader reads, so the sheets calamine parses (see :func:`open_book`).
-READ_TABLES = (*(t.name for t in layout.RAW_TABLES.values()), layout.CONFIG_TABLE.name,
-               layout.SEGMENT_MAP_TABLE.name, layout.COLUMNS_TABLE.name, layout.LOG_TABLE.name)
+#: The tables :func:`read_config` reads, and all those the reader reads: the sheets calamine parses,
+#: so the sheets :func:`open_book` checks first.
+CONFIG_TABLES = (layout.CONFIG_TABLE.name, layout.SEGMENT_MAP_TABLE.name, layout.COLUMNS_TABLE.name)
+READ_TABLES = (*(t.name for t in layout.RAW_TABLES.values()), *CONFIG_TABLES, layout.LOG_TABLE.name)
 
 
 def open_book(path: Path, tables: tuple[str, ...] = READ_TABLES) -> _Book:
@@ -130,6 +131,8 @@ class _Book:
         self.sheet_names = book.sheet_names
 
     def get_table_by_name(self, name: str) -> Any:
+        if name in self.table_names and name not in self._parts:
+            raise RuntimeError(f"table {name}: its sheet was not checked before calamine reads it (open_book's tables)")
         with reading(self._path, self._parts.get(name)):
             return self._book.get_table_by_name(name)
 
@@ -254,7 +257,7 @@ def read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any],
 def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """:func:`read_config` of the workbook at ``path`` (its raw tables are not read)."""
     path = Path(path)
-    book = open_book(path)
+    book = open_book(path, CONFIG_TABLES)
     try:
         return read_config(book)
     finally:

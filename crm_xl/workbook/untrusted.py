@@ -20,6 +20,10 @@ So before calamine or an XML parser reads a part:
   inside the sheet's declared ``<dimension>`` (Excel, LibreOffice and crm_xl always write it); a
   sheet without one, or with a cell outside it, is measured cell by cell.
 
+A workbook's Config can name raw files (``transactions_file``, ...): :func:`file_named_on_config`
+reads them only from the workbook's folder or below, or from folders the *user* allowed (the
+command line, :data:`ALLOW_ENV`), never a network path unless its share was allowed itself.
+
 :func:`reading` turns the exceptions a damaged package raises (zip, zlib, XML, calamine, a part
 that is not UTF-8) into one :class:`~crm_xl.errors.InputError` naming the workbook and the part;
 any other exception is a bug and keeps its traceback.
@@ -60,7 +64,7 @@ DAMAGED: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, struct.error, ET.ParseError,
     UnicodeDecodeError, CalamineError)
 
-_CHUNK = 4 * 2**20
+_CHUNK = 16 * 2**20
 _MAX_TAG_BYTES = 64 * 2**20     # Excel's longest cell text is 32,767 characters
 _PROLOG_BYTES = 64 * 1024
 _ENCRYPTION_INFO = "EncryptionInfo".encode("utf-16-le")   # a stream name in the container's directory
@@ -245,6 +249,7 @@ _REF_RE = re.compile(r"^\$?([A-Z]{1,3})\$?([1-9][0-9]{0,6})$")
 _TAG_RE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(row|c)(?=[\s/>])([^>]*)>")
 _R_ATTR_RE = re.compile(rb"""\sr\s*=\s*["']([A-Za-z]*)([0-9]*)["']""")
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_PREFIXED_CELL = re.compile(rb":c[\s/>]")   # <x:c ...>: found by its literal start, fast
 
 
 def check_sheets(zf: zipfile.ZipFile, path: Path, sheets: Mapping[str, str]) -> None:
@@ -265,7 +270,7 @@ def check_sheets(zf: zipfile.ZipFile, path: Path, sheets: Mapping[str, str]) -> 
         if rows * cols > MAX_CELLS:
             raise InputError("workbook", f"{path.name}: sheet '{sheet}' ({part}) uses {rows:,} rows x {cols:,} "
                                          f"columns up to its last cell {_letter(cols)}{rows}: reading it would take "
-                                         f"{rows * cols:,} cells, over the limit of {MAX_CELLS:,} (about "
+                                         f"{rows * cols:,} cells, over the limit of {MAX_CELLS:,} cells (about "
                                          f"{_mb(MAX_CELLS * BYTES_PER_CELL)} of memory); delete the stray cells "
                                          "right of and below the table (Ctrl+End shows the last one) and save")
 
@@ -331,11 +336,11 @@ def _declared_bound(zf: zipfile.ZipFile, part: str) -> tuple[int, int] | None:
 
 def _inside(zf: zipfile.ZipFile, part: str, rows: int, cols: int) -> bool:
     """Whether every cell tag names itself first (``<c r="B7"``) within the first ``rows`` x ``cols``:
-    one regex search a chunk, no Python per cell."""
-    pattern = (rb"<(?:[A-Za-z_][\w.-]*:)?c[\s/>](?!r=\"" + _at_most(_letter(cols), _LETTERS, _LETTERS)
-               + _at_most(str(rows), "0123456789", "123456789") + rb"\")")
-    outside = re.compile(pattern)
-    return not any(outside.search(chunk) for chunk in _chunks(zf, part))
+    one regex search a chunk, no Python per cell. A namespace prefix (``<x:c``) is rare enough to be
+    left to the cell-by-cell measure (the regex is twice as fast with a literal start)."""
+    outside = re.compile(rb"<c[\s/>](?!r=\"" + _at_most(_letter(cols), _LETTERS, _LETTERS)
+                         + _at_most(str(rows), "0123456789", "123456789") + rb"\")")
+    return not any(_PREFIXED_CELL.search(chunk) or outside.search(chunk) for chunk in _chunks(zf, part))
 
 
 def _at_most(limit: str, alphabet: str, first: str) -> bytes:
