@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -255,6 +256,39 @@ def test_every_hostile_change_to_a_raw_sheet_is_refused(original: Path, expected
         if wanted[label]:
             main(["refresh", "--quiet", str(folder / "book.xlsm")])
             assert wanted[label] in capsys.readouterr().err, label
+
+
+def with_ref(xml: bytes, ref: bytes) -> bytes:
+    return re.sub(rb' ref="[^"]*"', b' ref="' + ref + b'"', xml, count=1)
+
+
+#: Well-formed XML with damaged values, where a byte flip rarely lands: (table whose part, or a part; edit).
+VALUE_DAMAGE = {
+    "a style attribute that is not a number": ("xl/styles.xml", lambda x: x.replace(b'numFmtId="', b'numFmtId="x', 1)),
+    "styles without cell formats": ("xl/styles.xml", lambda x: re.sub(rb"<cellXfs.*?</cellXfs>", b"", x, flags=re.S)),
+    "a table range that is not a range": ("customer_snapshot", lambda x: with_ref(x, b"zz")),
+    "a table range beyond the grid": ("customer_snapshot", lambda x: with_ref(x, b"A1:XFE5")),
+    "a totals row count that is not a number": ("customer_snapshot",
+                                                lambda x: x.replace(b"<table ", b'<table totalsRowCount="abc" ', 1)),
+    "a row number that is not a number": ("customer_snapshot@sheet",
+                                          lambda x: x.replace(b'<row r="1"', b'<row r="x"', 1)),
+    "a row number past any integer": ("tbl_config@sheet", lambda x: x.replace(b'<row r="4"', b'<row r="9' + b"9" * 30
+                                                                              + b'"', 1)),
+    "a sheet that is not there": ("xl/_rels/workbook.xml.rels", lambda x: x.replace(b"worksheets/sheet6.xml",
+                                                                                    b"worksheets/none.xml", 1)),
+    "no sheets": ("xl/workbook.xml", lambda x: re.sub(rb"<sheets>.*?</sheets>", b"<sheets/>", x, flags=re.S)),
+}
+
+
+@pytest.mark.parametrize("label", list(VALUE_DAMAGE))
+def test_damaged_values_in_well_formed_parts(original: Path, expected: dict[str, list[list[object]]],
+                                             tmp_path: Path, capsys: pytest.CaptureFixture[str], label: str) -> None:
+    where, edit = VALUE_DAMAGE[label]
+    if not where.startswith(("xl/", "[")):
+        table, _, sheet = where.partition("@")
+        info = find_tables(original)[table.lower()]
+        where = info.sheet_part if sheet else info.table_part
+    check_refresh((label, one_part(original.read_bytes(), where, edit)), tmp_path / "m", capsys, expected)
 
 
 @pytest.mark.parametrize("label", ["far cell", "zip bomb", "central directory cut", "truncated"])

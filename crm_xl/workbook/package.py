@@ -574,7 +574,11 @@ def _plan_table(zf: zipfile.ZipFile, plan: _Plan, info: TableInfo, df: pd.DataFr
     if info.tables_on_sheet != 1:
         raise WorkbookPackageError(f"sheet {info.sheet!r} holds {info.tables_on_sheet} tables; the rewrite "
                                    "regenerates the whole sheet, so it needs the table alone on its sheet")
-    old_block = Block.parse(info.ref)
+    try:
+        old_block = Block.parse(info.ref)
+    except ValueError:
+        raise WorkbookPackageError(f"table {info.name}: its range {info.ref[:40]!r} ({info.table_part}) is not a "
+                                   "cell range") from None
     top, left = old_block.first_row, old_block.first_col
     block = sheetxml.table_block(df, top, left)
     old = _read_old_sheet(zf, info.sheet_part, top)
