@@ -42,6 +42,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from python_calamine import CalamineError
 
@@ -99,7 +100,7 @@ def check_file(path: Path) -> None:
         raise InputError("workbook", f"{path.name} is not an Excel workbook (.xlsm or .xlsx)")
 
 
-def _container_error(path: Path, handle) -> InputError:
+def _container_error(path: Path, handle: BinaryIO) -> InputError:
     if _holds(handle, _ENCRYPTION_INFO):
         return InputError("workbook", f"{path.name} is encrypted (protected with a password to open), so it "
                                       "cannot be read: in Excel, File > Info > Protect Workbook > Encrypt with "
@@ -108,7 +109,7 @@ def _container_error(path: Path, handle) -> InputError:
                                   "in Excel and save it as an Excel Macro-Enabled Workbook (.xlsm)")
 
 
-def _holds(handle, needle: bytes) -> bool:
+def _holds(handle: BinaryIO, needle: bytes) -> bool:
     """Whether the rest of the open file contains ``needle`` (read a chunk at a time)."""
     tail = b""
     while chunk := handle.read(_CHUNK):
