@@ -37,8 +37,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CrmXlError, OSError) as exc:
         if args.debug:
             raise
-        print(f"crm-xl: error: {exc}", file=sys.stderr)
+        print(f"crm-xl: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        book = getattr(args, "book", None)
+        message = None if args.debug or book is None else _damaged_book(Path(book), exc)
+        if message is None:
+            raise
+        print(f"crm-xl: error: {_one_line(message)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(message: str) -> str:
+    """A message as one line, whatever text from the user's files it quotes (a header with a line break)."""
+    return " ".join(message.split()) if "\n" in message or "\r" in message else message
+
+
+def _damaged_book(book: Path, exc: Exception) -> str | None:
+    """The one line for what a damaged workbook raised past the readers' own checks (a part that no
+    check reads first); None for anything else, which is a bug and keeps its traceback."""
+    from crm_xl.workbook.untrusted import DAMAGED, damaged
+    from crm_xl.workbook.zipio import WorkbookPackageError
+
+    if isinstance(exc, WorkbookPackageError):
+        return f"{book.name}: {exc}"
+    return str(damaged(book, exc)) if isinstance(exc, DAMAGED) else None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,6 +140,10 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("book", type=Path, help="the workbook (.xlsm) to refresh in place")
     refresh.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
+    refresh.add_argument("--allow-files-from", action="append", default=[], metavar="DIR",
+                         help="a folder besides the workbook's own from which its Config sheet may name raw files "
+                              "(transactions_file, ...; repeatable); a network share (\\\\server\\share) only "
+                              "when named itself")
     _writer_options(refresh)
     refresh.set_defaults(handler=_holding_book(_refresh, refresh=True))
     for sub in (run, sample, template, new, setup, doctor, load, refresh):
@@ -319,7 +346,8 @@ def _refresh(args: argparse.Namespace) -> int:
     values = parse_settings(args.set)
     if values:
         settings_with(args.book, values)
-    result = with_settings(args.book, values, lambda: refresh_workbook(args.book, progress=progress))
+    result = with_settings(args.book, values, lambda: refresh_workbook(args.book, progress=progress,
+                                                                        allow_files_from=args.allow_files_from))
     print(summary_text(result.tables, time.perf_counter() - started))
     if result.history_file is not None:
         print(f"  customer_history: the sheet keeps the latest months; all months in {result.history_file}")

@@ -176,6 +176,13 @@ def contract_markdown() -> str:
         "In pandas, `label` columns and text whose values repeat a lot (the history's customer_id, "
         "rfm_code, the reasons) are categoricals of strings; they read and write as text.",
         "",
+        "In the CSV files (`crm-xl run`, and `BOOK_rejected_lines.csv` beside a workbook) a `text` cell, or a "
+        "header, that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is written with a leading `'` "
+        "(`'=HYPERLINK(...)`), so a spreadsheet opens it as text and never runs it as a formula (CSV formula "
+        "injection: the inputs may come from anyone); text that is only numbers (`-5`, or `-7.0, -2.0` in "
+        "`example_values`) is kept as it is, and so are `integer` and `decimal` columns. The workbook's sheets "
+        "need no such mark: their text cells are always text.",
+        "",
     ]
     for name, (meaning, cols) in TABLES.items():
         lines += [f"## `{name}`", "", meaning, "", "| column | type | meaning |", "|---|---|---|"]

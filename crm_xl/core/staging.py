@@ -8,6 +8,7 @@ rule that fired (see ``docs/business_logic.md``, "Staging").
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -35,6 +36,7 @@ from crm_xl.errors import ConfigError, InputError
 
 T = TypeVar("T")
 R = TypeVar("R")
+_NUMBER_LIKE = re.compile(r"[\d\s.,'+\-()€$£%]{1,24}")
 
 OPT_IN_COLUMNS = ("opt_email", "opt_sms", "opt_phone")
 TEXT_CUSTOMER_COLUMNS = ("customer_name", "customer_group", "city", "email", "mobile_number")
@@ -335,8 +337,11 @@ def _numbers(raw: pd.DataFrame, table: str, column: str) -> tuple[pd.Series, np.
     if bad.any():
         present = int((~blank_mask(values)).sum())
         if bad.sum() > present / 2:
-            examples = ", ".join(repr(str(v)) for v in pd.unique(values[bad])[:3])
-            raise InputError(table, f"{int(bad.sum()):,} of {present:,} values are not numbers (e.g. {examples}); "
+            # Only values that look like numbers are quoted (109,65): an error never shows file contents.
+            shown = [v for v in map(str, pd.unique(values[bad])[:1000]) if _NUMBER_LIKE.fullmatch(v)][:3]
+            examples = ", ".join(map(repr, shown))
+            examples = f" (e.g. {examples})" if examples else ""
+            raise InputError(table, f"{int(bad.sum()):,} of {present:,} values are not numbers{examples}; "
                                     "expected numbers with a decimal point like 109.65: if the file uses decimal "
                                     "commas, set csv_decimal to , (comma); otherwise fix the column", column)
     return numbers, bad

@@ -6,14 +6,20 @@ dialect (delimiter, encoding, decimal comma) is detected from a sample or set (:
 decimal commas become points here, so the core only ever sees one number format.
 
 Output files are UTF-8 with a byte-order mark by default (Excel then shows accents right), months
-as ``YYYY-MM`` and dates as ``YYYY-MM-DD``.
+as ``YYYY-MM`` and dates as ``YYYY-MM-DD``. A text cell (or header) that a spreadsheet would take for
+a formula, one starting with ``= + - @``, a tab or a carriage return, is written with a leading
+``'`` (CSV formula injection, OWASP): the inputs are untrusted, and ``=HYPERLINK(...)`` in a customer
+name must stay text when the CSV is opened. Text that is only numbers (``-5``, ``-7.0, -2.0``) is
+kept: without a letter it cannot call a function or another program.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import dataclasses
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -53,6 +59,7 @@ _UTF8 = ("utf-8", "utf-8-sig")          # pyarrow decodes these itself (and skip
 # got 2", "got out of sync with chunker"); reading with newlines_in_values is the cure to try first.
 _PARSE_ERROR = "CSV parse"
 _NOT_UTF8 = "invalid UTF8"              # pyarrow's words for a string column that is not UTF-8
+_PYARROW_WORDS = re.compile(r"[^:']*:[^:']*?got \d+")   # "CSV parse error: Expected 3 columns, got 1", not the row
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _COMMA_DECIMAL = r"^[+-]?(\d{1,3}(\.\d{3})+|\d*),\d+$"         # 109,65  1.234,56  ,5
 _POINT_DECIMAL = r"^[+-]?\d*\.\d+$"
@@ -61,6 +68,10 @@ _SPACES = r"[\s\x{00a0}]+"      # RE2 syntax (pyarrow)
 # What pyarrow reads as a missing value, except Excel's #N/A: that is a failed formula staging reports
 # (error_value), never a blank id that hides it.
 _NULLS = [text for text in pcsv.ConvertOptions().null_values if text not in EXCEL_ERRORS]
+_FORMULA_START = r"^[=+\-@\t\r]"   # what a spreadsheet reads as the start of a formula (OWASP)
+# Numbers alone (-5, or example_values' "-7.0, -2.0") cannot call a function or another program.
+_ONLY_NUMBERS = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?(, [+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)*$"
+QUOTE = "'"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +135,7 @@ def read_csv_file(path: str | Path, table: str, options: CsvOptions = DETECT,
     sniffed = sniff(sample[:SAMPLE_BYTES], len(sample) <= SAMPLE_BYTES, options, table, path.name)
     names = _Names(headers or {})
     arrow, sniffed = _read(path, table, sniffed, options, names)
+    check_unique_headers(table, path.name, arrow.column_names)
     arrow, decimal = _numbers(arrow, _wants_text_numbers(sniffed, options), options.decimal, names)
     return CsvTable(table=table, path=path, frame=_typed_dates(arrow.to_pandas(date_as_object=False), names),
                     delimiter=sniffed.delimiter, encoding=sniffed.encoding, decimal=decimal,
@@ -142,9 +154,23 @@ def read_raw_file(path: str | Path, table: str, options: CsvOptions = DETECT, he
     if not path.is_file():
         raise InputError(table, f"file not found: {path}{where}")
     try:
-        return pd.read_parquet(path), []
+        frame = pd.read_parquet(path)
     except (OSError, ValueError) as exc:
-        raise InputError(table, f"{path.name}{where} is not a readable Parquet file: {exc}") from None
+        detail = " ".join(str(exc).split())[:200]
+        raise InputError(table, f"{path.name}{where} is not a readable Parquet file: {detail}") from None
+    check_unique_headers(table, path.name, [str(c) for c in frame.columns])
+    return frame, []
+
+
+def check_unique_headers(table: str, name: str, headers: list[str]) -> None:
+    """:class:`InputError` when two columns have the same header (as the ``map.*`` settings compare
+    headers: ignoring case and surrounding spaces): which one holds the column would be a guess."""
+    seen: dict[str, int] = {}
+    for position, header in enumerate(headers, start=1):
+        first = seen.setdefault(header_key(header), position)
+        if first != position:
+            raise InputError(table, f"{name} has two columns named {header_key(header)!r} (columns {first} and "
+                                    f"{position}: {headers[first - 1]!r} and {header!r}): rename or remove one")
 
 
 class _Names:
@@ -193,7 +219,7 @@ def _read(path: Path, table: str, sniffed: Sniffed, options: CsvOptions, names: 
             elif options.encoding and _NOT_UTF8 in str(exc):
                 raise _not_the_set_encoding(table, path, options.encoding) from None
             else:
-                raise _unreadable(table, path, sniffed, exc) from None
+                raise _unreadable(table, path, sniffed, exc, _bad_row(path, sniffed, options, names)) from None
         except UnicodeDecodeError as exc:
             if not options.encoding:
                 raise unreadable_text(table, path.name, exc) from None
@@ -210,15 +236,17 @@ class _NotUtf8(pa.ArrowInvalid):
     """A column pyarrow could only read as bytes: the file is not UTF-8 past the sample."""
 
 
-def _parse(path: Path, sniffed: Sniffed, options: CsvOptions, names: _Names) -> pa.Table:
+def _parse(path: Path, sniffed: Sniffed, options: CsvOptions, names: _Names,
+           invalid_row: Callable[[pcsv.InvalidRow], str] | None = None) -> pa.Table:
     text_types = {n: pa.string() for n in names.among(sniffed.header, (*_TEXT_COLUMNS, *_DATE_COLUMNS))}
     if _wants_text_numbers(sniffed, options):
         text_types.update({n: pa.string() for n in names.among(sniffed.header, NUMERIC_COLUMNS)})
     arrow = pcsv.read_csv(
         path,
-        read_options=pcsv.ReadOptions(encoding="utf8" if sniffed.encoding in _UTF8 else sniffed.encoding),
-        parse_options=pcsv.ParseOptions(delimiter=sniffed.delimiter,
-                                        newlines_in_values=sniffed.newlines_in_values),
+        read_options=pcsv.ReadOptions(encoding="utf8" if sniffed.encoding in _UTF8 else sniffed.encoding,
+                                      use_threads=invalid_row is None),
+        parse_options=pcsv.ParseOptions(delimiter=sniffed.delimiter, newlines_in_values=sniffed.newlines_in_values,
+                                        invalid_row_handler=invalid_row),
         convert_options=pcsv.ConvertOptions(column_types=text_types, strings_can_be_null=True, null_values=_NULLS))
     if any(pa.types.is_binary(field.type) for field in arrow.schema):
         raise _NotUtf8(_NOT_UTF8)
@@ -233,10 +261,32 @@ def _second_try(sniffed: Sniffed, options: CsvOptions, message: str) -> Sniffed 
     return None
 
 
-def _unreadable(table: str, path: Path, sniffed: Sniffed, exc: pa.ArrowInvalid) -> InputError:
-    detail = " ".join(str(exc).split())     # pyarrow quotes the offending row, line breaks included
-    if len(detail) > 300:
-        detail = detail[:297] + "..."
+def _bad_row(path: Path, sniffed: Sniffed, options: CsvOptions, names: _Names) -> pcsv.InvalidRow | None:
+    """The first row pyarrow cannot split as the header, found by reading the file once more (only
+    after a failed read), for its line number."""
+    found: list[pcsv.InvalidRow] = []
+
+    def first(row: pcsv.InvalidRow) -> str:
+        found.append(row)
+        return "error"
+
+    with contextlib.suppress(pa.ArrowInvalid, UnicodeDecodeError):
+        _parse(path, sniffed, options, names, first)
+    return found[0] if found else None
+
+
+def _unreadable(table: str, path: Path, sniffed: Sniffed, exc: pa.ArrowInvalid,
+                row: pcsv.InvalidRow | None) -> InputError:
+    """The error for a file pyarrow cannot parse. pyarrow's message quotes the offending row: never shown,
+    since the file may not be the user's to show (a line of someone's passwd file, a key); its line
+    number and field count are."""
+    if row is not None:
+        where = f"line {row.number:,}" if row.number is not None else "a line"
+        fields = f"{row.actual_columns} field" + ("s" if row.actual_columns != 1 else "")
+        detail = f"{where} has {fields} where the header has {row.expected_columns}"
+    else:
+        words = _PYARROW_WORDS.match(str(exc))
+        detail = words.group() if words else str(exc).split(":", 1)[0]
     return InputError(table, f"{path.name} is not a readable CSV file (read with delimiter "
                              f"'{shown(sniffed.delimiter)}', encoding {sniffed.encoding}): {detail}; check the file, "
                              "or set csv_delimiter / csv_encoding")
@@ -333,8 +383,27 @@ def _month_columns(table: str) -> set[str]:
     return {name for name, kind, _ in columns if kind == "month"}
 
 
+def inert(text: str) -> str:
+    """``text`` as :func:`write_csv` writes a text cell: with a leading ``'`` when a spreadsheet would
+    read it as a formula."""
+    return _inert_array(pa.array([text], pa.string()))[0].as_py()
+
+
+def _inert_array(array: pa.Array) -> pa.Array:
+    """Text that starts like a formula (and is not just a number) with a leading ``'``; other columns as given."""
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return array
+    risky = pc.fill_null(pc.and_(pc.match_substring_regex(array, _FORMULA_START),
+                                 pc.invert(pc.match_substring_regex(array, _ONLY_NUMBERS))), False)
+    if not pc.any(risky).as_py():
+        return array
+    quoted = pc.binary_join_element_wise(pa.scalar(QUOTE, array.type), array, pa.scalar("", array.type))
+    return pc.if_else(risky, quoted, array)
+
+
 def _arrow_table(frame: pd.DataFrame, months: set[str]) -> pa.Table:
-    """Categoricals as text, months as YYYY-MM and other datetimes as dates, as a CSV reader expects them."""
+    """Categoricals as text, months as YYYY-MM and other datetimes as dates, as a CSV reader expects them;
+    text that would be a formula made inert (:func:`inert`), headers included."""
     arrays, names = [], []
     for column in frame.columns:
         series = frame[column]
@@ -344,6 +413,6 @@ def _arrow_table(frame: pd.DataFrame, months: set[str]) -> pa.Table:
             array = pa.array(series)
             if pa.types.is_timestamp(array.type):
                 array = pc.strftime(array, "%Y-%m") if str(column) in months else array.cast(pa.date32())
-        arrays.append(array)
+        arrays.append(_inert_array(array))
         names.append(str(column))
-    return pa.Table.from_arrays(arrays, names=names)
+    return pa.Table.from_arrays(arrays, names=_inert_array(pa.array(names, pa.string())).to_pylist())

@@ -45,6 +45,7 @@ writes the three CSV files.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -56,6 +57,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from crm_xl.errors import InputError
 from crm_xl.io.files import replace_atomically
 
 __all__ = ["PERSONAS", "generate", "write_csv"]
@@ -405,7 +407,7 @@ def generate(
     """
     # The steps share one random generator: their order (and the order of the draws inside each
     # step) is what makes a seed reproduce the same frames, so do not reorder them.
-    _check_arguments(n_customers, months, target_transactions)
+    _check_arguments(n_customers, months, target_transactions, end_month, seed)
     rng = np.random.default_rng(seed)
     cal = _calendar(end_month, months)
     cat = _catalogue(messy)
@@ -435,13 +437,23 @@ def generate(
     return {"transactions": transactions, "customers": customers, "products": _products_frame(cat.rows)}
 
 
-def _check_arguments(n_customers: int, months: int, target_transactions: int | None) -> None:
+def _check_arguments(n_customers: int, months: int, target_transactions: int | None, end_month: str = "2025-12",
+                     seed: int = 0) -> None:
+    """An :class:`InputError` (a ValueError) naming the argument and its ``crm-xl sample`` flag."""
+    def bad(argument: str, flag: str, expected: str, got: object) -> InputError:
+        return InputError("sample", f"{argument} (--{flag}) must be {expected}, got {got!r}")
+
     if n_customers < 1:
-        raise ValueError("n_customers must be at least 1")
+        raise bad("n_customers", "customers", "at least 1", n_customers)
     if months < 1:
-        raise ValueError("months must be at least 1")
+        raise bad("months", "months", "at least 1", months)
     if target_transactions is not None and target_transactions < 0:
-        raise ValueError("target_transactions must be >= 0")
+        raise bad("target_transactions", "transactions", ">= 0", target_transactions)
+    if seed < 0:
+        raise bad("seed", "seed", ">= 0", seed)
+    found = re.fullmatch(r"(\d{4})-(\d{2})", str(end_month))
+    if not found or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 1900:
+        raise bad("end_month", "end-month", "a month YYYY-MM from 1900-01", end_month)
 
 
 # --------------------------------------------------------------------------------------------------

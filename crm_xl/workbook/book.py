@@ -14,7 +14,6 @@ import re
 import shutil
 import sys
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +31,7 @@ from crm_xl.workbook.cells import table_name
 from crm_xl.workbook.guard import changing
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, write_rewritten
 from crm_xl.workbook.reader import open_book
+from crm_xl.workbook.untrusted import open_package, reading
 from crm_xl.workbook.zipio import copy_with_parts
 
 #: The committed template of a source checkout (``crm-xl template`` builds it).
@@ -285,7 +285,7 @@ def _set_settings(path: Path, values: Mapping[str, object]) -> None:
     columns = tables.get(layout.COLUMNS_TABLE.name)
     if columns is not None and columns.sheet_part != part:   # only the Config sheet's cells are rewritten
         raise InputError(layout.CONFIG, f"{layout.COLUMNS_TABLE.name} is not on the {layout.CONFIG} sheet")
-    with zipfile.ZipFile(path) as zf:
+    with open_package(path) as zf, reading(path, f"part {part}"):
         xml = zf.read(part).decode("utf-8")
     for key, value in values.items():
         letter, row = cells[key]
@@ -297,7 +297,7 @@ def _set_settings(path: Path, values: Mapping[str, object]) -> None:
 def _setting_cells(path: Path) -> dict[str, tuple[str, int]]:
     """Setting -> (column letter, sheet row) of its value cell: tbl_config's value column, and the
     "your header" column of tbl_columns for the ``map.<table>.<column>`` settings."""
-    book = open_book(path)
+    book = open_book(path, (layout.CONFIG_TABLE.name, layout.COLUMNS_TABLE.name))
     try:
         config, columns = (table_name(book, t.name) for t in (layout.CONFIG_TABLE, layout.COLUMNS_TABLE))
         if config is None:

@@ -11,13 +11,13 @@ while it was computing. Inside the lock the workbook must not be open in Excel o
 from __future__ import annotations
 
 import contextlib
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from crm_xl.errors import InputError
 from crm_xl.io.files import check_replaceable, real_path, remove_stale_temps
 from crm_xl.io.locks import DEFAULT_WAIT, locked, open_elsewhere
+from crm_xl.workbook.untrusted import check_file
 
 
 def sidecar_paths(book: Path) -> tuple[Path, Path]:
@@ -44,8 +44,7 @@ def changing(path: str | Path, *, force: bool = False, wait: float = DEFAULT_WAI
     with locked(book, wait=wait, command=command) as took:
         if took:
             _check_closed(given, force)
-            if not zipfile.is_zipfile(book):
-                raise InputError("workbook", f"{given.name} is not an Excel workbook (.xlsm or .xlsx)")
+            check_file(book)     # a zip, not encrypted, not an old .xls: said before anything is read
             for sidecar in sidecar_paths(book) if refresh else ():
                 if sidecar.exists():
                     check_replaceable(real_path(sidecar))

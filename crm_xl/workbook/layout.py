@@ -171,7 +171,8 @@ LABEL_COLOURS: dict[str, dict[str, str]] = {
 #: files) and how much history the sheet keeps. They are not settings of the core (``crm_xl.run`` never sees them).
 WORKBOOK_SETTINGS: dict[str, tuple[str, str]] = {
     "transactions_file": ("", "Optional CSV/Parquet file read instead of tbl_transactions (for more rows than "
-                              "Excel holds); a path relative to the workbook's folder or absolute"),
+                              "Excel holds): in the workbook's folder or below, as a relative path (files "
+                              "elsewhere need crm-xl refresh --allow-files-from DIR)"),
     "customers_file": ("", "Optional CSV/Parquet file read instead of tbl_customers"),
     "products_file": ("", "Optional CSV/Parquet file read instead of tbl_products"),
     **CSV_SETTINGS,

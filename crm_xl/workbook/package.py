@@ -42,6 +42,7 @@ import pandas as pd
 from crm_xl.io.files import replace_atomically
 from crm_xl.workbook import sheetxml
 from crm_xl.workbook.sheetxml import Block
+from crm_xl.workbook.untrusted import open_package, parse_xml, reading
 from crm_xl.workbook.zipio import WorkbookPackageError, ZipWriter
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "WorkbookPackageError",
     "ZipWriter",
     "find_tables",
+    "find_tables_in",
     "read_styles",
     "rewrite_tables",
     "sheet_part",
@@ -81,13 +83,34 @@ def _rels_path(part: str) -> str:
     return posixpath.join(folder, "_rels", name + ".rels")
 
 
+def _require_part(zf: zipfile.ZipFile, part: str) -> None:
+    if part not in zf.NameToInfo:
+        raise WorkbookPackageError(f"the workbook has no part {part} (it is named in the package but missing)")
+
+
+def _read_part(zf: zipfile.ZipFile, part: str) -> bytes:
+    """A part's bytes; a :class:`WorkbookPackageError` when the package lacks it (a damaged file)."""
+    _require_part(zf, part)
+    with reading(Path(str(zf.filename)), f"part {part}"):
+        return zf.read(part)
+
+
+def _read_text(zf: zipfile.ZipFile, part: str) -> str:
+    with reading(Path(str(zf.filename)), f"part {part}"):
+        return _read_part(zf, part).decode("utf-8")
+
+
+def _xml(zf: zipfile.ZipFile, part: str) -> ET.Element:
+    return parse_xml(_read_part(zf, part), part)
+
+
 def _relationships(zf: zipfile.ZipFile, part: str) -> list[tuple[str, str, str]]:
     """(Id, Type, target part) of a part's relationships; external targets are skipped."""
     rels = _rels_path(part)
     if rels not in zf.NameToInfo:
         return []
     out = []
-    for rel in ET.fromstring(zf.read(rels)).iterfind("pr:Relationship", _NS):
+    for rel in _xml(zf, rels).iterfind("pr:Relationship", _NS):
         if rel.get("TargetMode") == "External":
             continue
         target = rel.get("Target", "")
@@ -111,9 +134,10 @@ class TableInfo:
 
 
 def find_tables(path: Path | str) -> dict[str, TableInfo]:
-    """Every table of the workbook by name (workbook.xml -> sheet rels -> xl/tables/*.xml)."""
-    with zipfile.ZipFile(path) as zf:
-        return _find_tables(zf)
+    """Every table of the workbook by name (workbook.xml -> sheet rels -> xl/tables/*.xml), keyed in
+    lower case (table names are case-insensitive in Excel)."""
+    with open_package(Path(path)) as zf:
+        return find_tables_in(zf)
 
 
 def sheet_part(path: Path | str, sheet: str) -> str | None:
@@ -134,17 +158,18 @@ def _workbook_part(zf: zipfile.ZipFile) -> str:
     return "xl/workbook.xml"
 
 
-def _find_tables(zf: zipfile.ZipFile) -> dict[str, TableInfo]:
+def find_tables_in(zf: zipfile.ZipFile) -> dict[str, TableInfo]:
+    """:func:`find_tables` of an open package."""
     wb_part = _workbook_part(zf)
     sheet_rels = {rid: target for rid, typ, target in _relationships(zf, wb_part) if typ == REL_WORKSHEET}
     tables: dict[str, TableInfo] = {}
-    for sheet in ET.fromstring(zf.read(wb_part)).iterfind("m:sheets/m:sheet", _NS):
+    for sheet in _xml(zf, wb_part).iterfind("m:sheets/m:sheet", _NS):
         part = sheet_rels.get(sheet.get(f"{{{NS_REL}}}id", ""))
         if part is None:
             continue  # a chartsheet or macro sheet
         table_parts = [t for _, typ, t in _relationships(zf, part) if typ == REL_TABLE]
         for tpart in table_parts:
-            root = ET.fromstring(zf.read(tpart))
+            root = _xml(zf, tpart)
             columns = tuple(sheetxml.ooxml_unescape(c.get("name", ""))
                             for c in root.iterfind("m:tableColumns/m:tableColumn", _NS))
             name = root.get("displayName") or root.get("name", "")
@@ -162,11 +187,11 @@ def _styles_part(zf: zipfile.ZipFile) -> str | None:
 
 def read_styles(path: Path | str) -> bytes:
     """The workbook's styles.xml, for :func:`sheetxml.find_number_format_xf` and friends."""
-    with zipfile.ZipFile(path) as zf:
+    with open_package(Path(path)) as zf:
         part = _styles_part(zf)
         if part is None:
             raise WorkbookPackageError(f"{path}: the workbook has no styles part")
-        return zf.read(part)
+        return _read_part(zf, part)
 
 
 def _resolve_styles(requested: Mapping[str, Mapping[str, StyleSpec]], styles_xml: bytes | None
@@ -196,7 +221,6 @@ def _resolve_styles(requested: Mapping[str, Mapping[str, StyleSpec]], styles_xml
 
 # --- sheet part ---------------------------------------------------------------------------------------
 
-_ROW_RE = re.compile(rb"<row\b[^>]*?(?:/>|>.*?</row>)", re.S)
 _ROW_NUM_RE = re.compile(rb'<row\b[^>]*?\sr="(\d+)"')
 _CELL_TAG_RE = re.compile(rb"<c\b([^>]*)>")
 _ATTR_R_RE = re.compile(rb'\sr="([A-Z]+)(\d+)"')
@@ -226,69 +250,131 @@ def _row_styles(row: bytes) -> dict[int, int]:
 
 def _read_old_sheet(zf: zipfile.ZipFile, part: str, top: int, chunk: int = 1 << 20) -> _OldSheet:
     """Stream the old sheet XML: keep head, rows above ``top`` and tail; read the row styles of
-    the header and first data row (the template's formats); skip the rest of sheetData unread."""
-    old = _OldSheet()
-    buf, state = b"", "head"
-    end_tag = b"</sheetData>"
-    with zf.open(part) as f:
-        while True:
-            data = f.read(chunk)
-            buf += data
-            if state == "head":
-                start = buf.find(b"<sheetData")
-                if start >= 0:
-                    close = buf.find(b">", start)
-                    if close < 0 and data:
-                        continue
-                    old.head = buf[:start]
-                    if buf[close - 1:close] == b"/":
-                        state, buf = "tail", buf[close + 1:]
-                    else:
-                        state, buf = "rows", buf[close + 1:]
-            if state == "rows":
-                buf, state = _scan_rows(old, buf, top)
-            if state == "skip":
-                end = buf.find(end_tag)
-                if end >= 0:
-                    state, buf = "tail", buf[end + len(end_tag):]
-                else:
-                    buf = buf[-len(end_tag):]
-            if not data:
-                break
-    if state != "tail":
+    the header and first data row (the template's formats); skip the rest of sheetData unread.
+
+    Linear in the part's size whatever it holds: each search starts where the last one stopped
+    (a sheet padded with whitespace, or one huge row, is read once, not once per chunk).
+    """
+    reader = _OldSheetReader(top)
+    _require_part(zf, part)
+    with reading(Path(str(zf.filename)), f"part {part}"), zf.open(part) as f:
+        while data := f.read(chunk):
+            reader.feed(data)
+    if reader.state != "tail":
         raise WorkbookPackageError(f"{part}: no complete <sheetData> element (a prefixed or damaged sheet XML?)")
-    old.tail = buf
-    return old
+    reader.old.tail = b"".join(reader.tail)
+    return reader.old
 
 
-def _scan_rows(old: _OldSheet, buf: bytes, top: int) -> tuple[bytes, str]:
-    """Consume complete ``<row>`` elements from ``buf``; switch to "skip" past the first data row."""
-    pos = 0
-    while True:
-        end_data = buf.find(b"</sheetData>", pos)
-        m = _ROW_RE.search(buf, pos)
-        if m is None or (0 <= end_data < m.start()):
-            if end_data >= 0:
-                return buf[end_data:], "skip"
-            return buf[pos:], "rows"
-        row = m.group()
+_SHEET_DATA = b"<sheetData"
+_END_SHEET_DATA = b"</sheetData>"
+_ROW_START_RE = re.compile(rb"<row\b")
+_END_ROW = b"</row>"
+
+
+class _OldSheetReader:
+    """The state of :func:`_read_old_sheet`: head, rows, skip or tail, and how far ``buf`` was searched."""
+
+    def __init__(self, top: int) -> None:
+        self.old, self.top = _OldSheet(), top
+        self.state = "head"
+        self.buf = bytearray()
+        self.searched = 0       # buf[:searched] holds no match of what the current state looks for
+        self.tag_end = -1       # where the <row ...> tag at the start of buf ends, once found
+        self.tail: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        if self.state == "tail":
+            self.tail.append(data)
+            return
+        self.buf += data
+        if self.state == "head":
+            self._head()
+        if self.state == "rows":
+            self._rows()
+        if self.state == "skip":
+            self._skip()
+        if self.state == "tail" and self.buf:
+            self.tail.append(bytes(self.buf))
+            self.buf = bytearray()
+
+    def _head(self) -> None:
+        start = self.tag_end if self.tag_end >= 0 else self.buf.find(_SHEET_DATA, max(0, self.searched - 9))
+        close = self.buf.find(b">", max(start, self.searched)) if start >= 0 else -1
+        if close < 0:
+            self.tag_end, self.searched = start, len(self.buf)
+            return
+        self.old.head = bytes(self.buf[:start])
+        self.state = "tail" if self.buf[close - 1:close] == b"/" else "rows"
+        self._consume(close + 1)
+
+    def _consume(self, upto: int) -> None:
+        del self.buf[:upto]
+        self.searched, self.tag_end = 0, -1
+
+    def _rows(self) -> None:
+        """Consume complete ``<row>`` elements; "skip" past the first data row or at ``</sheetData>``."""
+        while self.state == "rows":
+            m = _ROW_START_RE.search(self.buf)
+            limit = m.start() if m else len(self.buf)
+            end_data = self.buf.find(_END_SHEET_DATA, 0, limit + len(_END_SHEET_DATA) - 1)
+            if 0 <= end_data < limit:
+                self.state = "skip"
+                self._consume(end_data)
+                return
+            if m is None:           # whitespace between rows: only its last bytes can start a tag
+                self._consume(max(0, len(self.buf) - len(_END_SHEET_DATA)))
+                return
+            if m.start():
+                self._consume(m.start())
+            row_end = self._row_end()
+            if row_end < 0:
+                return
+            row = bytes(self.buf[:row_end])
+            self._consume(row_end)
+            self._row(row)
+
+    def _row_end(self) -> int:
+        """The end of the complete ``<row>`` at the start of ``buf``, or -1 while it is incomplete."""
+        if self.tag_end < 0:
+            found = self.buf.find(b">", self.searched)
+            if found < 0:
+                self.searched = len(self.buf)
+                return -1
+            self.tag_end, self.searched = found, found
+        if self.buf[self.tag_end - 1:self.tag_end] == b"/":
+            return self.tag_end + 1
+        close = self.buf.find(_END_ROW, max(self.tag_end, self.searched - len(_END_ROW)))
+        if close < 0:
+            self.searched = len(self.buf)
+            return -1
+        return close + len(_END_ROW)
+
+    def _row(self, row: bytes) -> None:
         num = _ROW_NUM_RE.match(row)
         if num is None:
             raise WorkbookPackageError("a <row> without its r attribute: rewrite needs explicit row numbers")
-        r = int(num.group(1))
-        if r < top:
+        r, old = int(num.group(1)), self.old
+        if r < self.top:
             old.leading_rows += row
             cols = [sheetxml.column_index(c.group(1).decode()) for c in _ATTR_R_RE.finditer(row[num.end():])]
             if cols:
                 block = Block(r, min(cols), r, max(cols))
                 old.leading_block = block if old.leading_block is None else old.leading_block.union(block)
-        elif r == top:
+        elif r == self.top:
             old.header_styles = _row_styles(row)
         else:
-            if r == top + 1:
+            if r == self.top + 1:
                 old.data_styles = _row_styles(row)
-            return buf[m.end():], "skip"
-        pos = m.end()
+            self.state = "skip"
+
+    def _skip(self) -> None:
+        end = self.buf.find(_END_SHEET_DATA)
+        if end < 0:
+            self._consume(max(0, len(self.buf) - len(_END_SHEET_DATA)))
+            return
+        self.state = "tail"
+        self._consume(end + len(_END_SHEET_DATA))
 
 
 _DIMENSION_RE = re.compile(rb"<dimension\b[^>]*/>")
@@ -369,7 +455,7 @@ _TABLE_COLUMN_RE = re.compile(r"<tableColumn\b[^>]*?(?:/>|>.*?</tableColumn>)", 
 
 def _new_table_xml(xml: str, info: TableInfo, block: Block, columns: list[str]) -> str:
     """The table part with its ranges (and columns, when they changed) set for ``block``."""
-    root = ET.fromstring(xml)
+    root = parse_xml(xml.encode("utf-8"), info.table_part)
     if root.get("headerRowCount") == "0" or int(root.get("totalsRowCount", "0") or 0) > 0:
         raise WorkbookPackageError(f"table {info.name}: tables without a header row or with a totals row "
                                    "are not supported by the rewrite")
@@ -445,9 +531,9 @@ def _without_calc_chain(zf: zipfile.ZipFile, calc_part: str) -> dict[str, bytes]
     """Workbook rels and content types with the calcChain part removed."""
     out = {}
     wb_rels = _rels_path(_workbook_part(zf))
-    rels = zf.read(wb_rels).decode("utf-8")
+    rels = _read_text(zf, wb_rels)
     out[wb_rels] = re.sub(r'<Relationship\b[^>]*?Type="' + re.escape(REL_CALC_CHAIN) + r'"[^>]*/>', "", rels).encode()
-    ct = zf.read("[Content_Types].xml").decode("utf-8")
+    ct = _read_text(zf, "[Content_Types].xml")
     out["[Content_Types].xml"] = re.sub(r'<Override\b[^>]*?PartName="/' + re.escape(calc_part) + r'"[^>]*/>', "",
                                         ct).encode()
     return out
@@ -500,7 +586,11 @@ def _plan_table(zf: zipfile.ZipFile, plan: _Plan, info: TableInfo, df: pd.DataFr
     if info.tables_on_sheet != 1:
         raise WorkbookPackageError(f"sheet {info.sheet!r} holds {info.tables_on_sheet} tables; the rewrite "
                                    "regenerates the whole sheet, so it needs the table alone on its sheet")
-    old_block = Block.parse(info.ref)
+    try:
+        old_block = Block.parse(info.ref)
+    except ValueError:
+        raise WorkbookPackageError(f"table {info.name}: its range {info.ref[:40]!r} ({info.table_part}) is not a "
+                                   "cell range") from None
     top, left = old_block.first_row, old_block.first_col
     block = sheetxml.table_block(df, top, left)
     old = _read_old_sheet(zf, info.sheet_part, top)
@@ -519,7 +609,7 @@ def _plan_table(zf: zipfile.ZipFile, plan: _Plan, info: TableInfo, df: pd.DataFr
         yield tail
 
     plan.replace[info.sheet_part] = content
-    table_xml = _new_table_xml(zf.read(info.table_part).decode("utf-8"), info, block, columns)
+    table_xml = _new_table_xml(_read_text(zf, info.table_part), info, block, columns)
     plan.replace[info.table_part] = table_xml.encode("utf-8")
     plan.moves[info.sheet] = move
     plan.tables[info.name] = TableRewrite(info.name, info.sheet, info.ref, block.ref, len(df),
@@ -528,7 +618,7 @@ def _plan_table(zf: zipfile.ZipFile, plan: _Plan, info: TableInfo, df: pd.DataFr
 
 def _plan(zf: zipfile.ZipFile, tables: Mapping[str, pd.DataFrame], styles: Mapping[str, Mapping[str, StyleSpec]],
           allow_new_columns: bool, chunk_rows: int) -> tuple[_Plan, dict[str, dict[str, int]]]:
-    found = _find_tables(zf)
+    found = find_tables_in(zf)
     unknown = [name for name in tables if name.lower() not in found]
     if unknown:
         raise WorkbookPackageError(f"no table named {unknown} in the workbook (it has {sorted(found)})")
@@ -540,7 +630,7 @@ def _plan(zf: zipfile.ZipFile, tables: Mapping[str, pd.DataFrame], styles: Mappi
         raise WorkbookPackageError("two of the tables to rewrite share a sheet")
     plan = _Plan()
     styles_part = _styles_part(zf)
-    resolved, new_styles = _resolve_styles(styles, zf.read(styles_part) if styles_part else None)
+    resolved, new_styles = _resolve_styles(styles, _read_part(zf, styles_part) if styles_part else None)
     if new_styles is not None and styles_part is not None:
         plan.replace[styles_part] = new_styles
     for name, df in tables.items():
@@ -548,7 +638,7 @@ def _plan(zf: zipfile.ZipFile, tables: Mapping[str, pd.DataFrame], styles: Mappi
         _plan_table(zf, plan, info, df, resolved.get(name.lower(), {}), allow_new_columns, chunk_rows)
     for part in zf.namelist():
         if part.startswith("xl/charts/") and part.endswith(".xml") and "/_rels/" not in part:
-            xml = zf.read(part).decode("utf-8")
+            xml = _read_text(zf, part)
             new = _retarget_chart(xml, plan.moves)
             if new != xml:
                 plan.replace[part] = new.encode("utf-8")
@@ -574,7 +664,8 @@ def _write_package(source: zipfile.ZipFile, raw: BinaryIO, out: BinaryIO, plan: 
         elif isinstance(content, bytes):
             writer.write_stream(name, [content])
         else:
-            writer.write_stream(name, content(), level)
+            with reading(Path(str(source.filename)), f"part {name}"):
+                writer.write_stream(name, content(), level)
     writer.close()
     return copied
 
@@ -613,7 +704,7 @@ def write_rewritten(src: Path | str, out: Path | str, tables: Mapping[str, pd.Da
     for a caller that replaces the workbook itself once everything else is in place."""
     if not zipfile.is_zipfile(src):
         raise WorkbookPackageError(f"{src}: not a workbook (not a zip package)")
-    with zipfile.ZipFile(src) as source, open(out, "w+b") as handle, open(src, "rb") as raw:
+    with open_package(src) as source, reading(src), open(out, "w+b") as handle, open(src, "rb") as raw:
         plan, resolved = _plan(source, tables, styles or {}, allow_new_columns, chunk_rows)
         copied = _write_package(source, raw, handle, plan, level)
     return RewriteReport(plan.tables, tuple(sorted(plan.replace)), tuple(sorted(plan.drop)), copied, resolved)

@@ -14,13 +14,12 @@ Nothing here changes the file.
 from __future__ import annotations
 
 import dataclasses
-import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from python_calamine import CalamineError, CalamineWorkbook
+from python_calamine import CalamineWorkbook
 
 from crm_xl.config import INPUT_COLUMNS, MAP_PREFIX, REQUIRED_COLUMNS, Config, header_key, map_key
 from crm_xl.core.coerce import EXCEL_ERRORS
@@ -29,7 +28,9 @@ from crm_xl.errors import ConfigError, InputError
 from crm_xl.io.dialect import DETECT, CsvOptions
 from crm_xl.workbook import layout
 from crm_xl.workbook.cells import FileBook, table_name
+from crm_xl.workbook.package import WorkbookPackageError, find_tables_in
 from crm_xl.workbook.sheetxml import column_letter
+from crm_xl.workbook.untrusted import check_sheets, file_named_on_config, open_package, reading
 
 _EXAMPLES = 5
 
@@ -65,23 +66,28 @@ class SheetTable:
     rows_below: tuple[int, ...] = ()
 
 
-def read_inputs(path: str | Path) -> WorkbookInputs:
-    """Raw tables and settings of a crm_xl workbook; :class:`InputError` naming the sheet/table if unusable."""
+def read_inputs(path: str | Path, allow_files_from: Sequence[str | Path] = ()) -> WorkbookInputs:
+    """Raw tables and settings of a crm_xl workbook; :class:`InputError` naming the sheet/table if unusable.
+
+    ``allow_files_from``: folders outside the workbook's own from which Config may name files
+    (:func:`~crm_xl.workbook.untrusted.file_named_on_config`)."""
     path = Path(path)
     book = open_book(path)
     try:
-        return assemble_inputs(book, path.parent, lambda table: read_sheet_table(book, table))
+        return assemble_inputs(book, path.parent, lambda table: read_sheet_table(book, table), allow_files_from)
     finally:
         book.close()
 
 
-def assemble_inputs(book: Any, folder: Path, read_table: Callable[[layout.Table], SheetTable]) -> WorkbookInputs:
+def assemble_inputs(book: Any, folder: Path, read_table: Callable[[layout.Table], SheetTable],
+                    allow_files_from: Sequence[str | Path] = ()) -> WorkbookInputs:
     """Settings, raw tables and log from an open workbook, shared by the file and the live reader.
 
     ``book`` answers like a python-calamine workbook (``table_names``, ``get_table_by_name``);
     ``read_table`` reads one raw table from it; a raw table named as a file on Config is read from
-    that file instead, relative to ``folder``. ``read_notes`` holds the data-quality rows about how
-    the tables were read, their example rows as the user finds them (sheet rows).
+    that file instead, relative to ``folder`` (and only from there, or from ``allow_files_from``).
+    ``read_notes`` holds the data-quality rows about how the tables were read, their example rows as
+    the user finds them (sheet rows).
     """
     settings, workbook_settings, cells = read_config(book)
     options = CsvOptions.from_settings(workbook_settings)
@@ -93,7 +99,8 @@ def assemble_inputs(book: Any, folder: Path, read_table: Callable[[layout.Table]
         source = workbook_settings.get(f"{name}_file")
         if source:
             file_cell = cells[f"{name}_file"]
-            raw[name], found = read_file(folder, str(source), name, file_cell, options, columns.headers(name))
+            raw[name], found = read_file(folder, str(source), name, file_cell, options, columns.headers(name),
+                                         allow_files_from)
             first_rows[name] = None
             notes += found
             check_headers(name, list(raw[name].columns), columns, cells, (name, f"{source} (named in {file_cell})"))
@@ -152,20 +159,47 @@ def read_log(book: CalamineWorkbook) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=headers)
 
 
-def open_book(path: Path) -> FileBook:
-    """The workbook at ``path`` opened for reading its tables (see :class:`FileBook`); close it."""
-    return FileBook(_open(path), path)
+#: The tables :func:`read_config` reads, and all those the reader reads: the sheets calamine parses,
+#: so the sheets :func:`open_book` checks first.
+CONFIG_TABLES = (layout.CONFIG_TABLE.name, layout.SEGMENT_MAP_TABLE.name, layout.COLUMNS_TABLE.name)
+READ_TABLES = (*(t.name for t in layout.RAW_TABLES.values()), *CONFIG_TABLES, layout.LOG_TABLE.name)
 
 
-def _open(path: Path) -> CalamineWorkbook:
-    if not path.is_file():
-        raise InputError("workbook", f"file not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise InputError("workbook", f"{path.name} is not an Excel workbook (.xlsm or .xlsx)")
-    try:
-        return CalamineWorkbook.from_path(str(path), load_tables=True)
-    except (CalamineError, OSError, ValueError) as exc:
-        raise InputError("workbook", f"{path.name} cannot be read as an Excel workbook: {exc}") from None
+def open_book(path: Path, tables: tuple[str, ...] = READ_TABLES) -> _Book:
+    """The workbook opened with calamine, once the file and the sheets of ``tables`` passed the checks
+    of :mod:`crm_xl.workbook.untrusted` (an encrypted or damaged file, a zip bomb, a stray far cell that
+    would make calamine allocate the whole grid are each one :class:`InputError`)."""
+    with open_package(path) as zf, reading(path):
+        try:
+            found = find_tables_in(zf)
+        except WorkbookPackageError as exc:
+            raise InputError("workbook", f"{path.name}: {exc}") from None
+        infos = [found[name.lower()] for name in tables if name.lower() in found]
+        check_sheets(zf, path, {info.sheet_part: info.sheet for info in infos})
+    with reading(path):
+        book = FileBook(CalamineWorkbook.from_path(str(path), load_tables=True), path)
+    return _Book(book, path, {info.name.lower(): f"sheet '{info.sheet}', part {info.sheet_part}" for info in infos})
+
+
+class _Book:
+    """A workbook (:class:`~crm_xl.workbook.cells.FileBook`: tables by name ignoring case, error cells
+    and formulas without values seen) whose table reads name the sheet and part when the file is
+    damaged, and only of the sheets :func:`open_book` checked."""
+
+    def __init__(self, book: FileBook, path: Path, parts: dict[str, str]) -> None:
+        self._book, self._path, self._parts = book, path, parts
+        self.table_names = book.table_names
+        self.sheet_names = book.sheet_names
+
+    def get_table_by_name(self, name: str) -> Any:
+        key = name.lower()
+        if key in {t.lower() for t in self.table_names} and key not in self._parts:
+            raise RuntimeError(f"table {name}: its sheet was not checked before calamine reads it (open_book's tables)")
+        with reading(self._path, self._parts.get(key)):
+            return self._book.get_table_by_name(name)
+
+    def close(self) -> None:
+        self._book.close()
 
 
 def _table(book: CalamineWorkbook, table: layout.Table) -> Any:
@@ -274,7 +308,7 @@ def _check_cell(key: str, value: Any, cell: str, uncached: bool = False) -> None
 def read_settings(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """:func:`read_config` of the workbook at ``path`` (its raw tables are not read)."""
     path = Path(path)
-    book = open_book(path)
+    book = open_book(path, CONFIG_TABLES)
     try:
         return read_config(book)
     finally:
@@ -332,14 +366,15 @@ def check_workbook_settings(values: dict[str, Any], cells: dict[str, str]) -> No
 
 
 def read_file(folder: Path, source: str, name: str, cell: str, options: CsvOptions = DETECT,
-              headers: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[dict[str, object]]]:
+              headers: dict[str, str] | None = None, allow_files_from: Sequence[str | Path] = ()
+              ) -> tuple[pd.DataFrame, list[dict[str, object]]]:
     """A raw table from the CSV or Parquet file named on the Config sheet, and the data-quality notes
     about how it was read (a CSV file that is not UTF-8); ``headers`` as for
-    :func:`~crm_xl.io.csv.read_csv_file`."""
+    :func:`~crm_xl.io.csv.read_csv_file`. Only a file in ``folder`` (the workbook's) or below, or in
+    ``allow_files_from``, is read: the workbook may come from someone else."""
     from crm_xl.io.csv import read_raw_file
 
-    path = Path(source).expanduser()
-    path = path if path.is_absolute() else folder / path
+    path = file_named_on_config(folder, source, name, cell, f"{name}_file", allow_files_from)
     if not path.is_file():
         raise InputError(name, f"the file named in {cell} does not exist: {path}")
     return read_raw_file(path, name, options, headers, named_in=cell)

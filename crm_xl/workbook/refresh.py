@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -53,19 +53,21 @@ class RefreshResult:
 
 
 def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progress: Progress | None = None,
-                     force: bool = False, wait: float = DEFAULT_WAIT) -> RefreshResult:
+                     force: bool = False, wait: float = DEFAULT_WAIT,
+                     allow_files_from: Sequence[str | Path] = ()) -> RefreshResult:
     """Refresh ``path`` in place. Raises :class:`~crm_xl.errors.CrmXlError` for bad input or settings.
 
     The workbook's lock is held from the read to the write (``wait``: seconds to wait for another
     writer); ``force`` writes even when Excel or LibreOffice has it open. The sidecar files are
     replaced first and the workbook last, each rolled back if a later one fails.
+    ``allow_files_from``: folders besides the workbook's from which its Config may name raw files.
     """
     say = progress or (lambda _message: None)
     with changing(path, force=force, wait=wait, refresh=True) as book:
         started = time.perf_counter()
         say(f"reading {book.name}")
         before = _fingerprint(book)
-        inputs = read_inputs(book)
+        inputs = read_inputs(book, allow_files_from)
         _check_output_tables(book)
         read_s = time.perf_counter() - started
         say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "

@@ -29,16 +29,19 @@ format code (``"yyyy-mm-dd"``) into the cellXfs index the cells need.
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
+from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from crm_xl.workbook.untrusted import parse_xml
+from crm_xl.workbook.zipio import WorkbookPackageError
 
 MAX_ROWS = 1_048_576
 MAX_COLS = 16_384
@@ -528,23 +531,31 @@ class CellXf:
 
 def number_formats(styles_xml: bytes) -> dict[int, str]:
     """numFmtId -> format code: the built-in ones plus the workbook's custom ``<numFmt>``s."""
-    root = ET.fromstring(styles_xml)
+    root = parse_xml(styles_xml, "xl/styles.xml")
     formats = dict(BUILTIN_NUMBER_FORMATS)
     for nf in root.iterfind("m:numFmts/m:numFmt", _NS):
-        formats[int(nf.get("numFmtId", "0"))] = nf.get("formatCode", "")
+        formats[_number(nf, "numFmtId")] = nf.get("formatCode", "")
     return formats
 
 
 def cell_xfs(styles_xml: bytes) -> list[CellXf]:
     """Every cell format of the workbook, in index order (for reports and lookups)."""
-    root = ET.fromstring(styles_xml)
+    root = parse_xml(styles_xml, "xl/styles.xml")
     formats = number_formats(styles_xml)
     out = []
     for i, xf in enumerate(root.iterfind("m:cellXfs/m:xf", _NS)):
-        fmt = int(xf.get("numFmtId", "0"))
-        out.append(CellXf(i, fmt, formats.get(fmt, ""), int(xf.get("fontId", "0")), int(xf.get("fillId", "0")),
-                          int(xf.get("borderId", "0")), len(xf) > 0))
+        fmt = _number(xf, "numFmtId")
+        out.append(CellXf(i, fmt, formats.get(fmt, ""), _number(xf, "fontId"), _number(xf, "fillId"),
+                          _number(xf, "borderId"), len(xf) > 0))
     return out
+
+
+def _number(element: Element, attribute: str) -> int:
+    """A whole-number attribute of styles.xml (0 when absent); a damaged one is a :class:`WorkbookPackageError`."""
+    value = element.get(attribute, "0")
+    if not value.isdigit():
+        raise WorkbookPackageError(f"part xl/styles.xml: {attribute}={value[:20]!r} is not a whole number")
+    return int(value)
 
 
 def find_number_format_xf(styles_xml: bytes, format_code: str) -> int | None:
@@ -587,10 +598,10 @@ def _append_child(text: str, parent: str, child: str, create_after: str | None) 
     m = re.search(rf"<{parent}\b([^>]*?)(/?)>", text)
     if m is None:
         if create_after is None:
-            raise ValueError(f"styles.xml has no <{parent}>")
+            raise WorkbookPackageError(f"part xl/styles.xml has no <{parent}>")
         anchor = re.search(create_after, text)
         if anchor is None:
-            raise ValueError("styles.xml has no <styleSheet> root element")
+            raise WorkbookPackageError("part xl/styles.xml has no <styleSheet> root element")
         return text[:anchor.end()] + f'<{parent} count="1">{child}</{parent}>' + text[anchor.end():]
     attrs, empty = m.group(1), m.group(2)
     count = len(re.findall(rf"<{'numFmt' if parent == 'numFmts' else 'xf'}\b", _element_body(text, m, parent)))
