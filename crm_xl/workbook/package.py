@@ -57,6 +57,7 @@ __all__ = [
     "read_styles",
     "rewrite_tables",
     "sheet_part",
+    "sheet_part_in",
     "write_rewritten",
 ]
 
@@ -142,13 +143,23 @@ def find_tables(path: Path | str) -> dict[str, TableInfo]:
 
 def sheet_part(path: Path | str, sheet: str) -> str | None:
     """The package part of the worksheet named ``sheet`` (ignoring case, as Excel does), or None."""
-    with zipfile.ZipFile(path) as zf:
-        wb_part = _workbook_part(zf)
-        parts = {rid: target for rid, typ, target in _relationships(zf, wb_part) if typ == REL_WORKSHEET}
-        for element in ET.fromstring(zf.read(wb_part)).iterfind("m:sheets/m:sheet", _NS):
-            if element.get("name", "").lower() == sheet.lower():
-                return parts.get(element.get(f"{{{NS_REL}}}id", ""))
-    return None
+    with open_package(Path(path)) as zf:
+        return sheet_part_in(zf, sheet)
+
+
+def sheet_part_in(zf: zipfile.ZipFile, sheet: str) -> str | None:
+    """:func:`sheet_part` of an open package."""
+    return next((part for name, part in _worksheets(zf) if name.lower() == sheet.lower()), None)
+
+
+def _worksheets(zf: zipfile.ZipFile) -> Iterator[tuple[str, str]]:
+    """(sheet name, part) of every worksheet, in workbook order (chart and macro sheets left out)."""
+    wb_part = _workbook_part(zf)
+    sheet_rels = {rid: target for rid, typ, target in _relationships(zf, wb_part) if typ == REL_WORKSHEET}
+    for sheet in _xml(zf, wb_part).iterfind("m:sheets/m:sheet", _NS):
+        part = sheet_rels.get(sheet.get(f"{{{NS_REL}}}id", ""))
+        if part is not None:
+            yield sheet.get("name", ""), part
 
 
 def _workbook_part(zf: zipfile.ZipFile) -> str:
@@ -160,20 +171,15 @@ def _workbook_part(zf: zipfile.ZipFile) -> str:
 
 def find_tables_in(zf: zipfile.ZipFile) -> dict[str, TableInfo]:
     """:func:`find_tables` of an open package."""
-    wb_part = _workbook_part(zf)
-    sheet_rels = {rid: target for rid, typ, target in _relationships(zf, wb_part) if typ == REL_WORKSHEET}
     tables: dict[str, TableInfo] = {}
-    for sheet in _xml(zf, wb_part).iterfind("m:sheets/m:sheet", _NS):
-        part = sheet_rels.get(sheet.get(f"{{{NS_REL}}}id", ""))
-        if part is None:
-            continue  # a chartsheet or macro sheet
+    for sheet_name, part in _worksheets(zf):
         table_parts = [t for _, typ, t in _relationships(zf, part) if typ == REL_TABLE]
         for tpart in table_parts:
             root = _xml(zf, tpart)
             columns = tuple(sheetxml.ooxml_unescape(c.get("name", ""))
                             for c in root.iterfind("m:tableColumns/m:tableColumn", _NS))
             name = root.get("displayName") or root.get("name", "")
-            tables[name.lower()] = TableInfo(name, sheet.get("name", ""), part, tpart, root.get("ref", ""), columns,
+            tables[name.lower()] = TableInfo(name, sheet_name, part, tpart, root.get("ref", ""), columns,
                                              len(table_parts))
     return tables
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import sys
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePath, PureWindowsPath
 
@@ -24,7 +23,8 @@ from crm_xl.io.files import replace_atomically
 from crm_xl.io.locks import DEFAULT_WAIT
 from crm_xl.workbook import layout, sheetxml
 from crm_xl.workbook.guard import changing
-from crm_xl.workbook.package import sheet_part
+from crm_xl.workbook.package import sheet_part_in
+from crm_xl.workbook.untrusted import open_package, reading
 from crm_xl.workbook.zipio import copy_with_parts
 
 Value = str | bool
@@ -133,14 +133,11 @@ _NOTES = {
 
 
 def _sheet_xml(path: Path) -> tuple[str, str]:
-    try:
-        part = sheet_part(path, layout.XLWINGS_CONF)
-    except zipfile.BadZipFile:
-        raise InputError("workbook", f"{path.name} is not an Excel workbook (.xlsm)") from None
-    if part is None:
-        raise InputError("workbook", f"{path.name} has no {layout.XLWINGS_CONF} sheet: make the workbook with "
-                                     "crm-xl new, or add the sheet (xlwings' keys in A, values in B)")
-    with zipfile.ZipFile(path) as zf:
+    with open_package(path) as zf, reading(path, f"sheet '{layout.XLWINGS_CONF}'"):
+        part = sheet_part_in(zf, layout.XLWINGS_CONF)
+        if part is None:
+            raise InputError("workbook", f"{path.name} has no {layout.XLWINGS_CONF} sheet: make the workbook with "
+                                         "crm-xl new, or add the sheet (xlwings' keys in A, values in B)")
         return part, zf.read(part).decode("utf-8")
 
 
@@ -149,7 +146,9 @@ def _key_rows(path: Path) -> list[tuple[str, Value, str]]:
     as xlwings reads them (values typed: text, TRUE/FALSE)."""
     from python_calamine import CalamineWorkbook
 
-    book = CalamineWorkbook.from_path(str(path))
+    _sheet_xml(path)            # the package's checks first, and a clear message when the sheet is missing
+    with reading(path, f"sheet '{layout.XLWINGS_CONF}'"):
+        book = CalamineWorkbook.from_path(str(path))
     try:
         cells = book.get_sheet_by_name(layout.XLWINGS_CONF).to_python(skip_empty_area=False)
     finally:
