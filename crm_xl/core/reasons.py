@@ -125,8 +125,16 @@ def _show(value: float) -> str:
     return "0" if text == "-0" else text
 
 
-def number_field(values: np.ndarray) -> Field:
-    """Numbers shown with at most 2 decimals; whole numbers as they are."""
+def number_field(values: np.ndarray, used: np.ndarray | None = None) -> Field:
+    """Numbers shown with at most 2 decimals; whole numbers as they are. With ``used``, only those
+    rows get codes (the others 0): a field is usually shown in a few of the outcomes, and hashing
+    only those rows is most of the saving on a big history."""
+    if used is not None and not used.all():
+        rows = np.flatnonzero(used)
+        part = number_field(values[rows])
+        codes = np.zeros(len(values), dtype=part.codes.dtype)
+        codes[rows] = part.codes
+        return Field(codes, part.size, part.text)
     if values.dtype.kind in "iub":
         codes, size, whole = _whole_codes(values.astype("int64"))
         return Field(codes, size, lambda code: str(whole(code)))
@@ -152,7 +160,7 @@ def _whole_codes(values: np.ndarray) -> tuple[np.ndarray, int, Callable[[int], i
 
 def numbers(values: np.ndarray) -> FieldOf:
     """A column shown as :func:`number_field` does."""
-    return lambda used: number_field(values)
+    return lambda used: number_field(values, used)
 
 
 def decimals(shown: np.ndarray, thresholds: tuple[float, ...], exact_of: ExactOf) -> FieldOf:
@@ -168,16 +176,18 @@ def decimal_field(shown: np.ndarray, thresholds: tuple[float, ...], exact_of: Ex
     Only rows within half a cent (plus float slack) of a threshold need that; their exact values
     come from ``exact_of`` and their texts are made once per distinct value actually shown.
     """
-    base = number_field(shown)
-    near = np.zeros(len(shown), dtype=bool)
-    gap = np.empty(len(shown))
+    base = number_field(shown, used)
+    candidates = np.flatnonzero(used)
+    values = shown[candidates]
+    near = np.zeros(len(values), dtype=bool)
+    gap = np.empty(len(values))
     with np.errstate(invalid="ignore"):
         for threshold in thresholds:
             # a value this near has |value| <= 2 |threshold| + 1, which bounds the relative slack
             slack = _HALF_CENT + _FLOAT_SLACK + 1e-12 * (2 * abs(threshold) + 1)
-            np.abs(np.subtract(shown, threshold, out=gap), out=gap)
+            np.abs(np.subtract(values, threshold, out=gap), out=gap)
             near |= gap <= slack
-    rows = np.flatnonzero(near & used)
+    rows = candidates[near]
     if not len(rows):
         return base
     numerators, denominators = exact_of(rows)

@@ -231,18 +231,19 @@ def _linked_months(links: pd.DataFrame, lengths: set[int], base: int, n_cols: in
 
 def _window_sums(grid: np.ndarray, first_col: int, n_months: int,
                  lengths: set[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """(k, sum of the last k months up to each report month) for each k in ``lengths``; k = 0: all history.
+    """(k, sum of the last k months up to each report month) for k = 0 (all history, always) and each k
+    in ``lengths``.
 
     ``grid`` is months x customers; the results' rows are the report months from ``first_col`` on.
-    Results are views of one running array: use each before asking for the next.
+    One running total down the months, and each window is the difference of two of its rows (the
+    grid reaches back ``first_col`` >= k months before the first report month): one subtraction
+    per window rather than k additions. Exact for the integer grids; the float grids hold counts.
     """
     report = slice(first_col, first_col + n_months)
-    yield 0, np.cumsum(grid, axis=0)[report]
-    running = exact.zeros((n_months, grid.shape[1]), grid.dtype)
-    for back in range(max(lengths)):
-        running += grid[first_col - back: first_col - back + n_months]
-        if back + 1 in lengths:
-            yield back + 1, running
+    running = np.cumsum(grid, axis=0)
+    yield 0, running[report]
+    for k in sorted(lengths - {0}):
+        yield k, running[report] - running[first_col - k: first_col - k + n_months]
 
 
 def _day_numbers(dates: pd.Series) -> np.ndarray:
