@@ -343,3 +343,11 @@ def test_the_raw_sheets_and_the_columns_table_list_the_input_columns() -> None:
     assert {*staging.TEXT_CUSTOMER_COLUMNS, *staging.OPT_IN_COLUMNS, "created_date"} <= customer_columns
     assert [(t, c) for t, c, _, _ in layout.columns_rows()] == [
         (t, c.name) for t, columns in INPUT_COLUMNS.items() for c in columns]
+
+
+def test_two_headers_that_read_as_one_column_are_an_error_naming_both(golden_inputs, golden_config):
+    """"quantity" and "Quantity " would both be read as quantity; which one is used must not depend on
+    their order."""
+    golden_inputs["transactions"]["Quantity "] = "7"
+    with pytest.raises(crm_xl.InputError, match=r"'quantity' and 'Quantity ' both read as the column quantity"):
+        crm_xl.run(**golden_inputs, config=golden_config)

@@ -329,6 +329,18 @@ def test_an_error_in_a_config_value_cell_names_the_cell(book: Path, capsys, cell
     assert folder_state(book.parent) == before
 
 
+def test_a_setting_twice_on_config_names_both_cells(book: Path, capsys) -> None:
+    """Which of two rows for one setting wins would be an accident of their order: neither does."""
+    measure = cell_ref("measure")                    # the value cell; its setting name is one column left
+    row = int(re.sub(r"[A-Z]+", "", measure))
+    key = f"A{row}"
+    set_cells(book, layout.CONFIG_TABLE.name, {key: f'<c r="{key}" t="inlineStr"><is><t>history_months</t></is></c>'})
+    before = folder_state(book.parent)
+    assert main(["refresh", str(book), "--quiet"]) == 2
+    one_error_line(capsys, "'history_months'", "twice", config_cell("history_months"), f"Config!{measure}")
+    assert folder_state(book.parent) == before
+
+
 def test_an_error_in_the_columns_table_or_the_segment_map_names_its_cell(book: Path) -> None:
     columns = Block.parse(find_tables(book)[layout.COLUMNS_TABLE.name].ref)
     column = columns.first_col + layout.COLUMNS_TABLE.headers.index(layout.YOUR_HEADER)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from crm_xl.config import REQUIRED_COLUMNS, Config, header_key, map_key
+from crm_xl.config import INPUT_COLUMNS, REQUIRED_COLUMNS, Config, header_key, map_key
 from crm_xl.errors import InputError
 
 
@@ -45,8 +45,25 @@ def contract_headers(headers: Sequence[object], name: str, config: Config) -> li
                                    f"column {clash[0]!r}, so {column} would be read from two columns: remove or "
                                    f"rename the column {clash[0]!r}, or blank {map_key(name, column)}",
                              column, setting=map_key(name, column))
+    _one_each(renamed, name, headers)
     _require(renamed, name, headers)
     return renamed
+
+
+def _one_each(renamed: Sequence[object], name: str, headers: Sequence[object]) -> None:
+    """Two headers that read as one contract column ("quantity" and "Quantity ") would leave which one
+    is used to an accident of their order: an error naming both."""
+    contract = {c.name for c in INPUT_COLUMNS[name]}
+    seen: dict[str, object] = {}
+    for header, original in zip(renamed, headers, strict=True):
+        key = header_key(header)
+        if key not in contract:
+            continue
+        if key in seen:
+            raise InputError(name, f"the headers {seen[key]!r} and {original!r} both read as the column {key} "
+                                   "(headers are compared ignoring case and surrounding spaces): rename or remove "
+                                   "one of them", key)
+        seen[key] = original
 
 
 def _header_not_one(name: str, column: str, header: str, headers: Sequence[object], found: int) -> InputError:

@@ -274,7 +274,11 @@ def read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any],
         if not row or row[0] in ("", None):
             continue
         key, value = str(row[0]).strip(), row[1] if len(row) > 1 else None
-        cells[key] = f"{layout.CONFIG}!{value_col}{start_row + 1 + offset}"
+        cell = f"{layout.CONFIG}!{value_col}{start_row + 1 + offset}"
+        if key in cells:        # which row wins would be an accident of the order: neither does
+            raise ConfigError(key, f"the setting is on the {layout.CONFIG} sheet twice, in {cells[key]} and {cell}: "
+                                   "delete one of the two rows")
+        cells[key] = cell
         _check_cell(key, value, cells[key], offset in uncached)
         if key in layout.WORKBOOK_SETTINGS:
             workbook_settings[key] = value
