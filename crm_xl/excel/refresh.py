@@ -66,11 +66,12 @@ _FORMATS: dict[str, dict[str, str]] = {
 }
 
 
-def refresh(book: xw.Book | None = None, *, now: dt.datetime | None = None) -> None:
+def refresh(book: xw.Book | None = None, *, now: dt.datetime | None = None, folder: bool = True) -> None:
     """Recompute every output table of ``book`` (default: the workbook whose Refresh button was pressed).
 
     Never raises for a problem in the workbook: it is shown in a dialog and written to the Log table.
-    ``now`` fixes the time stamp written to Start and Log (for tests).
+    ``now`` fixes the time stamp written to Start and Log (for tests). ``folder=False`` is for a
+    workbook without a folder on disk (xlwings Lite): no lock, no files beside it, none read from Config.
     """
     book = book or xw.Book.caller()
     started = time.perf_counter()
@@ -82,7 +83,7 @@ def refresh(book: xw.Book | None = None, *, now: dt.datetime | None = None) -> N
         writing = True
 
     try:
-        _refresh(book, stamp, started, mark_writing)
+        _refresh(book, stamp, started, mark_writing, folder)
     except CrmXlError as exc:
         _report_input_error(book, exc, stamp, writing)
     except Exception as exc:    # a bug: short dialog, traceback on the Log sheet (never a raw traceback in Excel)
@@ -92,17 +93,19 @@ def refresh(book: xw.Book | None = None, *, now: dt.datetime | None = None) -> N
 # --- the refresh ------------------------------------------------------------------------------------
 
 
-def _refresh(book: xw.Book, stamp: dt.datetime, started: float, mark_writing: Callable[[], None]) -> None:
+def _refresh(book: xw.Book, stamp: dt.datetime, started: float, mark_writing: Callable[[], None],
+             folder: bool = True) -> None:
     app = book.app
-    with _book_lock(book):
+    with _book_lock(book) if folder else contextlib.nullcontext():
         _status_bar(app, "reading Raw and Config...")
         excel = _ExcelTables(book)
-        inputs = read_book_inputs(book, excel)
+        inputs = read_book_inputs(book, excel, folder=folder)
         excel.check_targets()
         _status_bar(app, f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
                          f"{len(inputs.raw['customers']):,} customers)...")
         tables, _seconds = compute(inputs, today=stamp.date())
-        plan = tables_to_write(tables, inputs, _book_path(book), stamp, time.perf_counter() - started)
+        plan = tables_to_write(tables, inputs, _book_path(book) if folder else None, stamp,
+                               time.perf_counter() - started)
         try:
             mark_writing()
             with plan.committing(), _quiet(app):     # the files beside the book first, put back if Excel fails
@@ -286,15 +289,16 @@ class _BookView:
         return self._read[name]
 
 
-def read_book_inputs(book: xw.Book, excel: _ExcelTables | None = None) -> WorkbookInputs:
+def read_book_inputs(book: xw.Book, excel: _ExcelTables | None = None, *, folder: bool = True) -> WorkbookInputs:
     """What a refresh needs from an open workbook, read through xlwings (one read per table).
 
     The same :class:`~crm_xl.workbook.reader.WorkbookInputs` as the headless reader gives for the
     saved file: raw frames indexed by sheet row (blank rows dropped), settings with their cells.
+    Without a ``folder`` no file named on Config can be read (a clear error says so).
     """
     excel = excel or _ExcelTables(book)
     view = _BookView(excel)
-    return assemble_inputs(view, _book_path(book).parent, lambda table: _raw_frame(view, table))
+    return assemble_inputs(view, _book_path(book).parent if folder else None, lambda table: _raw_frame(view, table))
 
 
 def _rows_below(rng: Any) -> tuple[int, ...]:

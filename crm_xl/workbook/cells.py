@@ -18,12 +18,14 @@ import io
 import re
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-from python_calamine import CalamineError, CalamineWorkbook
+from typing import TYPE_CHECKING, Any
 
 from crm_xl.workbook.sheetxml import column_index
+from crm_xl.workbook.untrusted import CalamineError
 from crm_xl.workbook.zipio import ZipWriter
+
+if TYPE_CHECKING:
+    from python_calamine import CalamineWorkbook
 
 # An error cell: <c r="B3" s="5" t="e"><f>VLOOKUP(…)</f><v>#N/A</v></c>, attributes in any order,
 # the formula plain, shared (<f t="shared" si="0"/>) or an array (<f t="array" ref="B3">…</f>).
@@ -155,6 +157,8 @@ class FileBook:
     def _readable_book(self) -> CalamineWorkbook:
         """The workbook with every error cell's text made #N/A, in memory: calamine reads that one,
         and the true text is put back from the file's own XML."""
+        from python_calamine import CalamineWorkbook
+
         if self._readable is None:
             buffer = io.BytesIO()
             with zipfile.ZipFile(self._path) as package, open(self._path, "rb") as raw:

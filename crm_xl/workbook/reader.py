@@ -16,10 +16,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from python_calamine import CalamineWorkbook
 
 from crm_xl.config import INPUT_COLUMNS, MAP_PREFIX, REQUIRED_COLUMNS, Config, header_key, map_key
 from crm_xl.core.coerce import EXCEL_ERRORS
@@ -31,6 +30,9 @@ from crm_xl.workbook.cells import FileBook, table_name
 from crm_xl.workbook.package import WorkbookPackageError, find_tables_in
 from crm_xl.workbook.sheetxml import column_letter
 from crm_xl.workbook.untrusted import check_sheets, file_named_on_config, open_package, reading
+
+if TYPE_CHECKING:
+    from python_calamine import CalamineWorkbook
 
 _EXAMPLES = 5
 
@@ -79,7 +81,7 @@ def read_inputs(path: str | Path, allow_files_from: Sequence[str | Path] = ()) -
         book.close()
 
 
-def assemble_inputs(book: Any, folder: Path, read_table: Callable[[layout.Table], SheetTable],
+def assemble_inputs(book: Any, folder: Path | None, read_table: Callable[[layout.Table], SheetTable],
                     allow_files_from: Sequence[str | Path] = ()) -> WorkbookInputs:
     """Settings, raw tables and log from an open workbook, shared by the file and the live reader.
 
@@ -99,6 +101,11 @@ def assemble_inputs(book: Any, folder: Path, read_table: Callable[[layout.Table]
         source = workbook_settings.get(f"{name}_file")
         if source:
             file_cell = cells[f"{name}_file"]
+            if folder is None:
+                raise InputError(layout.CONFIG, f"{file_cell} ({name}_file) names the file {source}, but this workbook "
+                                                f"has no folder to read it from (xlwings Lite, in Excel on the web or "
+                                                f"for Mac): paste the rows into {table.sheet} and clear {file_cell}, "
+                                                "or refresh in desktop Excel or with crm-xl refresh")
             raw[name], found = read_file(folder, str(source), name, file_cell, options, columns.headers(name),
                                          allow_files_from)
             first_rows[name] = None
@@ -176,6 +183,8 @@ def open_book(path: Path, tables: tuple[str, ...] = READ_TABLES) -> _Book:
             raise InputError("workbook", f"{path.name}: {exc}") from None
         infos = [found[name.lower()] for name in tables if name.lower() in found]
         check_sheets(zf, path, {info.sheet_part: info.sheet for info in infos})
+    from python_calamine import CalamineWorkbook  # not at import: xlwings Lite (Pyodide) has no calamine
+
     with reading(path):
         book = FileBook(CalamineWorkbook.from_path(str(path), load_tables=True), path)
     return _Book(book, path, {info.name.lower(): f"sheet '{info.sheet}', part {info.sheet_part}" for info in infos})

@@ -181,21 +181,26 @@ class PlannedWrite:
             discard(temp)
 
 
-def tables_to_write(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path, stamp: dt.datetime,
+def tables_to_write(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path | None, stamp: dt.datetime,
                     seconds: float) -> PlannedWrite:
     """Every table a refresh writes, from :func:`compute`'s tables; shared by the headless and live refresh.
 
-    ``book`` is the workbook's path (the full history and the rejected lines go beside it), ``stamp``
-    the refresh time shown on Start and in the Log, ``seconds`` the time taken so far (for the Log line).
+    ``book`` is the workbook's path (the full history and the rejected lines go beside it), or None
+    for a workbook without a folder (xlwings Lite): the sheet then keeps the latest months that fit
+    and the status says older months were left out; the rejected lines are counted on Data Quality.
+    ``stamp`` is the refresh time shown on Start and in the Log, ``seconds`` the time taken so far.
     """
-    book, refresh_id = real_path(book), new_id(stamp)
+    book, refresh_id = (None if book is None else real_path(book)), new_id(stamp)
     sidecars: list[tuple[Path, Path]] = []
     try:
         sheet_tables, history_file = _fit_history(tables, inputs, book, sidecars, refresh_id)
-        _rejected_beside(tables["rejected_lines"], book, sidecars, refresh_id)
+        if book is not None:
+            _rejected_beside(tables["rejected_lines"], book, sidecars, refresh_id)
+        months_left_out = (tables["customer_history"]["report_month"].nunique()
+                           - sheet_tables["customer_history"]["report_month"].nunique()) if history_file is None else 0
         written = {**{n: f for n, f in sheet_tables.items() if n not in contract.FILE_TABLES},
                    **layout.chart_tables(tables),
-                   layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file, refresh_id),
+                   layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file, refresh_id, months_left_out),
                    layout.LOG_TABLE.name: _log(inputs, tables, stamp, seconds)}
     except BaseException:
         PlannedWrite({}, None, tuple(sidecars)).discard()
@@ -235,7 +240,7 @@ def _source_row_of(inputs: WorkbookInputs) -> dict[str, RowOf]:
     return {**file_rows(csv_files), **sheets}
 
 
-def _fit_history(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path,
+def _fit_history(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path | None,
                  sidecars: list[tuple[Path, Path]], refresh_id: str) -> tuple[dict[str, pd.DataFrame], Path | None]:
     """Keep the latest whole months of customer_history that fit the sheet; the full history then
     goes to a Parquet file beside the workbook (what Power BI reads for older months).
@@ -246,12 +251,14 @@ def _fit_history(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: 
     """
     history = tables["customer_history"]
     limit = inputs.workbook_settings["history_rows_in_sheet"]
-    target = sidecar_paths(book)[0]
-    if len(history) <= limit and not target.exists():
+    target = None if book is None else sidecar_paths(book)[0]
+    if len(history) <= limit and (target is None or not target.exists()):
         return dict(tables), None
     per_month = history.groupby("report_month", sort=True, observed=True).size()[::-1].cumsum()
     months = per_month[per_month <= limit].index
     kept = history[history["report_month"].isin(months)].reset_index(drop=True)
+    if book is None or target is None:
+        return {**tables, "customer_history": kept}, None
     temp = write_beside(target, lambda path: _write_history(history, path, refresh_id), like=book)
     sidecars.append((temp, real_path(target)))
     return {**tables, "customer_history": kept}, target
@@ -265,13 +272,16 @@ def _write_history(history: pd.DataFrame, path: Path, refresh_id: str) -> None:
 
 
 def _status(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, stamp: dt.datetime,
-            history_file: Path | None, refresh_id: str) -> pd.DataFrame:
+            history_file: Path | None, refresh_id: str, months_left_out: int = 0) -> pd.DataFrame:
     snapshot, quality = tables["customer_snapshot"], tables["data_quality"]
     month = pd.Timestamp(snapshot["report_month"].iloc[0]).strftime("%Y-%m") if len(snapshot) else "-"
     warnings = int((quality["severity"] == "warning").sum())
     status = "OK" if not warnings else f"OK with {warnings} data-quality warnings (see Data Quality)"
     if history_file is not None:
         status += f"; full history in {history_file.name}"
+    elif months_left_out:
+        status += (f"; the {months_left_out} oldest months did not fit the sheet and are left out (no folder for "
+                   "the full history here: refresh in desktop Excel or with crm-xl refresh to keep them)")
     info = dict(zip(tables["run_info"]["item"], tables["run_info"]["value"], strict=True))
     values = {"last refresh": stamp.strftime("%Y-%m-%d %H:%M:%S"), "report month": month,
               "data through": info.get("data_through", "-"),

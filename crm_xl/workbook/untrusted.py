@@ -44,7 +44,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from python_calamine import CalamineError
+try:
+    from python_calamine import CalamineError
+except ImportError:     # Pyodide (xlwings Lite) has no calamine wheel: there xlwings reads the open workbook
+    class CalamineError(Exception):  # type: ignore[no-redef]
+        """Stands in for python-calamine's error where calamine is not installed (never raised)."""
 
 from crm_xl.errors import InputError
 from crm_xl.workbook.zipio import WorkbookPackageError
