@@ -192,14 +192,17 @@ def _tuples(address: str) -> tuple[tuple[int, int], tuple[int, int]]:
     return (int(r) - 1, col(a)), (int(s or r) - 1, col(b or a))
 
 
+_EXCEL_EPOCH = dt.datetime(1899, 12, 30)
+
+
 def _norm(value: Any) -> Any:
-    """A cell value in one comparable form (what xlwings sends for dates; floats; blanks None)."""
+    """A cell value in one comparable form: what the cell holds (a date is its Excel serial number;
+    floats rounded; blanks None)."""
     if value is None or value == "":
         return None
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dt.date):
-        return value.isoformat()
+        stamp = value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+        return round((stamp - _EXCEL_EPOCH).total_seconds() / 86_400, 9)
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float):
@@ -302,7 +305,7 @@ def test_log_appends_refresh_lines(golden_run) -> None:
     headers, rows = replay.table(layout.LOG_TABLE.name)
     assert headers == layout.LOG_TABLE.headers
     rows = _rows(rows)
-    assert rows[0][0] == "2025-02-03 04:05:06" and rows[0][1] == "info" and rows[0][2].startswith("refresh:")
+    assert rows[0][0] == _norm(NOW) and rows[0][1] == "info" and rows[0][2].startswith("refresh:")
     assert rows[-1][2].startswith("refresh done in")
 
 
@@ -499,7 +502,14 @@ def test_udf_cache_primed_after_success(xw, golden_payload, tmp_path, monkeypatc
 def test_cell_values_blank_for_missing() -> None:
     frame = pd.DataFrame({"a": pd.array([1, None], dtype="Int64"), "b": ["x", None], "c": [1.5, math.nan],
                           "d": pd.Categorical(["Gold", None])})
-    assert live.cell_values(frame) == [[1, "x", 1.5, "Gold"], [None, None, None, None]]
+    assert live.cell_values(frame) == [[1, "x", 1.5, "Gold"], ["", "", "", ""]]
+
+
+def test_cell_values_are_what_every_engine_takes_as_they_are() -> None:
+    """Dates go as Excel serial numbers (the column's date format is set first), whole days and times."""
+    frame = pd.DataFrame({"d": pd.to_datetime(["2024-01-31", None, "2024-02-01 06:00"], format="ISO8601")
+                          .astype("datetime64[s]")})
+    assert live.cell_values(frame) == [[45322.0], [""], [45323.25]]
 
 
 def test_format_runs_groups_adjacent_columns() -> None:
