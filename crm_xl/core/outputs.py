@@ -137,16 +137,17 @@ def _monthly_summary(history: pd.DataFrame, scores: Scores, panel: Panel) -> pd.
     base = np.bincount(month_codes, minlength=len(month_values))
     categories = {"lifecycle_state": STATES, "activity_status": STATUSES, "value_tier": TIERS,
                   "lifecycle_event": EVENTS, "rfm_segment": scores.segment_names}
+    m1, revenue_m1 = history["m1"].to_numpy(), history["revenue_m1"].to_numpy()
     frames = []
     for dimension in _SUMMARY_DIMENSIONS:
-        codes = history[dimension].cat.codes.to_numpy().astype("int64")
         names = categories[dimension]
-        keep = codes >= 0
-        cell = month_codes[keep] * len(names) + codes[keep]
-        size = len(month_values) * len(names)
-        customers = np.bincount(cell, minlength=size)
-        volume = np.bincount(cell, weights=history["m1"].to_numpy()[keep], minlength=size).astype("float64")
-        revenue = np.bincount(cell, weights=history["revenue_m1"].to_numpy()[keep], minlength=size).astype("float64")
+        # a blank label (code -1) counts in a bucket of its own, dropped after: no copy of the rows kept
+        cell = month_codes * (len(names) + 1) + history[dimension].cat.codes.to_numpy() + 1
+        size = len(month_values) * (len(names) + 1)
+        labelled = (np.arange(size) % (len(names) + 1)) != 0
+        customers = np.bincount(cell, minlength=size)[labelled]
+        volume = np.bincount(cell, weights=m1, minlength=size)[labelled]
+        revenue = np.bincount(cell, weights=revenue_m1, minlength=size)[labelled]
         frames.append(pd.DataFrame({
             "report_month": np.repeat(month_values, len(names)),
             "dimension": dimension,

@@ -238,12 +238,16 @@ def _window_sums(grid: np.ndarray, first_col: int, n_months: int,
     One running total down the months, and each window is the difference of two of its rows (the
     grid reaches back ``first_col`` >= k months before the first report month): one subtraction
     per window rather than k additions. Exact for the integer grids; the float grids hold counts.
+    The results are views of two arrays: use each before asking for the next.
     """
     report = slice(first_col, first_col + n_months)
     running = np.cumsum(grid, axis=0)
     yield 0, running[report]
+    # one buffer for every window (each is used before the next is asked for): fresh memory for each
+    # would cost the kernel more than the subtraction
+    window = np.empty_like(running[report])
     for k in sorted(lengths - {0}):
-        yield k, running[report] - running[first_col - k: first_col - k + n_months]
+        yield k, np.subtract(running[report], running[first_col - k: first_col - k + n_months], out=window)
 
 
 def _day_numbers(dates: pd.Series) -> np.ndarray:
