@@ -266,12 +266,11 @@ def _without_errors(raw: pd.DataFrame, table: str, columns: list[str],
     """
     found: dict[str, np.ndarray] = {}
     clean = raw
-    for name in columns:
-        label = _label(raw, name)
-        if label is None:
-            continue
+    labels = [label for label in (_label(raw, name) for name in columns) if label is not None]
+    # a pass over each text column (pyarrow releases the GIL): side by side, like the id hashing
+    masks = _side_by_side(error_mask, [raw[label] for label in labels]) if labels else []
+    for label, mask in zip(labels, masks, strict=True):
         values = raw[label]
-        mask = error_mask(values)
         if not mask.any():
             continue
         column = str(label).strip().lower() if str(label).strip().lower() in _CONTRACT[table] else str(label)
