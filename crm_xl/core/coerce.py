@@ -62,12 +62,23 @@ def error_mask(values: pd.Series) -> np.ndarray:
         return (codes >= 0) & in_categories[np.maximum(codes, 0)] if len(in_categories) else codes < -1
     if ptypes.is_numeric_dtype(dtype) or ptypes.is_bool_dtype(dtype) or ptypes.is_datetime64_any_dtype(dtype):
         return np.zeros(len(values), dtype=bool)
-    try:    # text only (a CSV file, a str column): trimmed and compared in arrow
-        text = pa.array(values, from_pandas=True, type=pa.large_string())
+    try:    # text only (a CSV file, a str column): compared in arrow, in the column's own string type
+        text = pa.array(values, from_pandas=True, type=pa.large_string())   # pandas' own storage: no copy
     except (pa.ArrowInvalid, pa.ArrowTypeError):   # numbers among the text (a sheet): as Excel wrote it
         return values.isin(EXCEL_ERRORS).to_numpy(dtype=bool)
-    found = pc.is_in(pc.utf8_trim_whitespace(text), value_set=_ERROR_SET)
-    return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
+    # every error value holds "#" (Excel, Google Sheets) or "Err:" (LibreOffice): only those few cells
+    # are trimmed and compared (trimming the whole column would copy all its text for nothing)
+    marked = pc.or_(pc.match_substring(text, "#"), pc.match_substring(text, "Err:"))
+    rows = np.flatnonzero(pc.fill_null(marked, False).to_numpy(zero_copy_only=False))
+    found = np.zeros(len(values), dtype=bool)
+    if len(rows):
+        found[rows] = _in_errors(pc.utf8_trim_whitespace(pc.take(text, pa.array(rows)))).to_numpy(zero_copy_only=False)
+    return found
+
+
+def _in_errors(text: pa.Array) -> pa.Array:
+    """True where a cell is exactly an Excel error value (missing: False)."""
+    return pc.fill_null(pc.is_in(text, value_set=_ERROR_SET), False)
 
 
 def out_of_range(dates: pd.Series) -> np.ndarray:
