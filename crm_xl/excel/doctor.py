@@ -17,7 +17,6 @@ from pathlib import Path
 from crm_xl._version import __version__
 from crm_xl.errors import CrmXlError
 from crm_xl.workbook import layout
-from crm_xl.workbook.untrusted import open_package
 from crm_xl.workbook.xlwings_conf import INTERPRETER_KEYS, MAC, WINDOWS, platform_of, read_conf
 
 PINNED_XLWINGS = "0.37.8"
@@ -98,10 +97,8 @@ def _book(book: Path, m: Machine) -> list[Check]:
     if not book.is_file():
         return [Check("workbook", False, f"{book} not found", "give the path of the .xlsm")]
     try:
-        with open_package(book):    # an untrusted file: the zip, XML and size checks before pyopenvba reads it
-            pass
+        conf = read_conf(book)      # first: its package checks guard pyopenvba too (the file is untrusted)
         source = _vba_module(book, "xlwings")
-        conf = read_conf(book)
     except CrmXlError as exc:
         return [Check("workbook", False, str(exc), "make a workbook with crm-xl new")]
     return [_vba(source), *_conf(book, conf, m)]

@@ -56,7 +56,6 @@ __all__ = [
     "find_tables_in",
     "read_styles",
     "rewrite_tables",
-    "sheet_part",
     "sheet_part_in",
     "write_rewritten",
 ]
@@ -141,14 +140,8 @@ def find_tables(path: Path | str) -> dict[str, TableInfo]:
         return find_tables_in(zf)
 
 
-def sheet_part(path: Path | str, sheet: str) -> str | None:
-    """The package part of the worksheet named ``sheet`` (ignoring case, as Excel does), or None."""
-    with open_package(Path(path)) as zf:
-        return sheet_part_in(zf, sheet)
-
-
 def sheet_part_in(zf: zipfile.ZipFile, sheet: str) -> str | None:
-    """:func:`sheet_part` of an open package."""
+    """The part of the worksheet named ``sheet`` (ignoring case, as Excel does) in an open package, or None."""
     return next((part for name, part in _worksheets(zf) if name.lower() == sheet.lower()), None)
 
 

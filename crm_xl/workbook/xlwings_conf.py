@@ -93,6 +93,7 @@ def set_interpreter(path: str | Path, platform: str, executable: str | PurePath 
 
 def read_conf(path: str | Path) -> dict[str, Value]:
     """The keys xlwings reads from the sheet (A1 down to the first blank key), with their values."""
+    _sheet_xml(Path(path))      # the package's checks first, and a clear message when the sheet is missing
     return {key: value for key, value, _ in _key_rows(Path(path))}
 
 
@@ -143,10 +144,10 @@ def _sheet_xml(path: Path) -> tuple[str, str]:
 
 def _key_rows(path: Path) -> list[tuple[str, Value, str]]:
     """(key, value, note) of rows 1, 2, ... up to the first row without a key in column A, read
-    as xlwings reads them (values typed: text, TRUE/FALSE)."""
+    as xlwings reads them (values typed: text, TRUE/FALSE). The caller has checked the package
+    (:func:`_sheet_xml`)."""
     from python_calamine import CalamineWorkbook
 
-    _sheet_xml(path)            # the package's checks first, and a clear message when the sheet is missing
     with reading(path, f"sheet '{layout.XLWINGS_CONF}'"):
         book = CalamineWorkbook.from_path(str(path))
     try:
