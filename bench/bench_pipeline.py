@@ -48,7 +48,7 @@ def ensure_data(case: str) -> Path:
 
 def child(case: str) -> None:
     """One measured run; prints a JSON line."""
-    from crm_xl.core.pipeline import run_timed
+    from crm_xl.analyses.report import run_timed
     from crm_xl.io.csv import read_raw_folder
 
     history_months = CASES[case][2]

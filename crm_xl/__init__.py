@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from crm_xl._version import __version__
 from crm_xl.analyses.lifetimes_compat import lifetimes_summary
+from crm_xl.analyses.report import run
 from crm_xl.config import Config
 from crm_xl.contract import TABLE_NAMES
-from crm_xl.core.pipeline import run
 from crm_xl.errors import ConfigError, CrmXlError, InputError
 
 __all__ = ["TABLE_NAMES", "Config", "ConfigError", "CrmXlError", "InputError", "__version__",

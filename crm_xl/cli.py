@@ -195,8 +195,8 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from crm_xl.analyses.report import run
     from crm_xl.config import Config
-    from crm_xl.core.pipeline import run
     from crm_xl.core.quality import source_rows
     from crm_xl.io import machine
     from crm_xl.io.csv import file_rows, is_parquet, read_raw_file, with_read_notes, write_tables

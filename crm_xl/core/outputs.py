@@ -45,7 +45,7 @@ def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, 
         "rejected_lines": rejected,
         "run_info": _run_info(staged, config, counts, len(history)),
     }
-    return {name: tables[name] for name in contract.TABLE_NAMES}
+    return {name: tables[name] for name in contract.TABLE_NAMES if name in tables}
 
 
 def _labels(codes: np.ndarray, names: tuple[str, ...] | list[str]) -> pd.Categorical:

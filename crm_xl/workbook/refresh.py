@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crm_xl import contract
-from crm_xl.core.pipeline import run_timed
+from crm_xl.analyses.report import run_timed
 from crm_xl.core.quality import RowOf, source_rows
 from crm_xl.errors import ConfigError, InputError
 from crm_xl.io import machine
