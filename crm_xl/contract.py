@@ -69,15 +69,55 @@ _MASTER: list[Column] = [
     ("opt_phone", "integer", "Marketing opt-in 0/1; blank when unknown"),
 ]
 
+#: Campaign fields (crm_xl.core.campaign): the history a campaign filters on, as of the report month.
+_CAMPAIGN: list[Column] = [
+    ("last_active_tier", "label", "The latest tier other than Passive up to the report month (within the history "
+                                  "range): a lapsing or lost customer's tier before lapsing; blank if none"),
+    ("peak_tier_12m", "label", "The best tier of the last 12 months (Passive counts, below Bronze); blank if none"),
+    ("tier_change", "label", "Against last month: up, down or same (by tier rank, Passive last), new (a tier now, "
+                             "none last month) or left (none now); blank when no tier either month"),
+    ("months_in_state", "integer", "Months in the current lifecycle_state, this month included (counted within "
+                                   "the history range)"),
+    ("state_since", "month", "First month of the current lifecycle_state (the history's first month when it "
+                             "began earlier)"),
+    ("days_since_last_purchase", "integer", "Days from the last purchase of any product (core, entry or other; "
+                                            "quantity > 0) to the month's end; blank if none"),
+    ("expected_next_purchase", "date", "The last core purchase plus the customer's median gap between core "
+                                       "purchase days (rounded half up); blank under 2 purchase days. A date "
+                                       "before the month's end means overdue"),
+    ("favourite_product", "text", "product_id of the core product with the largest measure, all history "
+                                  "(ties: the lowest product_id); blank without a core purchase"),
+    ("favourite_product_name", "text", "product_name of favourite_product, from the product master"),
+    ("favourite_category", "text", "category of favourite_product"),
+]
+
+#: What a campaign manager filters on first: the snapshot opens with these (panes frozen on id and name).
+CAMPAIGN_FIRST = ("customer_id", "customer_name", "lifecycle_state", "value_tier", "rfm_segment",
+                  "opt_email", "opt_sms", "opt_phone", "email", "mobile_number")
+
+
+def _snapshot_columns() -> list[Column]:
+    every = [*_MASTER, *_FIGURES]
+    by_name = {column[0]: column for column in every}
+    first = [by_name[name] for name in CAMPAIGN_FIRST]
+    rest = [column for column in every if column[0] not in CAMPAIGN_FIRST]
+    master_rest = [c for c in rest if c in _MASTER]
+    figures_rest = [c for c in rest if c not in _MASTER]
+    return [*first, *_CAMPAIGN, *master_rest, ("report_month", "month", "The snapshot month (figures as of its "
+                                                                       "last day)"),
+            *figures_rest,
+            ("previous_value_tier", "label", "value_tier one month earlier; blank when Not Active or not yet in the "
+                                             "base"),
+            ("previous_lifecycle_state", "label", "lifecycle_state one month earlier; blank when not yet in the "
+                                                  "base")]
+
+
 TABLES: dict[str, tuple[str, list[Column]]] = {
     "customer_snapshot": (
-        "One row per analysed customer as of the report month: master attributes (and any extra master "
-        "columns, after these), every figure, state and segment, and last month's tier and state. "
-        "Doubles as the campaign list.",
-        [*_MASTER, ("report_month", "month", "The snapshot month (figures as of its last day)"),
-         *_FIGURES,
-         ("previous_value_tier", "label", "value_tier one month earlier; blank when Not Active or not yet in the base"),
-         ("previous_lifecycle_state", "label", "lifecycle_state one month earlier; blank when not yet in the base")],
+        "One row per analysed customer as of the report month, opening with what a campaign is chosen by "
+        "(id, name, state, tier, segment, opt-ins, the campaign fields), then the other master attributes, "
+        "every figure, and last month's tier and state; extra master columns come last. The campaign list.",
+        _snapshot_columns(),
     ),
     "customer_history": (
         "One row per customer and report month of the history range (month-end snapshots), for "

@@ -204,7 +204,7 @@ def test_openpyxl_sees_every_sheet_and_table_with_its_headers(built: Path) -> No
         assert list(header) == table.headers, table.name
         assert ref.split(":")[0] == sheet.cell(table.row + 1, table.col + 1).coordinate
     snapshot = book["Customer Snapshot"]
-    assert snapshot.freeze_panes == "A2"
+    assert snapshot.freeze_panes == "C2"      # the header row, and id and name while scrolling right
     columns = L.OUTPUT_TABLES["customer_snapshot"].columns
     formats = {c.name: snapshot.cell(2, j + 1).number_format for j, c in enumerate(columns)}
     assert formats["report_month"] == "yyyy-mm"

@@ -12,6 +12,7 @@ import pandas as pd
 from crm_xl import contract
 from crm_xl._version import __version__
 from crm_xl.config import EVENTS, STATES, STATUSES, TIERS, Config
+from crm_xl.core.campaign import campaign_fields
 from crm_xl.core.reasons import segment_reasons, tier_reasons
 from crm_xl.core.rfm import Scores, rfm_code_categories, rfm_code_index
 from crm_xl.core.rules import Labels
@@ -22,12 +23,13 @@ _NOT_ACTIVE, _PROSPECT, _NEW_TO_BASE = "Not Active", "Prospect", "New to base"
 _SUMMARY_DIMENSIONS = ("lifecycle_state", "activity_status", "value_tier", "lifecycle_event", "rfm_segment")
 
 
-def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, config: Config,
-                  counts: dict[str, int]) -> dict[str, pd.DataFrame]:
-    """All contract tables, in contract order."""
+def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, per_customer: pd.DataFrame,
+                  config: Config, counts: dict[str, int]) -> dict[str, pd.DataFrame]:
+    """The core's contract tables, in contract order (``per_customer``: :mod:`crm_xl.core.customer_facts`)."""
     full = _history_frame(staged, panel, labels, scores, config)
     history = full.iloc[panel.month_rows(1).start:].reset_index(drop=True)
-    snapshot = _snapshot(staged, panel, full)      # first: it may add a note to the data-quality log
+    campaign = campaign_fields(panel, labels, per_customer, staged.products)
+    snapshot = _snapshot(staged, panel, full, campaign)      # first: it may add a note to the data-quality log
     rejected = staged.quality.rejected_frame()
     if len(rejected):
         staged.quality.add_note("(all)", "(any)", "rejected_lines", "info", len(rejected),
@@ -99,19 +101,19 @@ def _history_frame(staged: Staged, panel: Panel, labels: Labels, scores: Scores,
     return pd.DataFrame(columns, copy=False)
 
 
-def _snapshot(staged: Staged, panel: Panel, full: pd.DataFrame) -> pd.DataFrame:
+def _snapshot(staged: Staged, panel: Panel, full: pd.DataFrame, campaign: pd.DataFrame) -> pd.DataFrame:
     last = len(panel.months) - 1
     latest_rows, previous_rows = panel.month_rows(last), panel.month_rows(last - 1)
     latest = full.iloc[latest_rows].set_index(panel.customer_key[latest_rows])
     previous = full.iloc[previous_rows].set_index(panel.customer_key[previous_rows])
     master = staged.customers.loc[latest.index]
     master = master.rename(columns=_renamed_extras(master.columns, staged))
-    for name, kind, _ in contract.TABLES["customer_snapshot"][1][: len(contract._MASTER)]:
+    for name, kind, _ in contract._MASTER:
         if name not in master:
             master[name] = pd.Series(pd.NaT if kind == "date" else pd.NA, index=master.index,
                                      dtype={"date": "datetime64[s]", "integer": "Int8"}.get(kind, "str"))
     figures = latest.drop(columns=["customer_id"])
-    snapshot = pd.concat([master, figures], axis=1)
+    snapshot = pd.concat([master, figures, campaign], axis=1)
     snapshot["previous_value_tier"] = previous["value_tier"].reindex(latest.index)
     snapshot["previous_lifecycle_state"] = previous["lifecycle_state"].reindex(latest.index)
     ordered = contract.columns("customer_snapshot")

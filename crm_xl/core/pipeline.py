@@ -2,6 +2,7 @@
 
 raw --stage--> staged --customer_month_facts--> facts --build_panel--> snapshots
     --apply_rules / score_rfm--> labels and scores --build_outputs--> contract tables
+staged --customer_facts--> per-customer facts (the snapshot's campaign fields)
 
 The analyst views (movers, cohorts, KPIs, CLV, ...) are built on these tables by
 :mod:`crm_xl.analyses.report`, which is what ``crm_xl.run`` runs.
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from crm_xl.config import Config
+from crm_xl.core.customer_facts import customer_facts
 from crm_xl.core.facts import customer_month_facts
 from crm_xl.core.outputs import build_outputs
 from crm_xl.core.rfm import score_rfm
@@ -50,11 +52,12 @@ def run_core(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.D
                    None if today is None else pd.Timestamp(today))
     check_memory(len(staged.customers), cfg, memory_limit)
     facts = clock("facts", customer_month_facts, staged.lines, cfg.measure)
+    per_customer = clock("customer_facts", customer_facts, staged.lines, staged.products["product_id"], cfg.measure)
     panel = clock("snapshots", build_panel, facts, staged.entry_dates, staged.report_month, cfg)
     labels = clock("rules", apply_rules, panel, cfg)
     scores = clock("rfm", score_rfm, panel, labels, cfg)
     counts = {"transactions": len(transactions), "customers": len(customers), "products": len(products)}
-    tables = clock("outputs", build_outputs, staged, panel, labels, scores, cfg, counts)
+    tables = clock("outputs", build_outputs, staged, panel, labels, scores, per_customer, cfg, counts)
     return CoreRun(tables, staged, cfg, clock.seconds)
 
 

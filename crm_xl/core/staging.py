@@ -60,7 +60,7 @@ class Staged:
     """Typed inputs for one run.
 
     ``lines``: usable transaction lines up to the report month's end, columns
-    customer_key, invoice_key, date, quantity, units, revenue, kind (0 other, 1 core, 2 entry);
+    customer_key, invoice_key, product_key, date, quantity, units, revenue, kind (0 other, 1 core, 2 entry);
     units (quantity x unit_size) and revenue are exact whole micro-units (:mod:`crm_xl.core.exact`).
     ``customers``: the analysed customers (anonymous ones removed), sorted by customer_id, row i
     having customer_key i, with the typed master columns (every extra column kept, whatever its name).
@@ -106,7 +106,7 @@ def stage(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.Data
     lines = _cut_at_report_month(lines, report_month, log)
     history = pd.period_range(end=report_month, periods=config.history_months, freq="M")
     empty = _empty_months(lines, history, log)
-    keep = ["customer_key", "invoice_key", "date", "quantity", "units", "revenue", "kind"]
+    keep = ["customer_key", "invoice_key", "product_key", "date", "quantity", "units", "revenue", "kind"]
     return Staged(lines=lines[keep].reset_index(drop=True), customers=master, entry_dates=entry_dates,
                   products=product_table, categories=categories, data_through=data_through,
                   date_order=config.date_order,
@@ -144,6 +144,13 @@ def _column(table: pd.DataFrame, name: str) -> pd.Series:
         if str(column).strip().lower() == name:
             return table[column].reset_index(drop=True)
     raise KeyError(name)
+
+
+def _texts(column: pd.Series | None, rows: int) -> pd.Series:
+    """An optional text column as strings (blank kept as missing); all missing when absent."""
+    if column is None:
+        return pd.Series([pd.NA] * rows, dtype="str")
+    return column.astype("str").str.strip().replace("", pd.NA).reset_index(drop=True)
 
 
 def _optional(table: pd.DataFrame, name: str) -> pd.Series | None:
@@ -314,8 +321,9 @@ def _stage_products(raw: pd.DataFrame, config: Config, log: QualityLog) -> pd.Da
     log.add("products", "category", "unknown_category", "warning", ~known & keep & ~logged["category"],
             "category not in core, entry or other categories: treated as non-core", values=category)
     kind = np.where(core, KIND_CORE, np.where(entry, KIND_ENTRY, KIND_OTHER)).astype("int8")
-    table = pd.DataFrame({"product_id": ids, "category": category, "unit_size": unit_size,
-                          "kind": kind, "known": known, "usable": ~bad_size})
+    name = _optional(raw, "product_name")
+    table = pd.DataFrame({"product_id": ids, "product_name": _texts(name, len(raw)), "category": category,
+                          "unit_size": unit_size, "kind": kind, "known": known, "usable": ~bad_size})
     return table[keep].reset_index(drop=True)
 
 
@@ -444,6 +452,7 @@ def _stage_lines(raw: pd.DataFrame, master: pd.DataFrame, anonymous_ids: pd.Inde
         "row": rows + 1,
         "customer_key": customer_key[rows].astype("int64"),
         "invoice_key": invoice_key[rows],
+        "product_key": product_pos[rows].astype("int64"),
         "date": day,
         "month": day.astype("datetime64[M]").astype("int64") + 1970 * 12,
         "quantity": qty[rows],

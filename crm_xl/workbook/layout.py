@@ -165,6 +165,21 @@ LABEL_COLOURS: dict[str, dict[str, str]] = {
                     "Hibernating": "#E4E4E4", "Lost": "#BFBFBF"},
 }
 
+#: Columns coloured like another label column: the previous month's and the campaign fields' tiers and states.
+_COLOURED_AS = {"previous_value_tier": "value_tier", "previous_lifecycle_state": "lifecycle_state",
+                "last_active_tier": "value_tier", "peak_tier_12m": "value_tier"}
+
+
+def label_colours(column: str) -> dict[str, str]:
+    """Fill colour per value of a label column (empty when the column is not coloured)."""
+    return LABEL_COLOURS.get(_COLOURED_AS.get(column, column), {})
+
+
+#: Leading columns kept in view while scrolling right: a campaign list is read by id and name.
+FROZEN_COLUMNS: dict[str, int] = {"customer_snapshot": 2}
+#: Columns of long text, wide enough to read a whole reason without opening the cell.
+WIDE_COLUMNS: dict[str, int] = {"tier_reason": 70, "segment_reason": 90, "message": 80}
+
 # --- Config sheet --------------------------------------------------------------------------------
 
 #: Workbook-only settings: where the refresh reads raw data from (and the dialect of those CSV

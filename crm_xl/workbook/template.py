@@ -187,7 +187,7 @@ _MIN_WIDTHS = {"integer": 12, "decimal": 15}
 
 
 def _width(column: L.Column) -> float:
-    fixed = {"date": 12, "month": 10, "datetime": 19}.get(column.type)
+    fixed = L.WIDE_COLUMNS.get(column.name) or {"date": 12, "month": 10, "datetime": 19}.get(column.type)
     if fixed is not None:
         return fixed
     return max(_MIN_WIDTHS.get(column.type, 10), min(len(column.name) + 3, 40))
@@ -216,7 +216,7 @@ def write_table(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | No
 def _label_formats(ws: Any, fmt: _Formats, table: L.Table) -> None:
     """One fill per label value on tier / state / segment columns (and their previous-month twins)."""
     for j, column in enumerate(table.columns):
-        colours = L.LABEL_COLOURS.get(column.name.removeprefix("previous_"))
+        colours = L.label_colours(column.name)
         if not colours:
             continue
         col = table.col + j
@@ -229,7 +229,7 @@ def _label_formats(ws: Any, fmt: _Formats, table: L.Table) -> None:
 def _data_sheet(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | None = None) -> None:
     """A sheet holding one table at A1: typed columns, frozen header, autofilter, label colours."""
     write_table(ws, fmt, table, frame)
-    ws.freeze_panes(table.row + 1, 0)
+    ws.freeze_panes(table.row + 1, L.FROZEN_COLUMNS.get(table.name, 0))
     _label_formats(ws, fmt, table)
     _text_is_meant(ws, table)
 
