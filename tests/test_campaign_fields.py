@@ -165,3 +165,4 @@ def test_expected_next_purchase_and_favourite_for_any_purchases(days, quantities
     for product, quantity in zip(products[:len(dates)], quantities[:len(dates)], strict=True):
         units[product] = units.get(product, 0) + quantity * {"POD10": 10, "POD50": 50, "BEAN250": 250}[product]
     assert row["favourite_product"] == min(p for p, u in units.items() if u == max(units.values()))
+

@@ -312,3 +312,11 @@ def test_master_column_clashing_with_an_output_column(clash):
     assert (snapshot[clash].astype(str) != "stale").all()
     extras = snapshot.iloc[:, len(contract.columns("customer_snapshot")):]
     assert (extras.astype(str) == "stale").any().any(), "the master's column is kept, under another name"
+
+
+def test_data_quality_lists_the_most_severe_findings_first():
+    from crm_xl.io import sample
+
+    severities = crm_xl.run(**sample.generate(n_customers=400))["data_quality"]["severity"]
+    ranks = [{"error": 0, "warning": 1, "info": 2}[s] for s in severities]
+    assert len(set(ranks)) > 1 and ranks == sorted(ranks)

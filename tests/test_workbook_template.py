@@ -436,3 +436,52 @@ def test_cli_template_writes_the_file(tmp_path: Path, built: Path, capsys: pytes
     assert main(["template", "--out", str(out)]) == 0
     assert out.read_bytes() == built.read_bytes()
     assert "Wrote the template" in capsys.readouterr().out
+
+
+def test_pivots_open_on_one_dimension_with_tiers_in_rank_order(built: Path) -> None:
+    """The month pivot opens on value_tier (not on every dimension summed), and both pivots list tiers
+    Diamond first: the fields' items are the cache's known values in rank order, the page item one of them."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    parts = parts_of(built)
+    for n, pivot in enumerate(L.PIVOTS_LAYOUT, 1):
+        cache = ET.fromstring(parts[f"xl/pivotCache/pivotCacheDefinition{n}.xml"])
+        definition = ET.fromstring(parts[f"xl/pivotTables/pivotTable{n}.xml"])
+        items = {f.get("name"): [s.get("v") for s in f.iterfind("m:sharedItems/m:s", ns)]
+                 for f in cache.iterfind("m:cacheFields/m:cacheField", ns)}
+        fields = definition.findall("m:pivotFields/m:pivotField", ns)
+        for column, order in pivot.orders:
+            assert items[column] == list(order)
+            field = fields[pivot.source_columns.index(column)]
+            assert [int(i.get("x")) for i in field.iterfind("m:items/m:item", ns)] == list(range(len(order)))
+        pages = {pivot.source_columns[int(p.get("fld"))]: p.get("item")
+                 for p in definition.iterfind("m:pageFields/m:pageField", ns)}
+        for column, value in pivot.selected:
+            assert items[column][int(pages[column])] == value
+    summary = next(p for p in L.PIVOTS_LAYOUT if p.table == "monthly_summary")
+    assert dict(summary.selected) == {"dimension": "value_tier"}
+    assert summary.items("category")[:len(TIERS)] == TIERS
+    lowered = [c.lower() for c in summary.items("category")]
+    assert len(lowered) == len(set(lowered))      # Excel's items ignore case
+
+
+def test_chart_series_take_the_tables_label_colours(built: Path) -> None:
+    parts = parts_of(built)
+    charts = [parts[n].decode() for n in sorted(parts) if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
+    for xml, spec in zip(charts, L.CHARTS_LAYOUT, strict=True):
+        colours = L.series_colours(spec.table)
+        labels = [c.name for c in L.CHART_TABLES[spec.table].columns[1:]]
+        series = xml.split("<c:ser>")[1:]
+        assert len(series) == len(labels)
+        for label, ser in zip(labels, series, strict=True):
+            assert f'<a:srgbClr val="{colours[label].lstrip("#").upper()}"/>' in ser, (spec.table, label)
+
+
+def test_measure_columns_show_whole_units_without_decimals(built: Path) -> None:
+    sheet = L.SHEETS.index("Customer History") + 1
+    xml = parts_of(built)[f"xl/worksheets/sheet{sheet}.xml"].decode()
+    table = L.OUTPUT_TABLES["customer_history"]
+    for name in ("m1", "m6", "m_total"):
+        letter = template.column_letter(table.headers.index(name))
+        assert f"MOD({letter}2,1)=0" in xml, name

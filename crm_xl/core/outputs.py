@@ -20,7 +20,10 @@ from crm_xl.core.snapshots import _BLANK, Panel
 from crm_xl.core.staging import Staged
 
 _NOT_ACTIVE, _PROSPECT, _NEW_TO_BASE = "Not Active", "Prospect", "New to base"
-_SUMMARY_DIMENSIONS = ("lifecycle_state", "activity_status", "value_tier", "lifecycle_event", "rfm_segment")
+#: What tier_transitions calls a customer in a month, best tier first.
+TRANSITION_TIERS = (*TIERS, _NOT_ACTIVE, _PROSPECT, _NEW_TO_BASE)
+#: The dimensions monthly_summary counts, in its order.
+SUMMARY_DIMENSIONS = ("lifecycle_state", "activity_status", "value_tier", "lifecycle_event", "rfm_segment")
 
 
 def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, per_customer: pd.DataFrame,
@@ -141,7 +144,7 @@ def _monthly_summary(history: pd.DataFrame, scores: Scores, panel: Panel) -> pd.
                   "lifecycle_event": EVENTS, "rfm_segment": scores.segment_names}
     m1, revenue_m1 = history["m1"].to_numpy(), history["revenue_m1"].to_numpy()
     frames = []
-    for dimension in _SUMMARY_DIMENSIONS:
+    for dimension in SUMMARY_DIMENSIONS:
         names = categories[dimension]
         # a blank label (code -1) counts in a bucket of its own, dropped after: no copy of the rows kept
         cell = month_codes * (len(names) + 1) + history[dimension].cat.codes.to_numpy() + 1
@@ -166,7 +169,7 @@ def _monthly_summary(history: pd.DataFrame, scores: Scores, panel: Panel) -> pd.
 
 
 def _tier_transitions(panel: Panel, labels: Labels) -> pd.DataFrame:
-    names = [*TIERS, _NOT_ACTIVE, _PROSPECT, _NEW_TO_BASE]
+    names = list(TRANSITION_TIERS)
     label = np.where(labels.tier >= 0, labels.tier,
                      np.where(labels.has_core, len(TIERS), len(TIERS) + 1)).astype("int64")
     n_cust = int(panel.customer_key.max()) + 1 if panel.rows else 0

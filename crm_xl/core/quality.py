@@ -82,7 +82,10 @@ class QualityLog:
         return frame.astype({"table": "str", "row": "int64", "rule": "str", "column": "str", "values": "str"})
 
     def to_frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame(self._rows, columns=list(QUALITY_COLUMNS))
+        """The findings, most severe first (in the order found within a severity)."""
+        rank = {severity: i for i, severity in enumerate(SEVERITIES)}
+        rows = sorted(self._rows, key=lambda row: rank.get(str(row["severity"]), len(rank)))
+        frame = pd.DataFrame(rows, columns=list(QUALITY_COLUMNS))
         frame["rows"] = frame["rows"].astype("int64")
         for column in QUALITY_COLUMNS:
             if column != "rows":

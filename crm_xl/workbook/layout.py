@@ -26,10 +26,12 @@ from crm_xl.config import (
     INPUT_COLUMNS,
     INT_RANGES,
     STATES,
+    STATUSES,
     THRESHOLDS,
     TIERS,
     Config,
 )
+from crm_xl.core.outputs import SUMMARY_DIMENSIONS, TRANSITION_TIERS
 from crm_xl.io.dialect import CSV_SETTINGS
 
 # --- column types and their number formats ------------------------------------------------------
@@ -153,12 +155,16 @@ OUTPUT_TABLES: dict[str, Table] = {
     for name, (_, cols) in contract.TABLES.items() if name in OUTPUT_SHEETS
 }
 
-#: Label columns that get one fill colour per value (conditional formatting on output sheets).
+_STATE_COLOURS = {"prospect": "#EDEDED", "new": "#C6EFCE", "active": "#A9D08E", "lapsing": "#FFEB9C",
+                  "lost": "#FFC7CE", "reactivated": "#BDD7EE"}
+#: Label columns that get one fill colour per value (conditional formatting on output sheets; the
+#: charts' series take the same colours).
 LABEL_COLOURS: dict[str, dict[str, str]] = {
     "value_tier": {"Diamond": "#B4E5F2", "Platinum": "#D9D9E8", "Gold": "#FBE29F", "Silver": "#E4E4E4",
                    "Bronze": "#EAC9A8", "Passive": "#F4F4F4"},
-    "lifecycle_state": {"prospect": "#EDEDED", "new": "#C6EFCE", "active": "#A9D08E", "lapsing": "#FFEB9C",
-                        "lost": "#FFC7CE", "reactivated": "#BDD7EE"},
+    "lifecycle_state": _STATE_COLOURS,
+    # an event takes the colour of the state it leads to
+    "lifecycle_event": dict(zip(EVENTS, (_STATE_COLOURS[s] for s in ("new", "lost", "reactivated")), strict=True)),
     "rfm_segment": {"Champions": "#63BE7B", "Loyal Customers": "#A9D08E", "Potential Loyalist": "#C6EFCE",
                     "Recent Customers": "#BDD7EE", "Promising": "#DDEBF7", "Customers Needing Attention": "#FFEB9C",
                     "About To Sleep": "#FCE4D6", "At Risk": "#F8CBAD", "Can't Lose Them": "#FF9999",
@@ -177,8 +183,11 @@ def label_colours(column: str) -> dict[str, str]:
 
 #: Leading columns kept in view while scrolling right: a campaign list is read by id and name.
 FROZEN_COLUMNS: dict[str, int] = {"customer_snapshot": 2}
+#: Measure columns (units by default): whole values show without decimals, fractional ones with two.
+WHOLE_WHEN_WHOLE = frozenset({"m_total", "m1", "m6", "m12", "m13", "m24", "m25", "monetary", "volume_m1"})
 #: Columns of long text, wide enough to read a whole reason without opening the cell.
-WIDE_COLUMNS: dict[str, int] = {"tier_reason": 70, "segment_reason": 90, "message": 80}
+WIDE_COLUMNS: dict[str, int] = {"tier_reason": 70, "segment_reason": 90, "message": 80, "example_values": 40,
+                                 "example_rows": 24, "values": 60, "description": 60}
 
 # --- Config sheet --------------------------------------------------------------------------------
 
@@ -348,6 +357,11 @@ class Chart:
     anchor: str                 # top-left cell on the Charts sheet
 
 
+def series_colours(chart_table: str) -> dict[str, str]:
+    """Fill colour per series (label) of a chart table: the colours of that label in the tables."""
+    return label_colours(_CHART_DEFS[chart_table][0])
+
+
 CHARTS_LAYOUT: tuple[Chart, ...] = (
     Chart("chart_tier_mix", "column", "stacked", "Active customers by value tier", "B3"),
     Chart("chart_events", "column", None, "Lifecycle events per month", "B24"),
@@ -374,20 +388,48 @@ class Pivot:
     data: tuple[tuple[str, str, str], ...]
     location: str
     title: str
+    # field -> its items in the order they show (a pivot over cached-less tables would sort them
+    # alphabetically: Bronze, Diamond, Gold, ...); Excel keeps this order when it refreshes, adding
+    # values it has not seen at the end
+    orders: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # page field -> the item it opens on, one of its ``orders`` (else it opens on "(All)", summing
+    # whatever the field separates)
+    selected: tuple[tuple[str, str], ...] = ()
 
     @property
     def source_columns(self) -> list[str]:
         return OUTPUT_TABLES[self.table].headers
+
+    def items(self, field: str) -> tuple[str, ...]:
+        return dict(self.orders).get(field, ())
+
+
+def _distinct_ignoring_case(values: tuple[str, ...]) -> tuple[str, ...]:
+    """First of each value ignoring case: a pivot's items are case-insensitive, so "Active" and
+    "active" are one item to Excel."""
+    seen: dict[str, str] = {}
+    for value in values:
+        seen.setdefault(value.lower(), value)
+    return tuple(seen.values())
+
+
+# value_tier first: what the pivot opens on
+_SUMMARY_DIMENSIONS = ("value_tier", *(d for d in SUMMARY_DIMENSIONS if d != "value_tier"))
+_SUMMARY_CATEGORIES = _distinct_ignoring_case(
+    (*TIERS, *STATES, *STATUSES, *EVENTS, *(name for name, _ in DEFAULT_SEGMENT_MAP)))
 
 
 PIVOTS_LAYOUT: tuple[Pivot, ...] = (
     # Bounded size (about 10 x 10 tiers): first, so the month pivot below can grow down freely.
     Pivot("pvt_tier_transitions", "tier_transitions", rows=("from_tier",), cols=("to_tier",),
           pages=("report_month",), data=(("customers", "sum", "Number of customers"),), location="A6:C8",
-          title="Tier transitions: rows = tier last month, columns = tier this month (filter a month above)"),
+          title="Tier transitions: rows = tier last month, columns = tier this month (filter a month above)",
+          orders=(("from_tier", TRANSITION_TIERS), ("to_tier", TRANSITION_TIERS))),
     Pivot("pvt_monthly_summary", "monthly_summary", rows=("report_month",), cols=("category",),
           pages=("dimension",), data=(("customers", "sum", "Number of customers"),), location="A25:C27",
-          title="Customers per month and category: choose one dimension in the filter (e.g. value_tier)"),
+          title="Customers per month and category of one dimension (value_tier; choose another in the filter)",
+          orders=(("dimension", _SUMMARY_DIMENSIONS), ("category", _SUMMARY_CATEGORIES)),
+          selected=(("dimension", "value_tier"),)),
 )
 
 # --- xlwings.conf -----------------------------------------------------------------------------------

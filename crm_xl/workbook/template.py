@@ -147,6 +147,8 @@ class _Formats:
         self.subtitle = book.add_format({"bold": True, "font_size": 12, "font_color": "#1F3864"})
         self.note = book.add_format({"italic": True, "font_color": "#595959"})
         self.wrap = book.add_format({"text_wrap": True, "valign": "top"})
+        # a conditional format (dxf) only: whole numbers of a decimal column without ".00"
+        self.whole = book.add_format({"num_format": L.NUMBER_FORMATS["integer"]})
         self._number: dict[str, Any] = {}
         self._fill: dict[str, Any] = {}
 
@@ -226,11 +228,22 @@ def _label_formats(ws: Any, fmt: _Formats, table: L.Table) -> None:
                 "format": fmt.fill(colour)})
 
 
+def _whole_units(ws: Any, fmt: _Formats, table: L.Table) -> None:
+    """Units read 1,240, not 1,240.00: measure columns show decimals only where a value has them."""
+    for j, column in enumerate(table.columns):
+        if column.name in L.WHOLE_WHEN_WHOLE:
+            col = table.col + j
+            top = f"{column_letter(col)}{table.row + 2}"
+            ws.conditional_format(table.row + 1, col, _MAX_ROW, col, {
+                "type": "formula", "criteria": f"=AND(ISNUMBER({top}),MOD({top},1)=0)", "format": fmt.whole})
+
+
 def _data_sheet(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | None = None) -> None:
     """A sheet holding one table at A1: typed columns, frozen header, autofilter, label colours."""
     write_table(ws, fmt, table, frame)
     ws.freeze_panes(table.row + 1, L.FROZEN_COLUMNS.get(table.name, 0))
     _label_formats(ws, fmt, table)
+    _whole_units(ws, fmt, table)
     _text_is_meant(ws, table)
 
 
@@ -338,11 +351,15 @@ def _charts_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) 
         # named after its table, so the live refresh finds each chart by name to re-range it
         chart = book.add_chart({"type": spec.type, "name": spec.table,
                                 **({"subtype": spec.subtype} if spec.subtype else {})})
+        colours = L.series_colours(spec.table)
         for j in range(1, len(table.columns)):
             col = table.col + j
+            colour = colours.get(table.columns[j].name)
+            # the tables' pale label fills, outlined so they still read on white
+            look = {"fill": {"color": colour}, "border": {"color": "#7F7F7F", "width": 0.5}} if colour else {}
             chart.add_series({"name": [table.sheet, table.row, col],
                               "categories": [table.sheet, first, table.col, last, table.col],
-                              "values": [table.sheet, first, col, last, col]})
+                              "values": [table.sheet, first, col, last, col], **look})
         chart.set_title({"name": spec.title})
         chart.set_x_axis({"num_format": "yyyy-mm", "num_font": {"rotation": -45}})
         chart.set_y_axis({"num_format": "#,##0", "major_gridlines": {"visible": True}})
@@ -462,12 +479,31 @@ def pivot_cache_xml(pivot: L.Pivot, formats: dict[str, int] | None = None) -> st
     item per field, the shape Excelize writes and Excel accepts. ``formats`` gives the number
     format id of a column (see :func:`pivot_formats`), 0 (General) for the others."""
     formats = formats or {}
-    fields = "".join(f'<cacheField name={quoteattr(c)} numFmtId="{formats.get(c, 0)}"><sharedItems '
-                     f'containsBlank="true" count="1"><m/></sharedItems></cacheField>' for c in pivot.source_columns)
+    fields = "".join(f'<cacheField name={quoteattr(c)} numFmtId="{formats.get(c, 0)}">{_shared_items(pivot.items(c))}'
+                     f'</cacheField>' for c in pivot.source_columns)
     return (f'{_XML_DECL}<pivotCacheDefinition xmlns="{_MAIN_NS}" saveData="false" refreshOnLoad="true" '
             f'backgroundQuery="false" createdVersion="3" refreshedVersion="8" minRefreshableVersion="3">'
             f'<cacheSource type="worksheet"><worksheetSource name={quoteattr(pivot.table)}/></cacheSource>'
             f'<cacheFields count="{len(pivot.source_columns)}">{fields}</cacheFields></pivotCacheDefinition>')
+
+
+def _shared_items(items: tuple[str, ...]) -> str:
+    """The cache's items of a field: the known values in their order (the pivot fields list them
+    in this order), else one blank item."""
+    if not items:
+        return '<sharedItems containsBlank="true" count="1"><m/></sharedItems>'
+    return f'<sharedItems count="{len(items)}">' + "".join(f"<s v={quoteattr(v)}/>" for v in items) + "</sharedItems>"
+
+
+def _field_items(pivot: L.Pivot, column: str) -> str:
+    count = max(len(pivot.items(column)), 1)
+    return f'<items count="{count}">' + "".join(f'<item x="{i}"/>' for i in range(count)) + "</items>"
+
+
+def _page_field(pivot: L.Pivot, column: str, index: int) -> str:
+    selected = dict(pivot.selected).get(column)
+    item = f' item="{pivot.items(column).index(selected)}"' if selected is not None else ""
+    return f'<pageField fld="{index}"{item} hier="-1"/>'
 
 
 def pivot_formats(pivot: L.Pivot, styles_xml: bytes) -> dict[str, int]:
@@ -497,8 +533,7 @@ def pivot_table_xml(pivot: L.Pivot, cache_id: int, formats: dict[str, int] | Non
         number_format = f' numFmtId="{formats[column]}"' if column in formats else ""
         if column in axis:
             fields.append(f'<pivotField axis="{axis[column]}"{number_format} compact="false" outline="false" '
-                          f'showAll="false" defaultSubtotal="false"><items count="1"><item x="0"/></items>'
-                          f'</pivotField>')
+                          f'showAll="false" defaultSubtotal="false">{_field_items(pivot, column)}</pivotField>')
         elif column in data_columns:
             fields.append('<pivotField dataField="true" compact="false" outline="false" showAll="false"/>')
         else:
@@ -521,7 +556,7 @@ def pivot_table_xml(pivot: L.Pivot, cache_id: int, formats: dict[str, int] | Non
     parts.append('<colItems count="1"><i/></colItems>')
     if pivot.pages:
         parts.append(f'<pageFields count="{len(pivot.pages)}">'
-                     + "".join(f'<pageField fld="{index[c]}" hier="-1"/>' for c in pivot.pages) + "</pageFields>")
+                     + "".join(_page_field(pivot, c, index[c]) for c in pivot.pages) + "</pageFields>")
     parts.append(f'<dataFields count="{len(pivot.data)}">'
                  + "".join(f'<dataField name={quoteattr(caption)} fld="{index[c]}" subtotal="{how}" baseField="0" '
                            f'baseItem="0"/>' for c, how, caption in pivot.data) + "</dataFields>")
