@@ -166,3 +166,26 @@ def test_expected_next_purchase_and_favourite_for_any_purchases(days, quantities
         units[product] = units.get(product, 0) + quantity * {"POD10": 10, "POD50": 50, "BEAN250": 250}[product]
     assert row["favourite_product"] == min(p for p, u in units.items() if u == max(units.values()))
 
+
+
+@pytest.mark.parametrize("dtype", ["int64", "object"])
+def test_customer_facts_by_hand(dtype):
+    """Exact totals pick the favourite (as Python integers too, past int64), ties go to the lowest
+    product_id whatever the master's row order, and the median keeps both middle gaps."""
+    from crm_xl.core.customer_facts import NO_DAY, customer_facts
+
+    big = 2**62 if dtype == "object" else 10**6
+    day = pd.to_datetime(["2024-01-01", "2024-01-03", "2024-01-10", "2024-01-10", "2024-02-01", "2024-01-05"])
+    lines = pd.DataFrame({
+        "customer_key": [0, 0, 0, 0, 0, 2], "product_key": [1, 0, 1, 0, 2, 0], "date": day,
+        "quantity": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0], "kind": [1, 1, 1, 1, 0, 1],
+        "units": pd.array([big, big, big, big, 5 * big, 7], dtype=dtype).to_numpy(dtype=dtype),
+    })
+    products = pd.Series(["Z9", "A1", "M5"])          # product_key 1 has the lowest id
+    facts = customer_facts(lines, products, n_customers=3).set_index("customer_key")
+    assert facts.loc[0, "favourite_product_key"] == 1       # tie of 2 x big each: A1 beats Z9
+    assert facts.loc[2, "favourite_product_key"] == 0
+    assert facts.loc[1, "favourite_product_key"] == -1 and facts.loc[1, "last_purchase_day"] == NO_DAY
+    assert facts.loc[0, "purchase_days"] == 3                # the other-category line is no core purchase
+    assert (facts.loc[0, "median_gap_low"], facts.loc[0, "median_gap_high"]) == (2, 7)
+    assert facts.loc[0, "last_purchase_day"] == pd.Timestamp("2024-02-01").toordinal() - 719163

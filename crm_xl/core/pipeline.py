@@ -52,7 +52,8 @@ def run_core(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.D
                    None if today is None else pd.Timestamp(today))
     check_memory(len(staged.customers), cfg, memory_limit)
     facts = clock("facts", customer_month_facts, staged.lines, cfg.measure)
-    per_customer = clock("customer_facts", customer_facts, staged.lines, staged.products["product_id"], cfg.measure)
+    per_customer = clock("customer_facts", customer_facts, staged.lines, staged.products["product_id"],
+                         len(staged.customers), cfg.measure)
     panel = clock("snapshots", build_panel, facts, staged.entry_dates, staged.report_month, cfg)
     labels = clock("rules", apply_rules, panel, cfg)
     scores = clock("rfm", score_rfm, panel, labels, cfg)
