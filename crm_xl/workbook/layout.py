@@ -385,7 +385,8 @@ KPI_CHARTS: tuple[Chart, ...] = (
     Chart("kpis", "line", None, "Active base", "A18", sheet=KPIS_SHEET, columns=("customers", "active"),
           size=(560, 340)),
 )
-ALL_CHARTS: tuple[Chart, ...] = (*CHARTS_LAYOUT, *KPI_CHARTS)
+#: Every chart in workbook order (sheet by sheet, as XlsxWriter numbers their parts chart1.xml ...).
+ALL_CHARTS: tuple[Chart, ...] = tuple(sorted((*CHARTS_LAYOUT, *KPI_CHARTS), key=lambda c: SHEETS.index(c.sheet)))
 
 
 @dataclass(frozen=True)

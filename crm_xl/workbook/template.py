@@ -397,9 +397,8 @@ def _kpis_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) ->
         for symbol, good in ((L.UP, headline.up_is_good), (L.DOWN, not headline.up_is_good)):
             ws.conditional_format(row, 4, row, 4, {"type": "cell", "criteria": "==", "value": f'"{symbol}"',
                                                    "format": fmt.font(_GOOD if good else _BAD)})
-    ws.set_column(0, 0, 28)
-    ws.set_column(1, 3, 14)
-    ws.set_column(4, 4, 4)
+    ws.set_column(0, 0, 28)     # the table's columns below are narrower than these; numbers still fit
+    ws.set_column(1, 4, 15)
     for spec in L.KPI_CHARTS:
         ws.insert_chart(spec.anchor, _chart(book, spec, last_rows[spec.table]))
 
@@ -426,8 +425,9 @@ def _migration_sheet(ws: Any, fmt: _Formats) -> None:
         ws.conditional_format(top + 1, left + 1, top + len(L.MIGRATION_FROM), left + len(L.MIGRATION_TO), {
             "type": "2_color_scale", "min_type": "num", "min_value": 0, "max_type": "num", "max_value": 1,
             "min_color": "#FFFFFF", "max_color": "#4472C4"})
-        ws.set_column(left, left, 12)
-        ws.set_column(left + 1, left + len(L.MIGRATION_TO), 10)
+        table_end = L.OUTPUT_TABLES["tier_migration"].last_col   # the table's columns keep their widths
+        for col in range(max(left, table_end + 1), left + len(L.MIGRATION_TO) + 1):
+            ws.set_column(col, col, 12 if col == left else 10)
 
 
 def _pivots_sheet(ws: Any, fmt: _Formats) -> None:
