@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import crm_xl
@@ -249,6 +249,7 @@ def _run(tx: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return crm_xl.run(tx, customers, _PRODUCTS, config={"report_month": "2024-06", "history_months": 14})
 
 
+@settings(max_examples=40)
 @given(histories())
 def test_properties_of_movers_and_migration(tx):
     tables = _run(tx)

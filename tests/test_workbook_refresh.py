@@ -282,8 +282,9 @@ def test_charts_cover_every_refreshed_month(books: dict[str, Path], expected: di
     for xml, spec in zip(charts, layout.ALL_CHARTS, strict=True):
         table = spec.source
         first = table.row + 2
-        assert f"<c:f>'{table.sheet}'!$A${first}:$A${first + months - 1}</c:f>" in xml, spec   # every month
-        assert f"'{table.sheet}'!$A${first}</c:f>" not in xml
+        sheet = f"'{table.sheet}'" if " " in table.sheet else table.sheet     # Excel quotes names with spaces
+        assert f"<c:f>{sheet}!$A${first}:$A${first + months - 1}</c:f>" in xml, spec   # every month
+        assert f"{sheet}!$A${first}</c:f>" not in xml
         assert xml.count("<c:val>") == len(spec.series)
 
 

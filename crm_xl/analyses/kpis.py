@@ -31,62 +31,73 @@ def kpis_view(core: CoreRun) -> dict[str, pd.DataFrame]:
     return {"kpis": kpis(summary, core.tables["tier_transitions"]), "segment_shares": segment_shares(summary)}
 
 
-def _counts(summary: pd.DataFrame, dimension: str, column: str = "customers") -> pd.DataFrame:
-    """Month x category of one dimension of monthly_summary."""
-    rows = summary[summary["dimension"] == dimension]
-    wide = rows.pivot(index="report_month", columns="category", values=column)
-    return wide.sort_index()
+class _Months:
+    """Sums per report month of rows picked by a mask, on numpy arrays (the tables are small, and
+    pandas' per-call overhead would be most of the view's time)."""
+
+    def __init__(self, months: np.ndarray) -> None:
+        self.months = np.unique(months)
+
+    def sum(self, month: np.ndarray, mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+        position = np.searchsorted(self.months, month[mask])
+        return np.bincount(position, weights=values[mask], minlength=len(self.months))
 
 
-def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
-    """numerator / denominator as float, blank where the denominator is 0."""
-    den = denominator.astype("float64")
-    return (numerator.astype("float64") / den.where(den > 0)).astype("float64")
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, blank (NaN) where the denominator is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+
+
+def _before(values: np.ndarray) -> np.ndarray:
+    """Last month's value of each month (NaN for the first)."""
+    return np.concatenate([[np.nan], values[:-1]]) if len(values) else values.astype("float64")
 
 
 def kpis(summary: pd.DataFrame, transitions: pd.DataFrame) -> pd.DataFrame:
     """One row per report month, months ascending (see the contract for the columns)."""
-    status = _counts(summary, "activity_status")
-    events = _counts(summary, "lifecycle_event")
-    tiers = _counts(summary, "value_tier")
-    months = status.index
-    tiered = transitions["from_tier"].isin(TIERS)
-    came_from = transitions.assign(
-        active_before=np.where(tiered, transitions["customers"], 0),
-        retained=np.where(tiered & transitions["to_tier"].isin(TIERS), transitions["customers"], 0),
-        inactive_before=np.where(transitions["from_tier"] == _NOT_ACTIVE, transitions["customers"], 0),
-        won_back=np.where((transitions["from_tier"] == _NOT_ACTIVE) & transitions["to_tier"].isin(TIERS),
-                          transitions["customers"], 0),
-    ).groupby("report_month")[["active_before", "retained", "inactive_before", "won_back"]].sum()
-    came_from = came_from.reindex(months, fill_value=0)
-    volume = _counts(summary, "activity_status", "volume_m1").sum(axis=1)
-    revenue = _counts(summary, "activity_status", "revenue_m1").sum(axis=1)
-    frame = pd.DataFrame({
-        "customers": status.sum(axis=1).astype("int64"),
-        "active": status["Active"].astype("int64"),
-        "new": events["New"].astype("int64"),
-        "reactivated": events["Reactivated"].astype("int64"),
-        "lost": events["Lost"].astype("int64"),
-        "active_last_month": came_from["active_before"].astype("int64"),
-        "inactive_last_month": came_from["inactive_before"].astype("int64"),
-    }, index=months)
-    frame["churn_rate"] = _ratio(frame["lost"], frame["active_last_month"])
-    frame["retention_rate"] = _ratio(came_from["retained"], frame["active_last_month"])
-    frame["reactivation_rate"] = _ratio(came_from["won_back"], frame["inactive_last_month"])
-    frame["volume"] = volume.astype("float64")
-    frame["revenue"] = revenue.astype("float64")
-    frame["volume_per_active"] = _ratio(frame["volume"], frame["active"])
-    frame["revenue_per_active"] = _ratio(frame["revenue"], frame["active"])
+    month, dimension = summary["report_month"].to_numpy(), summary["dimension"].to_numpy(dtype=object)
+    category = summary["category"].to_numpy(dtype=object)
+    customers = summary["customers"].to_numpy(dtype="float64")
+    at = _Months(month)
+
+    def count(dim: str, cat: str | None = None, values: np.ndarray = customers) -> np.ndarray:
+        mask = (dimension == dim) if cat is None else (dimension == dim) & (category == cat)
+        return at.sum(month, mask, values)
+
+    t_month = transitions["report_month"].to_numpy()
+    tiered_from = transitions["from_tier"].isin(TIERS).to_numpy()
+    tiered_to = transitions["to_tier"].isin(TIERS).to_numpy()
+    inactive_from = (transitions["from_tier"] == _NOT_ACTIVE).to_numpy()
+    moved = transitions["customers"].to_numpy(dtype="float64")
+    columns: dict[str, np.ndarray] = {
+        "customers": count("activity_status"),
+        "active": count("activity_status", "Active"),
+        "new": count("lifecycle_event", "New"),
+        "reactivated": count("lifecycle_event", "Reactivated"),
+        "lost": count("lifecycle_event", "Lost"),
+        "active_last_month": at.sum(t_month, tiered_from, moved),
+        "inactive_last_month": at.sum(t_month, inactive_from, moved),
+    }
+    retained = at.sum(t_month, tiered_from & tiered_to, moved)
+    won_back = at.sum(t_month, inactive_from & tiered_to, moved)
+    columns["churn_rate"] = _ratio(columns["lost"], columns["active_last_month"])
+    columns["retention_rate"] = _ratio(retained, columns["active_last_month"])
+    columns["reactivation_rate"] = _ratio(won_back, columns["inactive_last_month"])
+    columns["volume"] = count("activity_status", values=summary["volume_m1"].to_numpy(dtype="float64"))
+    columns["revenue"] = count("activity_status", values=summary["revenue_m1"].to_numpy(dtype="float64"))
+    columns["volume_per_active"] = _ratio(columns["volume"], columns["active"])
+    columns["revenue_per_active"] = _ratio(columns["revenue"], columns["active"])
     for tier, column in zip(TIERS, TIER_SHARE_COLUMNS, strict=True):
-        frame[column] = _ratio(tiers[tier], frame["active"])
+        columns[column] = _ratio(count("value_tier", tier), columns["active"])
     for column in RELATIVE_CHANGE:
-        before = frame[column].shift(1)
-        frame[f"{column}_mom"] = _ratio(frame[column] - before, before)
+        before = _before(columns[column])
+        columns[f"{column}_mom"] = _ratio(columns[column] - before, np.nan_to_num(before))
     for column in POINT_CHANGE:
-        frame[f"{column}_mom"] = (frame[column] - frame[column].shift(1)).astype("float64")
-    frame = frame.reset_index()
-    frame["report_month"] = frame["report_month"].astype("datetime64[s]")
-    return frame
+        columns[f"{column}_mom"] = columns[column] - _before(columns[column])
+    frame = pd.DataFrame({"report_month": at.months.astype("datetime64[s]"), **columns})
+    counts = ["customers", "active", "new", "reactivated", "lost", "active_last_month", "inactive_last_month"]
+    return frame.astype(dict.fromkeys(counts, "int64"))
 
 
 def segment_shares(summary: pd.DataFrame) -> pd.DataFrame:
@@ -95,7 +106,7 @@ def segment_shares(summary: pd.DataFrame) -> pd.DataFrame:
     rows = summary.loc[summary["dimension"] == "rfm_segment", ["report_month", "category", "customers"]]
     rows = rows.rename(columns={"category": "rfm_segment"}).reset_index(drop=True)
     scored = rows.groupby("report_month")["customers"].transform("sum")
-    rows["share"] = _ratio(rows["customers"], scored)
+    rows["share"] = _ratio(rows["customers"].to_numpy(dtype="float64"), scored.to_numpy(dtype="float64"))
     rows["share_mom"] = (rows["share"] - rows.groupby("rfm_segment", sort=False)["share"].shift(1)).astype("float64")
     rows["customers"] = rows["customers"].astype("int64")
     rows["rfm_segment"] = rows["rfm_segment"].astype("str")
