@@ -5,7 +5,8 @@ major version. ``docs/outputs.md`` is generated from this module (``python -m cr
 and a test keeps the two equal.
 
 Types: ``month`` (a date, the first day of the month), ``date``, ``text``, ``label`` (text from a
-fixed list), ``integer``, ``decimal``; "blank" in a meaning says when a cell may be empty. In
+fixed list), ``integer``, ``decimal``, ``share`` (a decimal fraction, 0.25 = 25%, shown as a percentage
+in the workbook); "blank" in a meaning says when a cell may be empty. In
 pandas, text whose values repeat a lot (the history's customer_id, codes, reasons) is held as a
 category of strings; it reads and writes as text.
 """
@@ -13,6 +14,14 @@ category of strings; it reads and writes as text.
 from __future__ import annotations
 
 from crm_xl.config import EVENTS, STATES, STATUSES, TIERS
+
+_TRANSITION_TIERS = "the six tiers, Not Active (bought before), Prospect (never bought core)"
+#: movers.move labels, in the order the table lists them (good news first); the tier_migration scopes.
+MOVES = ("new", "reactivated", "upgrade", "downgrade", "lapsing", "lost")
+MIGRATION_SCOPES = ("month", "12 months")
+#: tier_transitions' tier labels in rank order: the six tiers, Not Active (bought before), Prospect (never
+#: bought core) and New to base (only ever a from_tier: not in the base the month before).
+TRANSITION_TIERS: tuple[str, ...] = (*TIERS, "Not Active", "Prospect", "New to base")
 
 Column = tuple[str, str, str]  # name, type, meaning
 
@@ -190,6 +199,86 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
         [("item", "text", "Setting or count name"), ("value", "text", "Its value"),
          ("description", "text", "What it means")],
     ),
+    "movers": (
+        "One row per customer whose tier or lifecycle state moved in the report month, against the month before: "
+        "new, reactivated, upgrade, downgrade, lapsing (became Passive), lost. The Movers sheet is the campaign "
+        "list of the month's changes.",
+        [("report_month", "month", "The report month (the latest month of customer_history)"),
+         ("customer_id", "text", "Customer key, as in customer_snapshot"),
+         ("customer_name", "text", "From the customer master"),
+         ("move", "label", f"{', '.join(MOVES)} (in this order in the table; how each is decided: "
+                           "docs/business_logic.md, Movers)"),
+         ("from_tier", "label", f"Tier at the previous month's end: {_TRANSITION_TIERS} or New to base (as in "
+                                "tier_transitions)"),
+         ("to_tier", "label", f"Tier at the report month's end: {_TRANSITION_TIERS}"),
+         ("from_state", "label", "lifecycle_state at the previous month's end; blank when not yet in the base"),
+         ("to_state", "label", "lifecycle_state at the report month's end"),
+         ("opt_email", "integer", "Marketing opt-in 0/1; blank when unknown"),
+         ("opt_sms", "integer", "Marketing opt-in 0/1; blank when unknown"),
+         ("opt_phone", "integer", "Marketing opt-in 0/1; blank when unknown"),
+         ("last_core_date", "date", "Latest core purchase up to the report month's end"),
+         ("reason", "text", "From -> to tier and why, in words: the row's tier_reason, and for new, reactivated, "
+                            "lapsing and lost customers what happened")],
+    ),
+    "tier_migration": (
+        "Row-normalised tier migration matrix: of the customers in each tier at a month's end, the share in "
+        "each tier one month later. Scope 'month' is the report month's moves, scope '12 months' the moves "
+        "into each of the last 12 months pooled (counts summed, then normalised). Every (from_tier, to_tier) "
+        "cell in tier rank order, zeros included. Labels as in tier_transitions.",
+        [("scope", "label", "month (the report month) or 12 months (the last 12 months, fewer when the "
+                            "history is shorter)"),
+         ("report_month", "month", "The last month of the scope (the report month)"),
+         ("months", "integer", "How many monthly moves the scope pools (1, or up to 12)"),
+         ("from_tier", "label", f"Tier the month before: {_TRANSITION_TIERS}, New to base (not in the base yet)"),
+         ("to_tier", "label", f"Tier one month later: {_TRANSITION_TIERS} (customers never leave the base)"),
+         ("customers", "integer", "Customers who made that move (12 months: summed over the months, a customer "
+                                  "once per month)"),
+         ("share", "share", "customers / all customers of that from_tier in the scope; each from_tier's shares "
+                            "sum to 1; blank when the from_tier had nobody")],
+    ),
+    "kpis": (
+        "One row per report month of the history: the base and its flows, churn, retention and reactivation "
+        "rates, volume and revenue, the tier mix of the active customers, and month-over-month changes. Built "
+        "from monthly_summary and tier_transitions.",
+        [("report_month", "month", "The snapshot month"),
+         ("customers", "integer", "Customers in the base at the month's end"),
+         ("active", "integer", "Active customers (a core purchase in the last 12 months)"),
+         ("new", "integer", "New events: first-ever core purchase this month"),
+         ("reactivated", "integer", "Reactivated events: back after the reactivation gap"),
+         ("lost", "integer", "Lost events: left the active window this month"),
+         ("active_last_month", "integer", "Active customers at the previous month's end"),
+         ("inactive_last_month", "integer", "Not Active customers who had bought before (state lost), at the "
+                                            "previous month's end"),
+         ("churn_rate", "share", "lost / active_last_month; blank when nobody was active"),
+         ("retention_rate", "share", "Share of active_last_month still Active this month (= 1 - churn_rate, "
+                                     "since leaving the active window is the Lost event); blank when nobody was "
+                                     "active"),
+         ("reactivation_rate", "share", "Share of inactive_last_month Active again this month (with default "
+                                        "settings: reactivated / inactive_last_month); blank when there was nobody"),
+         ("volume", "decimal", "Measure (units by default) of core purchases in the month"),
+         ("revenue", "decimal", "Revenue of core purchases in the month"),
+         ("volume_per_active", "decimal", "volume / active; blank when nobody is active"),
+         ("revenue_per_active", "decimal", "revenue / active; blank when nobody is active"),
+         *((f"share_{tier.lower()}", "share", f"Share of the active customers in {tier}; blank when nobody is "
+                                              "active") for tier in TIERS),
+         *((f"{name}_mom", "share", f"Month-over-month change of {name}: this month / last month - 1; blank in "
+                                    "the first month and when last month was 0")
+           for name in ("customers", "active", "new", "reactivated", "lost", "volume", "revenue",
+                        "volume_per_active", "revenue_per_active")),
+         *((f"{name}_mom", "share", f"Month-over-month change of {name} in points: this month's minus last "
+                                    "month's (0.01 = 1 point); blank in the first month")
+           for name in ("churn_rate", "retention_rate", "reactivation_rate"))],
+    ),
+    "segment_shares": (
+        "RFM segment mix by month, long (one row per month and segment, in segment-map order), so segments "
+        "renamed or added on the segment map are rows, not new columns.",
+        [("report_month", "month", "The snapshot month"),
+         ("rfm_segment", "text", "Segment name, from the segment map"),
+         ("customers", "integer", "Customers in that segment that month"),
+         ("share", "share", "customers / customers scored that month (rfm_population: the Active ones by default); "
+                            "blank when nobody was scored"),
+         ("share_mom", "share", "share minus last month's share (0.01 = 1 point); blank in the first month")],
+    ),
 }
 
 TABLE_NAMES = tuple(TABLES)
@@ -200,6 +289,11 @@ FILE_TABLES = ("rejected_lines",)
 def columns(table: str) -> list[str]:
     """The contract's column names of a table, in order."""
     return [name for name, _, _ in TABLES[table][1]]
+
+
+def column_type(table: str, column: str) -> str:
+    """The contract type of one column of a table."""
+    return next(kind for name, kind, _ in TABLES[table][1] if name == column)
 
 
 def contract_markdown() -> str:

@@ -57,3 +57,22 @@ def one_error_line(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
     for needle in needles:
         assert needle in err, err
     return err
+
+
+# --- a refreshed sample workbook (the analyst views' sheets) ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def refreshed_sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pd.DataFrame]]:
+    """The committed template with the sample data in Raw, refreshed headless, and the tables it wrote."""
+    import datetime as dt
+
+    from crm_xl.io.sample import generate
+    from crm_xl.workbook.book import load_raw, new_workbook
+    from crm_xl.workbook.refresh import refresh_workbook
+
+    book = tmp_path_factory.mktemp("views") / "sample.xlsm"
+    new_workbook(book)
+    load_raw(book, generate())
+    result = refresh_workbook(book, now=dt.datetime(2026, 1, 5, 8, 0, 0))
+    return book, result.tables

@@ -68,6 +68,10 @@ KEYS: dict[str, tuple[str, ...]] = {
     "data_quality": ("table", "column", "rule"),
     "rejected_lines": ("table", "row", "rule"),
     "run_info": ("item",),
+    "movers": ("customer_id",),
+    "tier_migration": ("scope", "from_tier", "to_tier"),
+    "kpis": ("report_month",),
+    "segment_shares": ("report_month", "rfm_segment"),
 }
 
 DEFAULT_PRODUCTS = pd.DataFrame({

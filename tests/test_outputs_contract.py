@@ -22,7 +22,7 @@ def dtype_matches(kind: str, dtype: object) -> bool:
         return pd.api.types.is_datetime64_dtype(dtype)
     if kind == "integer":
         return dtype in (np.dtype("int64"), pd.Int64Dtype(), pd.Int8Dtype())
-    if kind == "decimal":
+    if kind in ("decimal", "share"):
         return dtype == np.dtype("float64")
     if kind == "text":   # repetitive text (history ids, codes, reasons) is dictionary-encoded
         return isinstance(dtype, pd.StringDtype) or (

@@ -271,15 +271,21 @@ def test_chart_status_and_log_tables(books: dict[str, Path], expected: dict[str,
 
 
 def test_charts_cover_every_refreshed_month(books: dict[str, Path], expected: dict[str, pd.DataFrame]) -> None:
-    """The template's charts point at the chart tables' one blank row; after a refresh they span all months."""
+    """The template's charts point at their tables' one blank row; after a refresh they span all months
+    (the Charts sheet's chart tables, and the KPIs sheet's kpis table below its headline block)."""
     months = len(layout.chart_tables(expected)["chart_tier_mix"])
+    assert len(expected["kpis"]) == months
     with zipfile.ZipFile(books["refreshed"]) as package:
-        charts = [package.read(n).decode() for n in package.namelist() if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
-    assert len(charts) == len(layout.CHARTS_LAYOUT)
-    for xml, spec in zip(charts, layout.CHARTS_LAYOUT, strict=True):
-        sheet = layout.CHART_SHEETS[spec.table]
-        assert f"<c:f>'{sheet}'!$A$2:$A${months + 1}</c:f>" in xml       # categories: every month
-        assert f"'{sheet}'!$A$2</c:f>" not in xml
+        charts = [package.read(n).decode() for n in sorted(package.namelist(), key=lambda n: (len(n), n))
+                  if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
+    assert len(charts) == len(layout.ALL_CHARTS)
+    for xml, spec in zip(charts, layout.ALL_CHARTS, strict=True):
+        table = spec.source
+        first = table.row + 2
+        sheet = f"'{table.sheet}'" if " " in table.sheet else table.sheet     # Excel quotes names with spaces
+        assert f"<c:f>{sheet}!$A${first}:$A${first + months - 1}</c:f>" in xml, spec   # every month
+        assert f"{sheet}!$A${first}</c:f>" not in xml
+        assert xml.count("<c:val>") == len(spec.series)
 
 
 def test_data_quality_rows_are_sheet_rows(books: dict[str, Path]) -> None:

@@ -176,8 +176,8 @@ def _all_tables() -> list[L.Table]:
 
 def test_layout_names_every_sheet_and_output_table() -> None:
     assert L.SHEETS[:5] == ("Start", "Config", "Raw Transactions", "Raw Customers", "Raw Products")
-    assert L.SHEETS[-7:] == ("Pivots", "Charts", "Chart Tiers", "Chart Events", "Chart States", "Log",
-                             "xlwings.conf")
+    assert L.SHEETS[-8:] == ("Pivots", "Charts", "Chart Tiers", "Chart Events", "Chart States", "Chart Tier Revenue",
+                             "Log", "xlwings.conf")
     sheets_of_tables = [t.sheet for t in _all_tables() if t.sheet != L.CONFIG]
     assert len(sheets_of_tables) == len(set(sheets_of_tables))   # the refresh rewrites one table per sheet
     assert L.OUTPUT_SHEETS["customer_snapshot"] == "Customer Snapshot"
@@ -229,7 +229,7 @@ def test_sheets_read_as_a_user_expects(built: Path) -> None:
         sheet = book[table.sheet]
         xml = parts[f"xl/worksheets/sheet{L.SHEETS.index(table.sheet) + 1}.xml"].decode()
         ignored = re.search(r'<ignoredError sqref="([^"]+)" numberStoredAsText="1"/>', xml)
-        letters = {ref.split(":")[0].rstrip("0123456789") for ref in ignored.group(1).split()}
+        letters = {ref.split(":")[0].rstrip("0123456789") for ref in ignored.group(1).split()} if ignored else set()
         text_columns = {openpyxl.utils.get_column_letter(table.col + j + 1) for j, c in enumerate(table.columns)
                         if c.type in ("text", "label")}
         assert letters == text_columns, table.name
@@ -323,11 +323,13 @@ def test_pivots_open_in_excel_ui_terms(built: Path) -> None:
 def test_charts_are_bound_to_the_chart_tables(built: Path) -> None:
     parts = parts_of(built)
     charts = [parts[n].decode() for n in sorted(parts) if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
-    assert len(charts) == len(L.CHARTS_LAYOUT)
-    for xml, spec in zip(charts, L.CHARTS_LAYOUT, strict=True):
-        assert xml.count("<c:ser>") == len(L.CHART_TABLES[spec.table].columns) - 1
-        assert f"'{L.CHART_SHEETS[spec.table]}'!" in xml
-    assert '<c:grouping val="stacked"/>' in charts[0] and "<c:areaChart>" in charts[2]
+    assert len(charts) == len(L.ALL_CHARTS)
+    for xml, spec in zip(charts, L.ALL_CHARTS, strict=True):
+        assert xml.count("<c:ser>") == len(spec.series)
+        sheet = spec.source.sheet
+        assert (f"'{sheet}'!" if " " in sheet else f"<c:f>{sheet}!") in xml      # Excel quotes names with spaces
+    at = {spec: xml for spec, xml in zip(L.ALL_CHARTS, charts, strict=True)}
+    assert '<c:grouping val="stacked"/>' in at[L.CHARTS_LAYOUT[0]] and "<c:areaChart>" in at[L.CHARTS_LAYOUT[2]]
 
 
 def test_config_table_has_data_validation(built: Path) -> None:
@@ -403,8 +405,12 @@ def test_chart_tables_from_monthly_summary() -> None:
             (jan, "lifecycle_state", "active", 7), (feb, "lifecycle_state", "lost", 1),
             (jan, "rfm_segment", "Lost", 9), (jan, "activity_status", "Active", 8)]
     summary = pd.DataFrame(rows, columns=["report_month", "dimension", "category", "customers"])
+    summary["revenue_m1"] = summary["customers"] * 2.5
     out = L.chart_tables({"monthly_summary": summary})
-    assert set(out) == {"chart_tier_mix", "chart_events", "chart_states"}
+    assert set(out) == {"chart_tier_mix", "chart_events", "chart_states", "chart_tier_revenue"}
+    revenue = out.pop("chart_tier_revenue")
+    assert revenue[list(TIERS)].to_numpy().tolist() == [[2.5, 0, 7.5, 0, 0, 0], [0, 0, 12.5, 0, 0, 0]]
+    assert all(str(revenue[c].dtype) == "float64" for c in revenue.columns[1:])
     tiers = out["chart_tier_mix"]
     assert list(tiers.columns) == ["report_month", *TIERS]
     assert list(tiers["report_month"]) == [jan, feb]
@@ -469,9 +475,11 @@ def test_pivots_open_on_one_dimension_with_tiers_in_rank_order(built: Path) -> N
 def test_chart_series_take_the_tables_label_colours(built: Path) -> None:
     parts = parts_of(built)
     charts = [parts[n].decode() for n in sorted(parts) if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
-    for xml, spec in zip(charts, L.CHARTS_LAYOUT, strict=True):
-        colours = L.series_colours(spec.table)
-        labels = [c.name for c in L.CHART_TABLES[spec.table].columns[1:]]
+    for xml, spec in zip(charts, L.ALL_CHARTS, strict=True):
+        colours = L.series_colours(spec)
+        if spec.table not in L.CHART_TABLES:
+            continue
+        labels = list(spec.series)
         series = xml.split("<c:ser>")[1:]
         assert len(series) == len(labels)
         for label, ser in zip(labels, series, strict=True):

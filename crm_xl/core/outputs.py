@@ -19,9 +19,6 @@ from crm_xl.core.rules import Labels
 from crm_xl.core.snapshots import _BLANK, Panel
 from crm_xl.core.staging import Staged
 
-_NOT_ACTIVE, _PROSPECT, _NEW_TO_BASE = "Not Active", "Prospect", "New to base"
-#: What tier_transitions calls a customer in a month, best tier first.
-TRANSITION_TIERS = (*TIERS, _NOT_ACTIVE, _PROSPECT, _NEW_TO_BASE)
 #: The dimensions monthly_summary counts, in its order.
 SUMMARY_DIMENSIONS = ("lifecycle_state", "activity_status", "value_tier", "lifecycle_event", "rfm_segment")
 
@@ -169,7 +166,7 @@ def _monthly_summary(history: pd.DataFrame, scores: Scores, panel: Panel) -> pd.
 
 
 def _tier_transitions(panel: Panel, labels: Labels) -> pd.DataFrame:
-    names = list(TRANSITION_TIERS)
+    names = list(contract.TRANSITION_TIERS)
     label = np.where(labels.tier >= 0, labels.tier,
                      np.where(labels.has_core, len(TIERS), len(TIERS) + 1)).astype("int64")
     n_cust = int(panel.customer_key.max()) + 1 if panel.rows else 0

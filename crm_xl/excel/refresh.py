@@ -145,17 +145,20 @@ def _book_lock(book: xw.Book) -> Iterator[None]:
 
 
 def _repoint_charts(book: xw.Book, ranges: dict[str, Any]) -> None:
-    """Each chart of the Charts sheet (named after its chart table in the template) reads its whole
-    table again: Excel does not extend a chart's series when a table grows, and the headless refresh
-    re-ranges them in the file. A chart the user deleted or renamed is left alone."""
-    try:
-        charts = book.sheets[layout.CHARTS].charts
-        names = {chart.name for chart in charts}
-    except Exception:      # a sheet without charts, or an engine without a charts API
-        return
-    for spec in layout.CHARTS_LAYOUT:
-        if spec.table in names and spec.table in ranges:
-            charts[spec.table].set_source_data(ranges[spec.table])
+    """Each chart bound to a whole chart table (named after it in the template: the Charts sheet's, and
+    the KPIs sheet's revenue by tier) reads its whole table again: Excel does not extend a chart's
+    series when a table grows, and the headless refresh re-ranges them in the file. A chart the user
+    deleted or renamed is left alone. (The KPIs sheet's charts of chosen kpis columns have no single
+    source range; the headless refresh re-ranges them.)"""
+    for sheet in dict.fromkeys(spec.sheet for spec in layout.ALL_CHARTS):
+        try:
+            charts = book.sheets[sheet].charts
+            names = {chart.name for chart in charts}
+        except Exception:      # a sheet without charts, or an engine without a charts API
+            continue
+        for spec in layout.ALL_CHARTS:
+            if spec.sheet == sheet and not spec.columns and spec.name in names and spec.table in ranges:
+                charts[spec.name].set_source_data(ranges[spec.table])
 
 
 #: Sheets whose cells a refresh writes or that hold no formulas of the user: never searched for CRM_.

@@ -31,7 +31,7 @@ from crm_xl.config import (
     TIERS,
     Config,
 )
-from crm_xl.core.outputs import SUMMARY_DIMENSIONS, TRANSITION_TIERS
+from crm_xl.core.outputs import SUMMARY_DIMENSIONS
 from crm_xl.io.dialect import CSV_SETTINGS
 
 # --- column types and their number formats ------------------------------------------------------
@@ -44,6 +44,7 @@ NUMBER_FORMATS: dict[str, str] = {
     "date": "yyyy-mm-dd",
     "integer": "#,##0",
     "decimal": "#,##0.00",
+    "share": "0.0%",
     "text": "@",
     "label": "@",
     "datetime": "yyyy-mm-dd hh:mm:ss",
@@ -94,9 +95,9 @@ PIVOTS, CHARTS, LOG, XLWINGS_CONF = "Pivots", "Charts", "Log", "xlwings.conf"
 #: One sheet per chart table: the refresh rewrites a sheet's single table, and each can then grow
 #: down on its own.
 CHART_SHEETS: dict[str, str] = {"chart_tier_mix": "Chart Tiers", "chart_events": "Chart Events",
-                                "chart_states": "Chart States"}
+                                "chart_states": "Chart States", "chart_tier_revenue": "Chart Tier Revenue"}
 
-_ACRONYMS = {"rfm": "RFM"}
+_ACRONYMS = {"rfm": "RFM", "kpis": "KPIs"}
 
 
 def sheet_title(table_name: str) -> str:
@@ -150,8 +151,14 @@ RAW_TABLES: dict[str, Table] = {
 
 # --- output tables (the contract) ----------------------------------------------------------------
 
+#: Output tables whose header row is not the sheet's first row: what sits above them (the KPIs sheet's
+#: headline figures and charts, the Tier Migration sheet's heat maps) reads the table with formulas, and
+#: the refresh keeps the rows above a table as they are.
+TABLE_TOP_ROWS: dict[str, int] = {"kpis": 37, "tier_migration": 16}
+
 OUTPUT_TABLES: dict[str, Table] = {
-    name: Table(name, OUTPUT_SHEETS[name], tuple(Column(c, kind) for c, kind, _ in cols))
+    name: Table(name, OUTPUT_SHEETS[name], tuple(Column(c, kind) for c, kind, _ in cols),
+                row=TABLE_TOP_ROWS.get(name, 0))
     for name, (_, cols) in contract.TABLES.items() if name in OUTPUT_SHEETS
 }
 
@@ -301,25 +308,32 @@ def config_cell_value(key: str, text: str, rules: dict[str, Validation] | None =
 
 STATUS_TABLE = Table("tbl_status", START, _cols(("item", "text"), ("value", "text")), row=11)
 #: Rows of tbl_status; the refresh rewrites the values.
+#: The report month's headline KPIs on Start (item -> kpis column), written by the refresh as text with
+#: their change against last month, so Start reads right without recalculating.
+STATUS_KPIS: dict[str, str] = {"active customers": "active", "new customers": "new", "reactivated": "reactivated",
+                               "lost": "lost", "churn rate": "churn_rate", "revenue": "revenue"}
 STATUS_ITEMS: tuple[str, ...] = ("last refresh", "report month", "data through", "rows read", "customers", "status",
-                                 "refresh id")
+                                 "refresh id", *STATUS_KPIS)
 STATUS_INITIAL = {"last refresh": "never", "status": "not refreshed yet: press Refresh"}
 
 LOG_TABLE = Table("tbl_log", LOG, _cols(("time", "datetime"), ("level", "text"), ("message", "text")))
 
 # --- chart data ------------------------------------------------------------------------------------
 
-_CHART_DEFS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "chart_tier_mix": ("value_tier", TIERS),
-    "chart_events": ("lifecycle_event", EVENTS),
-    "chart_states": ("lifecycle_state", STATES),
+#: chart table -> (monthly_summary dimension, its categories, the summary column the cells hold)
+_CHART_DEFS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "chart_tier_mix": ("value_tier", TIERS, "customers"),
+    "chart_events": ("lifecycle_event", EVENTS, "customers"),
+    "chart_states": ("lifecycle_state", STATES, "customers"),
+    "chart_tier_revenue": ("value_tier", TIERS, "revenue_m1"),
 }
+_CHART_VALUE_TYPES = {"customers": "integer", "revenue_m1": "decimal"}
 
 
 def _chart_tables() -> dict[str, Table]:
     return {name: Table(name, CHART_SHEETS[name],
-                        (Column("report_month", "month"), *(Column(c, "integer") for c in categories)))
-            for name, (_, categories) in _CHART_DEFS.items()}
+                        (Column("report_month", "month"), *(Column(c, _CHART_VALUE_TYPES[value]) for c in categories)))
+            for name, (_, categories, value) in _CHART_DEFS.items()}
 
 
 #: Pivot-shaped tables (one per chart sheet) the charts are bound to: report_month + one column per label.
@@ -327,20 +341,22 @@ CHART_TABLES: dict[str, Table] = _chart_tables()
 
 
 def chart_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The three chart tables from ``monthly_summary``: customers per month and label, one column per
-    label in the contract's order (zeros where a label is absent), months ascending.
+    """The chart tables from ``monthly_summary``: customers (or revenue) per month and label, one column
+    per label in the contract's order (zeros where a label is absent), months ascending.
 
     chart_tier_mix counts active customers per value tier (only active customers have a tier),
-    chart_events the New / Lost / Reactivated events, chart_states every lifecycle state.
+    chart_events the New / Lost / Reactivated events, chart_states every lifecycle state,
+    chart_tier_revenue the core revenue of each tier's customers in the month.
     """
     summary = tables["monthly_summary"]
     months = pd.Index(sorted(pd.unique(summary["report_month"])), name="report_month")
     out = {}
-    for name, (dimension, categories) in _CHART_DEFS.items():
+    for name, (dimension, categories, value) in _CHART_DEFS.items():
         rows = summary[summary["dimension"].astype(str) == dimension]
-        wide = rows.pivot_table(index="report_month", columns=rows["category"].astype(str), values="customers",
+        wide = rows.pivot_table(index="report_month", columns=rows["category"].astype(str), values=value,
                                 aggfunc="sum", observed=True)
-        wide = wide.reindex(index=months, columns=list(categories)).fillna(0).astype("int64")
+        dtype = "int64" if _CHART_VALUE_TYPES[value] == "integer" else "float64"
+        wide = wide.reindex(index=months, columns=list(categories)).fillna(0).astype(dtype)
         wide.columns.name = None
         out[name] = wide.reset_index()[CHART_TABLES[name].headers]
     return out
@@ -348,18 +364,38 @@ def chart_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 
 @dataclass(frozen=True)
 class Chart:
-    """A native chart on the Charts sheet bound to a chart table (all its label columns as series)."""
+    """A native chart bound to a table: a chart table (every label column a series), or named columns
+    of an output table; the first column of the table is the category (report_month) axis."""
 
     table: str
     type: str                   # XlsxWriter chart type
     subtype: str | None
     title: str
-    anchor: str                 # top-left cell on the Charts sheet
+    anchor: str                 # top-left cell on its sheet
+    sheet: str = CHARTS
+    columns: tuple[str, ...] = ()       # blank: every column after the first
+    number_format: str = "#,##0"        # of the value axis
+    size: tuple[int, int] = (880, 380)
+
+    @property
+    def name(self) -> str:
+        """The chart's name in the workbook (the live refresh finds a Charts-sheet chart by it)."""
+        return "_".join((self.table, *self.columns[:1]))
+
+    @property
+    def source(self) -> Table:
+        return CHART_TABLES[self.table] if self.table in CHART_TABLES else OUTPUT_TABLES[self.table]
+
+    @property
+    def series(self) -> tuple[str, ...]:
+        return self.columns or tuple(self.source.headers[1:])
 
 
-def series_colours(chart_table: str) -> dict[str, str]:
-    """Fill colour per series (label) of a chart table: the colours of that label in the tables."""
-    return label_colours(_CHART_DEFS[chart_table][0])
+def series_colours(chart: Chart) -> dict[str, str]:
+    """Fill colour per series of a chart bound to a chart table: that label's colour in the tables."""
+    if chart.table not in _CHART_DEFS:
+        return {}
+    return label_colours(_CHART_DEFS[chart.table][0])
 
 
 CHARTS_LAYOUT: tuple[Chart, ...] = (
@@ -367,6 +403,92 @@ CHARTS_LAYOUT: tuple[Chart, ...] = (
     Chart("chart_events", "column", None, "Lifecycle events per month", "B24"),
     Chart("chart_states", "area", "stacked", "Customers by lifecycle state", "B45"),
 )
+
+# --- the KPIs and Tier Migration sheets ------------------------------------------------------------
+
+KPIS_SHEET = OUTPUT_SHEETS["kpis"]
+#: The KPIs sheet's charts, above the kpis table (which the refresh re-ranges as it grows).
+KPI_CHARTS: tuple[Chart, ...] = (
+    Chart("chart_tier_revenue", "column", "stacked", "Revenue by value tier", "G4", sheet=KPIS_SHEET,
+          number_format="#,##0", size=(720, 300)),
+    Chart("kpis", "column", None, "Lifecycle events per month", "G20", sheet=KPIS_SHEET,
+          columns=("new", "reactivated", "lost"), size=(720, 300)),
+    Chart("kpis", "line", None, "Active base", "A18", sheet=KPIS_SHEET, columns=("customers", "active"),
+          size=(560, 340)),
+)
+#: Every chart in workbook order (sheet by sheet, as XlsxWriter numbers their parts chart1.xml ...).
+ALL_CHARTS: tuple[Chart, ...] = tuple(sorted((*CHARTS_LAYOUT, *KPI_CHARTS), key=lambda c: SHEETS.index(c.sheet)))
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One line of the KPIs sheet's headline block: the latest month's value of a kpis column, last
+    month's, its change (the column's ``_mom``) and an arrow coloured by whether up is good."""
+
+    caption: str
+    column: str
+    up_is_good: bool = True
+
+    @property
+    def change(self) -> str:
+        return f"{self.column}_mom"
+
+
+HEADLINES: tuple[Headline, ...] = (
+    Headline("Customers in the base", "customers"),
+    Headline("Active customers", "active"),
+    Headline("New", "new"),
+    Headline("Reactivated", "reactivated"),
+    Headline("Lost", "lost", up_is_good=False),
+    Headline("Churn rate", "churn_rate", up_is_good=False),
+    Headline("Retention rate", "retention_rate"),
+    Headline("Reactivation rate", "reactivation_rate"),
+    Headline("Volume", "volume"),
+    Headline("Revenue", "revenue"),
+    Headline("Revenue per active customer", "revenue_per_active"),
+)
+HEADLINE_TOP = 3            # the block's header row (0-based); the latest month is shown beside the title
+HEADLINE_HEADERS = ("KPI", "latest month", "last month", "change", "")
+UP, DOWN, FLAT = "\u25b2", "\u25bc", "\u25ba"
+
+
+def _at_latest(table: str, column: str, months_back: int = 0) -> str:
+    month = f"MAX({table}[report_month])"
+    if months_back:
+        month = f"EDATE({month},-{months_back})"
+    return f"INDEX({table}[{column}],MATCH({month},{table}[report_month],0))"
+
+
+def headline_formulas(headline: Headline, row: int) -> tuple[str, str, str, str]:
+    """Excel formulas of a headline row (``row`` 1-based): this month, last month, change, arrow.
+
+    They find the latest month by MAX(report_month), not the last row, so they stay right when the
+    refresh grows the table or a user sorts it; a blank cell stays blank (INDEX would give 0)."""
+    def blank_safe(ref: str) -> str:
+        return f'=IFERROR(IF({ref}="","",{ref}),"")'
+    change_cell = f"D{row}"
+    return (blank_safe(_at_latest("kpis", headline.column)), blank_safe(_at_latest("kpis", headline.column, 1)),
+            blank_safe(_at_latest("kpis", headline.change)),
+            f'=IF(ISNUMBER({change_cell}),IF({change_cell}>0,"{UP}",IF({change_cell}<0,"{DOWN}","{FLAT}")),"")')
+
+
+#: The Tier Migration sheet's heat maps: one per scope, side by side above the table, each a formula
+#: grid reading the long table (from_tier rows x to_tier columns, in rank order).
+MIGRATION_SHEET = OUTPUT_SHEETS["tier_migration"]
+MIGRATION_TOP = 4           # header row of the grids (0-based); the grid's title is the row above
+MIGRATION_FROM = contract.TRANSITION_TIERS
+MIGRATION_TO = MIGRATION_FROM[:-1]
+
+
+def migration_origin(scope_index: int) -> tuple[int, int]:
+    """(row, col) of a heat map's top-left cell (the from_tier / to_tier corner), 0-based."""
+    return MIGRATION_TOP, scope_index * (len(MIGRATION_TO) + 2)
+
+
+def migration_formula(scope: str, from_cell: str, to_cell: str) -> str:
+    return (f'=SUMIFS(tier_migration[share],tier_migration[scope],"{scope}",tier_migration[from_tier],{from_cell},'
+            f"tier_migration[to_tier],{to_cell})")
+
 
 # --- pivots ------------------------------------------------------------------------------------------
 
@@ -424,7 +546,7 @@ PIVOTS_LAYOUT: tuple[Pivot, ...] = (
     Pivot("pvt_tier_transitions", "tier_transitions", rows=("from_tier",), cols=("to_tier",),
           pages=("report_month",), data=(("customers", "sum", "Number of customers"),), location="A6:C8",
           title="Tier transitions: rows = tier last month, columns = tier this month (filter a month above)",
-          orders=(("from_tier", TRANSITION_TIERS), ("to_tier", TRANSITION_TIERS))),
+          orders=(("from_tier", contract.TRANSITION_TIERS), ("to_tier", contract.TRANSITION_TIERS))),
     Pivot("pvt_monthly_summary", "monthly_summary", rows=("report_month",), cols=("category",),
           pages=("dimension",), data=(("customers", "sum", "Number of customers"),), location="A25:C27",
           title="Customers per month and category of one dimension (value_tier; choose another in the filter)",

@@ -286,9 +286,30 @@ def _status(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, stamp: dt.d
     values = {"last refresh": stamp.strftime("%Y-%m-%d %H:%M:%S"), "report month": month,
               "data through": info.get("data_through", "-"),
               "rows read": ", ".join(f"{name} {len(frame):,}" for name, frame in inputs.raw.items()),
-              "customers": f"{len(snapshot):,}", "status": status, "refresh id": refresh_id}
+              "customers": f"{len(snapshot):,}", "status": status, "refresh id": refresh_id,
+              **kpi_status(tables["kpis"])}
     return pd.DataFrame({"item": list(layout.STATUS_ITEMS), "value": [values[i] for i in layout.STATUS_ITEMS]},
                         dtype="str")
+
+
+def kpi_status(kpis: pd.DataFrame) -> dict[str, str]:
+    """Start's KPI rows: the report month's value and its change against last month, as text
+    ("2,325 (▲ 1.8% vs 2025-11)"; rates change in points)."""
+    if kpis.empty:
+        return dict.fromkeys(layout.STATUS_KPIS, "-")
+    latest = kpis.iloc[-1]
+    before = (pd.Timestamp(latest["report_month"]) - pd.DateOffset(months=1)).strftime("%Y-%m")
+    out = {}
+    for item, column in layout.STATUS_KPIS.items():
+        value, change = latest[column], latest[f"{column}_mom"]
+        rate = contract.column_type("kpis", column) == "share"
+        text = "-" if pd.isna(value) else (f"{value:.1%}" if rate else f"{value:,.0f}")
+        if not pd.isna(change):
+            arrow = layout.UP if change > 0 else layout.DOWN if change < 0 else layout.FLAT
+            shown = f"{abs(change) * 100:.2f} points" if rate else f"{abs(change):.1%}"
+            text += f" ({arrow} {shown} vs {before})"
+        out[item] = text
+    return out
 
 
 def _log(inputs: WorkbookInputs, tables: dict[str, pd.DataFrame], stamp: dt.datetime, seconds: float) -> pd.DataFrame:

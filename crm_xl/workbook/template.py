@@ -34,6 +34,7 @@ from xml.sax.saxutils import quoteattr
 
 import pandas as pd
 
+from crm_xl.contract import MIGRATION_SCOPES
 from crm_xl.io.files import replace_atomically
 from crm_xl.workbook import layout as L
 from crm_xl.workbook.sheetxml import column_letter
@@ -149,6 +150,11 @@ class _Formats:
         self.wrap = book.add_format({"text_wrap": True, "valign": "top"})
         # a conditional format (dxf) only: whole numbers of a decimal column without ".00"
         self.whole = book.add_format({"num_format": L.NUMBER_FORMATS["integer"]})
+        self.header = book.add_format({"bold": True, "bottom": 1})
+        self.change = book.add_format({"num_format": "+0.0%;-0.0%;0.0%"})
+        self.arrow = book.add_format({"align": "center", "bold": True})
+        self.heat = book.add_format({"num_format": "0.0%;-0.0%;", "border": 1, "border_color": "#D9D9D9"})
+        self._font: dict[str, Any] = {}
         self._number: dict[str, Any] = {}
         self._fill: dict[str, Any] = {}
 
@@ -156,6 +162,11 @@ class _Formats:
         if column_type not in self._number:
             self._number[column_type] = self.book.add_format({"num_format": L.NUMBER_FORMATS[column_type]})
         return self._number[column_type]
+
+    def font(self, colour: str) -> Any:
+        if colour not in self._font:
+            self._font[colour] = self.book.add_format({"font_color": colour})
+        return self._font[colour]
 
     def fill(self, colour: str) -> Any:
         if colour not in self._fill:
@@ -185,7 +196,7 @@ def _rows(frame: pd.DataFrame | None, width: int) -> list[list[Any]]:
 
 #: Narrowest width per column type: wide enough for 10,000,000 and 10,000,000.00 (Excel shows #####
 #: for a number wider than its column).
-_MIN_WIDTHS = {"integer": 12, "decimal": 15}
+_MIN_WIDTHS = {"integer": 12, "decimal": 15, "share": 9}
 
 
 def _width(column: L.Column) -> float:
@@ -238,13 +249,17 @@ def _whole_units(ws: Any, fmt: _Formats, table: L.Table) -> None:
                 "type": "formula", "criteria": f"=AND(ISNUMBER({top}),MOD({top},1)=0)", "format": fmt.whole})
 
 
-def _data_sheet(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | None = None) -> None:
-    """A sheet holding one table at A1: typed columns, frozen header, autofilter, label colours."""
-    write_table(ws, fmt, table, frame)
-    ws.freeze_panes(table.row + 1, L.FROZEN_COLUMNS.get(table.name, 0))
+def _data_sheet(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | None = None) -> int:
+    """A sheet holding one table: typed columns, autofilter, label colours, the header frozen when the
+    table starts at A1 (below a block of figures, freezing it would leave little room to scroll), with
+    its leading columns where FROZEN_COLUMNS says. Returns the table's last row."""
+    last_row = write_table(ws, fmt, table, frame)
+    if table.row == 0:
+        ws.freeze_panes(1, L.FROZEN_COLUMNS.get(table.name, 0))
     _label_formats(ws, fmt, table)
     _whole_units(ws, fmt, table)
     _text_is_meant(ws, table)
+    return last_row
 
 
 def _text_is_meant(ws: Any, table: L.Table) -> None:
@@ -346,27 +361,90 @@ def _chart_data_sheets(sheets: dict[str, Any], fmt: _Formats, frames: dict[str, 
 def _charts_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) -> None:
     ws.write(0, 0, "Charts (from the Chart sheets' tables, rewritten by each refresh)", fmt.title)
     for spec in L.CHARTS_LAYOUT:
-        table = L.CHART_TABLES[spec.table]
-        first, last = table.row + 1, last_rows[spec.table]
-        # named after its table, so the live refresh finds each chart by name to re-range it
-        chart = book.add_chart({"type": spec.type, "name": spec.table,
-                                **({"subtype": spec.subtype} if spec.subtype else {})})
-        colours = L.series_colours(spec.table)
-        for j in range(1, len(table.columns)):
-            col = table.col + j
-            colour = colours.get(table.columns[j].name)
-            # the tables' pale label fills, outlined so they still read on white
-            look = {"fill": {"color": colour}, "border": {"color": "#7F7F7F", "width": 0.5}} if colour else {}
-            chart.add_series({"name": [table.sheet, table.row, col],
-                              "categories": [table.sheet, first, table.col, last, table.col],
-                              "values": [table.sheet, first, col, last, col], **look})
-        chart.set_title({"name": spec.title})
-        chart.set_x_axis({"num_format": "yyyy-mm", "num_font": {"rotation": -45}})
-        chart.set_y_axis({"num_format": "#,##0", "major_gridlines": {"visible": True}})
-        chart.set_legend({"position": "right"})
-        chart.set_size({"width": 880, "height": 380})
-        chart.show_hidden_data()   # the chart tables' sheets are hidden
-        ws.insert_chart(spec.anchor, chart)
+        ws.insert_chart(spec.anchor, _chart(book, spec, last_rows[spec.table]))
+
+
+def _chart(book: Any, spec: L.Chart, last: int) -> Any:
+    """A chart whose series read its table's columns down to ``last`` (the refresh moves that row)."""
+    table = spec.source
+    first = table.row + 1
+    # named after its table, so the live refresh finds each chart by name to re-range it
+    chart = book.add_chart({"type": spec.type, "name": spec.name,
+                            **({"subtype": spec.subtype} if spec.subtype else {})})
+    colours = L.series_colours(spec)
+    for name in spec.series:
+        col = table.col + table.headers.index(name)
+        colour = colours.get(name)
+        # the tables' pale label fills, outlined so they still read on white
+        look = {"fill": {"color": colour}, "border": {"color": "#7F7F7F", "width": 0.5}} if colour else {}
+        chart.add_series({"name": [table.sheet, table.row, col],
+                          "categories": [table.sheet, first, table.col, last, table.col],
+                          "values": [table.sheet, first, col, last, col], **look})
+    chart.set_title({"name": spec.title})
+    chart.set_x_axis({"num_format": "yyyy-mm", "num_font": {"rotation": -45}})
+    chart.set_y_axis({"num_format": spec.number_format, "major_gridlines": {"visible": True}})
+    chart.set_legend({"position": "right" if spec.sheet == L.CHARTS else "bottom"})
+    chart.set_size({"width": spec.size[0], "height": spec.size[1]})
+    chart.show_hidden_data()   # the chart tables' sheets are hidden
+    return chart
+
+
+_GOOD, _BAD = "#00875A", "#C00000"
+
+
+def _kpis_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) -> None:
+    """The KPIs sheet above its table: the latest month's headline figures (formulas reading the kpis
+    table, so they follow every refresh), their change with an arrow, and the charts."""
+    types = {c.name: c.type for c in L.OUTPUT_TABLES["kpis"].columns}
+    ws.write(0, 0, "KPIs of the latest month", fmt.title)
+    ws.write_formula(0, 3, "=IFERROR(MAX(kpis[report_month]),\"\")", fmt.number("month"))
+    ws.write(1, 0, "From the kpis table below (one row per month). Change: rates in points, the rest relative to "
+                   "last month. The arrow is green when the move is good news.", fmt.note)
+    top = L.HEADLINE_TOP
+    for j, header in enumerate(L.HEADLINE_HEADERS):
+        ws.write(top, j, header, fmt.header)
+    for i, headline in enumerate(L.HEADLINES, 1):
+        row = top + i
+        this, last, change, arrow = L.headline_formulas(headline, row + 1)
+        ws.write(row, 0, headline.caption)
+        ws.write_formula(row, 1, this, fmt.number(types[headline.column]))
+        ws.write_formula(row, 2, last, fmt.number(types[headline.column]))
+        ws.write_formula(row, 3, change, fmt.change)
+        ws.write_formula(row, 4, arrow, fmt.arrow)
+        for symbol, good in ((L.UP, headline.up_is_good), (L.DOWN, not headline.up_is_good)):
+            ws.conditional_format(row, 4, row, 4, {"type": "cell", "criteria": "==", "value": f'"{symbol}"',
+                                                   "format": fmt.font(_GOOD if good else _BAD)})
+    ws.set_column(0, 0, 28)     # the table's columns below are narrower than these; numbers still fit
+    ws.set_column(1, 4, 15)
+    for spec in L.KPI_CHARTS:
+        ws.insert_chart(spec.anchor, _chart(book, spec, last_rows[spec.table]))
+
+
+def _migration_sheet(ws: Any, fmt: _Formats) -> None:
+    """Heat maps above the long tier_migration table: from_tier rows x to_tier columns, one per scope,
+    each cell a SUMIFS over the table, coloured by share (zeros shown blank)."""
+    ws.write(0, 0, "Tier migration: of the customers in each tier (rows), the share in each tier a month later "
+                   "(columns)", fmt.title)
+    ws.write(1, 0, "Rows sum to 100%. Left: the report month; right: the last 12 months pooled. Read from the "
+                   "tier_migration table below.", fmt.note)
+    for k, scope in enumerate(MIGRATION_SCOPES):
+        top, left = L.migration_origin(k)
+        ws.write(top - 1, left, f"Scope: {scope}", fmt.subtitle)
+        ws.write(top, left, "from \\ to", fmt.header)
+        for j, to_tier in enumerate(L.MIGRATION_TO, 1):
+            ws.write(top, left + j, to_tier, fmt.header)
+        for i, from_tier in enumerate(L.MIGRATION_FROM, 1):
+            ws.write(top + i, left, from_tier, fmt.header)
+            for j in range(1, len(L.MIGRATION_TO) + 1):
+                from_cell = f"${column_letter(left)}{top + i + 1}"
+                to_cell = f"{column_letter(left + j)}${top + 1}"
+                ws.write_formula(top + i, left + j, L.migration_formula(scope, from_cell, to_cell), fmt.heat)
+        ws.conditional_format(top + 1, left + 1, top + len(L.MIGRATION_FROM), left + len(L.MIGRATION_TO), {
+            "type": "2_color_scale", "min_type": "num", "min_value": 0, "max_type": "num", "max_value": 1,
+            "min_color": "#FFFFFF", "max_color": "#4472C4"})
+        table_end = L.OUTPUT_TABLES["tier_migration"].last_col   # the table's columns keep their widths
+        for col in range(max(left, table_end + 1), left + len(L.MIGRATION_TO) + 1):
+            ws.set_column(col, col, 12 if col == left else 10)
 
 
 def _pivots_sheet(ws: Any, fmt: _Formats) -> None:
@@ -444,11 +522,13 @@ def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None
     _config_sheet(sheets[L.CONFIG], fmt)
     for table in L.RAW_TABLES.values():
         _data_sheet(sheets[table.sheet], fmt, table)
-    for name, table in L.OUTPUT_TABLES.items():
-        _data_sheet(sheets[table.sheet], fmt, table, (tables or {}).get(name))
+    last_rows = {name: _data_sheet(sheets[table.sheet], fmt, table, (tables or {}).get(name))
+                 for name, table in L.OUTPUT_TABLES.items()}
     chart_frames = L.chart_tables(tables) if tables else None
-    last_rows = _chart_data_sheets(sheets, fmt, chart_frames)
+    last_rows.update(_chart_data_sheets(sheets, fmt, chart_frames))
     _charts_sheet(sheets[L.CHARTS], book, fmt, last_rows)
+    _kpis_sheet(sheets[L.KPIS_SHEET], book, fmt, last_rows)
+    _migration_sheet(sheets[L.MIGRATION_SHEET], fmt)
     _pivots_sheet(sheets[L.PIVOTS], fmt)
     _log_sheet(sheets[L.LOG], fmt)
     _xlwings_conf_sheet(sheets[L.XLWINGS_CONF], fmt)
