@@ -150,6 +150,28 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
         [("item", "text", "Setting or count name"), ("value", "text", "Its value"),
          ("description", "text", "What it means")],
     ),
+    "calibration": (
+        "Proposed tier thresholds: the six threshold settings cut on the data so that the tiered Active "
+        "customer-months (Passive left out: no threshold moves them) of the last calibration_months report "
+        "months fall into the tiers in the target_share_* proportions; equal values are never split. "
+        "crm-xl calibrate BOOK --apply writes the proposed values to Config.",
+        [("setting", "text", "The threshold setting (t_high, t_mid_high, t_mid, a_high, f_high, f_mid)"),
+         ("rule", "text", "Which tier it decides, and on which measure"),
+         ("current", "decimal", "Its value in this run's settings"),
+         ("proposed", "decimal", "The roundest number that gives the target shares where ties allow"),
+         ("note", "text", "How it was chosen")],
+    ),
+    "calibration_mix": (
+        "The tier mix of the pooled customer-months (see calibration): target, with the current thresholds "
+        "and with the proposed ones.",
+        [("value_tier", "label", "Diamond, Platinum, Gold, Silver or Bronze"),
+         ("target_share", "decimal", "The target_share_* setting (Bronze: the rest)"),
+         ("current_count", "integer", "Customer-months in the tier with the current thresholds"),
+         ("current_share", "decimal", "current_count / all pooled customer-months"),
+         ("proposed_count", "integer", "Customer-months in the tier with the proposed thresholds"),
+         ("proposed_share", "decimal", "proposed_count / all pooled customer-months"),
+         ("note", "text", "Within 1 point of the target, or why equal values at the cut kept it further")],
+    ),
 }
 
 TABLE_NAMES = tuple(TABLES)

@@ -26,6 +26,7 @@ from crm_xl.config import (
     INPUT_COLUMNS,
     INT_RANGES,
     STATES,
+    TARGET_SHARES,
     THRESHOLDS,
     TIERS,
     Config,
@@ -229,6 +230,8 @@ class Validation:
             return "Choose one of: " + ", ".join(self.choices)
         if self.maximum is None:
             return f"A number >= {_plain(self.minimum)}"
+        if self.kind == "decimal":
+            return f"A number between {_plain(self.minimum)} and {_plain(self.maximum)}"
         return f"A whole number from {_plain(self.minimum)} to {_plain(self.maximum)}"
 
 
@@ -243,6 +246,7 @@ def config_validations() -> dict[str, Validation]:
     rules["use_created_date"] = Validation("list", ("TRUE", "FALSE"))
     rules.update({key: Validation("integer", minimum=low, maximum=high) for key, (low, high) in INT_RANGES.items()})
     rules.update({key: Validation("decimal", minimum=0) for key in THRESHOLDS})
+    rules.update({key: Validation("decimal", minimum=0, maximum=1) for key in TARGET_SHARES})
     rules["history_rows_in_sheet"] = Validation("integer", minimum=HISTORY_ROWS_RANGE[0],
                                                 maximum=HISTORY_ROWS_RANGE[1])
     return rules

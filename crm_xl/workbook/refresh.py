@@ -33,7 +33,7 @@ from crm_xl.io.locks import DEFAULT_WAIT
 from crm_xl.workbook import layout
 from crm_xl.workbook.guard import changing, sidecar_paths
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, write_rewritten
-from crm_xl.workbook.reader import WorkbookInputs, at_cell, read_inputs
+from crm_xl.workbook.reader import WorkbookInputs, at_cell, open_book, read_inputs, read_log
 from crm_xl.workbook.sheetxml import CELL_TEXT_LIMIT, long_text
 
 Progress = Callable[[str], None]
@@ -112,7 +112,8 @@ def _fingerprint(book: Path) -> tuple[int, int, int]:
 
 def _rewrite(book: Path, out: Path, tables: dict[str, pd.DataFrame]) -> None:
     try:
-        write_rewritten(book, out, tables, styles=_styles(), allow_new_columns=True)
+        styles = {name: style for name, style in _styles().items() if name in tables}
+        write_rewritten(book, out, tables, styles=styles, allow_new_columns=True)
     except WorkbookPackageError as exc:     # a ValueError, not a CrmXlError: the CLI would show a traceback
         raise InputError("workbook", f"{book.name}: {exc}; the refresh needs the template's sheets and "
                                      "tables (crm-xl new makes a fresh workbook)") from None
@@ -306,6 +307,29 @@ def _log(inputs: WorkbookInputs, tables: dict[str, pd.DataFrame], stamp: dt.date
     # a time a user typed over in the Log sheet becomes blank rather than stopping the refresh
     log["time"] = pd.to_datetime(log["time"], errors="coerce").astype("datetime64[s]")
     return log.astype({"level": "str", "message": "str"})
+
+
+def log_change(path: str | Path, message: str, *, now: dt.datetime | None = None, force: bool = False,
+               wait: float = DEFAULT_WAIT) -> None:
+    """Append one info line to the workbook's Log (tbl_log), e.g. the settings a command changed;
+    only that table is rewritten, under the workbook's lock."""
+    with changing(path, force=force, wait=wait) as book:
+        opened = open_book(book, (layout.LOG_TABLE.name,))
+        try:
+            earlier = read_log(opened)
+        finally:
+            opened.close()
+        stamp = pd.Timestamp((now or dt.datetime.now()).replace(microsecond=0))
+        new = pd.DataFrame({"time": [stamp], "level": ["info"], "message": [message]})
+        log = (pd.concat([earlier, new], ignore_index=True) if len(earlier) else new).tail(LOG_ROWS_KEPT)
+        log = log.reset_index(drop=True)
+        log["time"] = pd.to_datetime(log["time"], errors="coerce").astype("datetime64[s]")
+        table = {layout.LOG_TABLE.name: log.astype({"level": "str", "message": "str"})}
+        temp = write_beside(book, lambda out: _rewrite(book, out, table))
+        try:
+            commit(temp, book)
+        finally:
+            discard(temp)
 
 
 def _styles() -> dict[str, dict[str, str]]:
