@@ -27,7 +27,10 @@ from crm_xl.errors import ConfigError
 TIERS = ("Diamond", "Platinum", "Gold", "Silver", "Bronze", "Passive")
 STATUSES = ("Active", "Not Active")
 EVENTS = ("New", "Lost", "Reactivated")
-STATES = ("prospect", "new", "active", "lapsing", "lost", "reactivated")
+# Display names that no other label repeats, even ignoring case (Excel's pivots and filters do): the
+# state of a customer is a Newcomer, a Regular, Churned, Returning; the events are what happened that
+# month (New, Lost, Reactivated); Active / Not Active is the activity status (docs/business_logic.md 11).
+STATES = ("Prospect", "Newcomer", "Regular", "Lapsing", "Churned", "Returning")
 SCORE_FIELDS = ("recency", "frequency", "monetary", "tenure")
 
 # The widely used 11 RFM segments on (R score, FM score); every one of the 25 cells exactly once.
@@ -42,7 +45,7 @@ DEFAULT_SEGMENT_MAP: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("At Risk", ("25", "24", "13")),
     ("Can't Lose Them", ("15", "14")),
     ("Hibernating", ("12",)),
-    ("Lost", ("11",)),
+    ("Gone Cold", ("11",)),   # the brief's "Lost": renamed, the Lost event has that name
 )
 
 

@@ -400,8 +400,8 @@ def test_chart_tables_from_monthly_summary() -> None:
     jan, feb = pd.Timestamp("2025-01-01"), pd.Timestamp("2025-02-01")
     rows = [(feb, "value_tier", "Gold", 5), (jan, "value_tier", "Gold", 3), (jan, "value_tier", "Diamond", 1),
             (jan, "lifecycle_event", "New", 4), (feb, "lifecycle_event", "Lost", 2),
-            (jan, "lifecycle_state", "active", 7), (feb, "lifecycle_state", "lost", 1),
-            (jan, "rfm_segment", "Lost", 9), (jan, "activity_status", "Active", 8)]
+            (jan, "lifecycle_state", "Regular", 7), (feb, "lifecycle_state", "Churned", 1),
+            (jan, "rfm_segment", "Gone Cold", 9), (jan, "activity_status", "Active", 8)]
     summary = pd.DataFrame(rows, columns=["report_month", "dimension", "category", "customers"])
     out = L.chart_tables({"monthly_summary": summary})
     assert set(out) == {"chart_tier_mix", "chart_events", "chart_states"}
@@ -412,7 +412,7 @@ def test_chart_tables_from_monthly_summary() -> None:
     events = out["chart_events"]
     assert events.to_dict("list") == {"report_month": [jan, feb], "New": [4, 0], "Lost": [0, 2], "Reactivated": [0, 0]}
     states = out["chart_states"].set_index("report_month")
-    assert states.loc[jan, "active"] == 7 and states.loc[feb, "lost"] == 1 and states.loc[feb, "active"] == 0
+    assert states.loc[jan, "Regular"] == 7 and states.loc[feb, "Churned"] == 1 and states.loc[feb, "Regular"] == 0
     for name, frame in out.items():
         assert list(frame.columns) == L.CHART_TABLES[name].headers
         assert all(str(frame[c].dtype) == "int64" for c in frame.columns[1:])

@@ -62,7 +62,7 @@ _RULES = {
 class Pool:
     """The pooled customer-months the thresholds place: window sums in micro-units and order counts."""
 
-    measure: np.ndarray     # M over the tier window, micro-units (int64)
+    measure: np.ndarray     # M over the tier window, micro-units (int64; object beyond int64)
     orders: np.ndarray      # O over the tier window
     current: np.ndarray     # index into TIERS of the tier each row has now
     window: int
@@ -99,14 +99,16 @@ def pool_of(history: pd.DataFrame, config: Config) -> Pool:
     take = (history["report_month"].isin(months) & tier.notna() & (tier != "Passive")).to_numpy()
     rows = history.loc[take]
     window = config.tier_window_months
+    # micro-units as int64, or Python integers (object) for sums beyond int64, as in the rules
     if window == 6:   # m6 and o6 are the window itself: exact
-        measure = np.asarray(exact.to_micro(rows["m6"].to_numpy(dtype="float64")), dtype="int64")
+        measure = exact.to_micro(rows["m6"].to_numpy(dtype="float64"))
         orders = rows["o6"].to_numpy(dtype="int64")
     else:             # amc (9 decimals) x window is the window sum to far below a micro-unit
-        measure = np.rint(rows["amc"].to_numpy(dtype="float64") * window * exact.SCALE).astype("int64")
+        amc = rows["amc"].to_numpy(dtype="float64")
+        measure = exact.to_micro(amc * window)
         aos = rows["aos"].to_numpy(dtype="float64")
         with np.errstate(invalid="ignore", divide="ignore"):
-            orders = np.where(np.isnan(aos), 0, np.rint(measure / (aos * exact.SCALE))).astype("int64")
+            orders = np.where(np.isnan(aos), 0, np.rint(amc * window / aos)).astype("int64")
     current = pd.Categorical(rows["value_tier"].astype(str), categories=list(TIERS)).codes.astype("int64")
     return Pool(measure, orders, current, window, len(months))
 
@@ -206,7 +208,7 @@ def _aos_cut(pool: Pool, eligible: np.ndarray, goal: float) -> _Cut:
     m, o = pool.measure[eligible], pool.orders[eligible]
     if not len(m):
         return _Cut(1.0, 0.0, 0.0)
-    ratio = m / o
+    ratio = (m / o).astype("float64")
     distinct, first = np.unique(ratio, return_index=True)
     share = (len(ratio) - np.searchsorted(np.sort(ratio), distinct, side="left")) / pool.size
     error = np.abs(share - goal)

@@ -158,12 +158,12 @@ OUTPUT_TABLES: dict[str, Table] = {
 LABEL_COLOURS: dict[str, dict[str, str]] = {
     "value_tier": {"Diamond": "#B4E5F2", "Platinum": "#D9D9E8", "Gold": "#FBE29F", "Silver": "#E4E4E4",
                    "Bronze": "#EAC9A8", "Passive": "#F4F4F4"},
-    "lifecycle_state": {"prospect": "#EDEDED", "new": "#C6EFCE", "active": "#A9D08E", "lapsing": "#FFEB9C",
-                        "lost": "#FFC7CE", "reactivated": "#BDD7EE"},
+    "lifecycle_state": {"Prospect": "#EDEDED", "Newcomer": "#C6EFCE", "Regular": "#A9D08E", "Lapsing": "#FFEB9C",
+                        "Churned": "#FFC7CE", "Returning": "#BDD7EE"},
     "rfm_segment": {"Champions": "#63BE7B", "Loyal Customers": "#A9D08E", "Potential Loyalist": "#C6EFCE",
                     "Recent Customers": "#BDD7EE", "Promising": "#DDEBF7", "Customers Needing Attention": "#FFEB9C",
                     "About To Sleep": "#FCE4D6", "At Risk": "#F8CBAD", "Can't Lose Them": "#FF9999",
-                    "Hibernating": "#E4E4E4", "Lost": "#BFBFBF"},
+                    "Hibernating": "#E4E4E4", "Gone Cold": "#BFBFBF"},
 }
 
 # --- Config sheet --------------------------------------------------------------------------------
