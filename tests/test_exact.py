@@ -298,7 +298,8 @@ def _number(text: str) -> Fraction:
 def test_every_comparison_in_a_tier_reason_reads_true(case):
     tx, config = case
     for reason in _run(tx, config)["tier_reason"].dropna():
-        found = [(op, value, bound) for value, bounds in _FIGURE.findall(reason) for op, bound in _BOUND.findall(bounds)]
+        found = [(op, value, bound) for value, bounds in _FIGURE.findall(reason)
+                 for op, bound in _BOUND.findall(bounds)]
         assert found or reason.startswith(("Not Active", "Passive")), reason
         for op, value, bound in found:
             assert _HOLDS[op](_number(value), _number(bound)), reason

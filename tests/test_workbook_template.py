@@ -171,12 +171,12 @@ def test_udf_wrappers_are_what_xlwings_generates() -> None:
 
 def _all_tables() -> list[L.Table]:
     return [L.STATUS_TABLE, L.CONFIG_TABLE, L.SEGMENT_MAP_TABLE, L.COLUMNS_TABLE, *L.RAW_TABLES.values(),
-            *L.OUTPUT_TABLES.values(), *L.CHART_TABLES.values(), L.LOG_TABLE]
+            *L.OUTPUT_TABLES.values(), *L.CHART_TABLES.values(), L.GLOSSARY_TABLE, L.LOG_TABLE]
 
 
 def test_layout_names_every_sheet_and_output_table() -> None:
     assert L.SHEETS[:5] == ("Start", "Config", "Raw Transactions", "Raw Customers", "Raw Products")
-    assert L.SHEETS[-7:] == ("Pivots", "Charts", "Chart Tiers", "Chart Events", "Chart States", "Log",
+    assert L.SHEETS[-8:] == ("Pivots", "Charts", "Chart Tiers", "Chart Events", "Chart States", "Glossary", "Log",
                              "xlwings.conf")
     sheets_of_tables = [t.sheet for t in _all_tables() if t.sheet != L.CONFIG]
     assert len(sheets_of_tables) == len(set(sheets_of_tables))   # the refresh rewrites one table per sheet
@@ -323,11 +323,19 @@ def test_pivots_open_in_excel_ui_terms(built: Path) -> None:
 def test_charts_are_bound_to_the_chart_tables(built: Path) -> None:
     parts = parts_of(built)
     charts = [parts[n].decode() for n in sorted(parts) if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
-    assert len(charts) == len(L.CHARTS_LAYOUT)
+    assert len(charts) == len(L.CHARTS_LAYOUT) + len(L.TABLE_CHARTS)
+    beside = {chart.table: next(x for x in charts if f"'{L.OUTPUT_SHEETS[chart.table]}'!" in x)
+              for chart in L.TABLE_CHARTS}
+    charts = [x for x in charts if x not in beside.values()]   # the Charts sheet's, in its order
     for xml, spec in zip(charts, L.CHARTS_LAYOUT, strict=True):
         assert xml.count("<c:ser>") == len(L.CHART_TABLES[spec.table].columns) - 1
         assert f"'{L.CHART_SHEETS[spec.table]}'!" in xml
     assert '<c:grouping val="stacked"/>' in charts[0] and "<c:areaChart>" in charts[2]
+    for chart in L.TABLE_CHARTS:
+        # one series per value column, over the rows the table always has, even in the empty template
+        sheet, xml = L.OUTPUT_SHEETS[chart.table], beside[chart.table]
+        assert xml.count("<c:ser>") == len(chart.values)
+        assert f"<c:f>'{sheet}'!$A$2:$A${chart.rows + 1}</c:f>" in xml
 
 
 def test_config_table_has_data_validation(built: Path) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from crm_xl import contract
+from crm_xl.analyses.calibration import TIERS as CALIBRATED_TIERS
 
 # The core's validation rules (private there) are read, not copied, so the sheet's dropdowns and
 # ranges cannot drift from what the core accepts.
@@ -90,6 +91,7 @@ def _cols(*pairs: tuple[str, str]) -> tuple[Column, ...]:
 START, CONFIG = "Start", "Config"
 RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_PRODUCTS = "Raw Transactions", "Raw Customers", "Raw Products"
 PIVOTS, CHARTS, LOG, XLWINGS_CONF = "Pivots", "Charts", "Log", "xlwings.conf"
+GLOSSARY = "Glossary"
 #: One sheet per chart table: the refresh rewrites a sheet's single table, and each can then grow
 #: down on its own.
 CHART_SHEETS: dict[str, str] = {"chart_tier_mix": "Chart Tiers", "chart_events": "Chart Events",
@@ -111,7 +113,7 @@ OUTPUT_SHEETS: dict[str, str] = {name: sheet_title(name) for name in contract.TA
 SHEETS: tuple[str, ...] = (
     START, CONFIG, RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_PRODUCTS,
     *OUTPUT_SHEETS.values(),
-    PIVOTS, CHARTS, *CHART_SHEETS.values(), LOG, XLWINGS_CONF,
+    PIVOTS, CHARTS, *CHART_SHEETS.values(), GLOSSARY, LOG, XLWINGS_CONF,
 )
 
 #: Sheets a user never needs to see: the chart tables (Charts shows them) and xlwings.conf
@@ -127,7 +129,7 @@ def sheet_role(sheet: str) -> str:
         return "input"
     if sheet in OUTPUT_SHEETS.values():
         return "output"
-    if sheet in (START, PIVOTS, CHARTS):
+    if sheet in (START, PIVOTS, CHARTS, GLOSSARY):
         return "view"
     return "technical"
 
@@ -287,6 +289,20 @@ STATUS_INITIAL = {"last refresh": "never", "status": "not refreshed yet: press R
 
 LOG_TABLE = Table("tbl_log", LOG, _cols(("time", "datetime"), ("level", "text"), ("message", "text")))
 
+# --- Glossary ---------------------------------------------------------------------------------------
+
+#: Every column of every output table, from the contract: the template writes it and each refresh
+#: rewrites it, so a workbook's Glossary always describes the tables of the crm_xl that refreshed it.
+GLOSSARY_TABLE = Table("tbl_glossary", GLOSSARY, _cols(("table", "text"), ("column", "text"), ("type", "text"),
+                                                       ("meaning", "text")), row=2)
+
+
+def glossary_frame() -> pd.DataFrame:
+    """(table, column, type, meaning) for every column of every table of :data:`contract.TABLES`, in its order."""
+    rows = [(table, name, kind, meaning) for table, (_, columns) in contract.TABLES.items()
+            for name, kind, meaning in columns]
+    return pd.DataFrame(rows, columns=GLOSSARY_TABLE.headers, dtype="str")
+
 # --- chart data ------------------------------------------------------------------------------------
 
 _CHART_DEFS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -336,6 +352,27 @@ class Chart:
     title: str
     anchor: str                 # top-left cell on the Charts sheet
 
+
+@dataclass(frozen=True)
+class TableChart:
+    """A native chart beside an output table on its own sheet: one series per value column, the
+    categories from ``categories`` (the refresh re-ranges the series when the table's rows change)."""
+
+    table: str                  # an output table
+    categories: str
+    values: tuple[str, ...]
+    type: str
+    title: str
+    anchor: str                 # top-left cell on the table's sheet
+    number_format: str
+    rows: int                   # the rows the table always has: the series span them from the start,
+                                # so a live refresh (which cannot re-range a chart's series) fills them
+
+
+TABLE_CHARTS: tuple[TableChart, ...] = (
+    TableChart("calibration_mix", "value_tier", ("target_share", "current_share", "proposed_share"), "column",
+               "Tier mix: target, current thresholds, proposed thresholds", "J2", "0%", len(CALIBRATED_TIERS)),
+)
 
 CHARTS_LAYOUT: tuple[Chart, ...] = (
     Chart("chart_tier_mix", "column", "stacked", "Active customers by value tier", "B3"),

@@ -202,7 +202,8 @@ def tables_to_write(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, boo
         written = {**{n: f for n, f in sheet_tables.items() if n not in contract.FILE_TABLES},
                    **layout.chart_tables(tables),
                    layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file, refresh_id, months_left_out),
-                   layout.LOG_TABLE.name: _log(inputs, tables, stamp, seconds)}
+                   layout.LOG_TABLE.name: _log(inputs, tables, stamp, seconds),
+                   layout.GLOSSARY_TABLE.name: layout.glossary_frame()}
     except BaseException:
         PlannedWrite({}, None, tuple(sidecars)).discard()
         raise
@@ -222,7 +223,8 @@ def _rejected_beside(rejected: pd.DataFrame, book: Path, sidecars: list[tuple[Pa
 
 def _check_output_tables(path: Path) -> None:
     """Fail before the (possibly long) computation when the workbook lacks a table the refresh writes."""
-    wanted = [*layout.OUTPUT_TABLES, *layout.CHART_TABLES, layout.STATUS_TABLE.name, layout.LOG_TABLE.name]
+    wanted = [*layout.OUTPUT_TABLES, *layout.CHART_TABLES, layout.STATUS_TABLE.name, layout.LOG_TABLE.name,
+              layout.GLOSSARY_TABLE.name]
     present = {name.lower() for name in find_tables(path)}
     missing = [name for name in wanted if name.lower() not in present]
     if missing:
@@ -334,6 +336,7 @@ def log_change(path: str | Path, message: str, *, now: dt.datetime | None = None
 
 def _styles() -> dict[str, dict[str, str]]:
     """Number format per column of every table the refresh writes, from the layout."""
-    tables = [*layout.OUTPUT_TABLES.values(), *layout.CHART_TABLES.values(), layout.STATUS_TABLE, layout.LOG_TABLE]
+    tables = [*layout.OUTPUT_TABLES.values(), *layout.CHART_TABLES.values(), layout.STATUS_TABLE, layout.LOG_TABLE,
+              layout.GLOSSARY_TABLE]
     return {t.name: {c.name: c.number_format for c in t.columns} for t in tables}
 

@@ -352,6 +352,39 @@ def _charts_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) 
         ws.insert_chart(spec.anchor, chart)
 
 
+def _table_charts(sheets: dict[str, Any], book: Any, tables: dict[str, pd.DataFrame] | None) -> None:
+    """The charts beside output tables (layout.TABLE_CHARTS), bound to the table's columns."""
+    for spec in L.TABLE_CHARTS:
+        table = L.OUTPUT_TABLES[spec.table]
+        frame = (tables or {}).get(spec.table)
+        first, last = table.row + 1, table.row + max(0 if frame is None else len(frame), spec.rows)
+        chart = book.add_chart({"type": spec.type, "name": spec.table})
+        category = table.col + table.headers.index(spec.categories)
+        for name in spec.values:
+            col = table.col + table.headers.index(name)
+            chart.add_series({"name": [table.sheet, table.row, col],
+                              "categories": [table.sheet, first, category, last, category],
+                              "values": [table.sheet, first, col, last, col]})
+        chart.set_title({"name": spec.title})
+        chart.set_y_axis({"num_format": spec.number_format, "major_gridlines": {"visible": True}})
+        chart.set_legend({"position": "bottom"})
+        chart.set_size({"width": 640, "height": 340})
+        chart.show_hidden_data()
+        sheets[table.sheet].insert_chart(spec.anchor, chart)
+
+
+def _glossary_sheet(ws: Any, fmt: _Formats) -> None:
+    ws.write(0, 0, "Glossary: every column of every output table", fmt.title)
+    ws.write(1, 0, "Rewritten by each refresh from the crm_xl that ran it (docs/outputs.md holds the same).", fmt.note)
+    table = L.GLOSSARY_TABLE
+    write_table(ws, fmt, table, L.glossary_frame(), style="Table Style Light 9", column_formats=False)
+    ws.freeze_panes(table.row + 1, 2)
+    ws.set_column(0, 0, 20)
+    ws.set_column(1, 1, 26)
+    ws.set_column(2, 2, 10)
+    ws.set_column(3, 3, 110, fmt.wrap)
+
+
 def _pivots_sheet(ws: Any, fmt: _Formats) -> None:
     ws.write(0, 0, "PivotTables", fmt.title)
     ws.write(1, 0, "Rebuilt from the output tables whenever the file is opened (in Excel also: Data > Refresh All).",
@@ -432,7 +465,9 @@ def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None
     chart_frames = L.chart_tables(tables) if tables else None
     last_rows = _chart_data_sheets(sheets, fmt, chart_frames)
     _charts_sheet(sheets[L.CHARTS], book, fmt, last_rows)
+    _table_charts(sheets, book, tables)
     _pivots_sheet(sheets[L.PIVOTS], fmt)
+    _glossary_sheet(sheets[L.GLOSSARY], fmt)
     _log_sheet(sheets[L.LOG], fmt)
     _xlwings_conf_sheet(sheets[L.XLWINGS_CONF], fmt)
     _tabs(sheets)
