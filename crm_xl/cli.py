@@ -150,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
         "calibrate", help="propose the tier thresholds that give the target tier shares on a workbook's data",
         description="Compute the workbook's tables and print the calibration: the six tier thresholds cut on the "
                     "data so that the tiered Active customers of the last calibration_months report months fall "
-                    "into the tiers in the target_share_* proportions (docs/business_logic.md section 9.2). "
+                    "into the tiers in the target_share_* proportions (docs/business_logic.md section 9.1). "
                     "Nothing is changed unless --apply is given.")
     calibrate.add_argument("book", type=Path, help="the workbook (.xlsm)")
     calibrate.add_argument("--apply", action="store_true",

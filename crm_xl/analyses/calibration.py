@@ -6,7 +6,7 @@ tiered Active customer-months (those with a tier other than Passive: no threshol
 customer) fall into Diamond, Platinum, Gold and Silver in the ``target_share_*`` proportions, Bronze
 taking the rest.
 
-How (docs/business_logic.md section 9.2 has the worked example):
+How (docs/business_logic.md section 9.1 describes it for an analyst):
 
 - Every threshold is cut at a value the data holds, and everything at or above it is in: equal
   values are never split (ties kept together), so a share can miss its target by the size of the
