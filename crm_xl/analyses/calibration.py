@@ -31,6 +31,7 @@ micro-units.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from fractions import Fraction
 
@@ -72,6 +73,22 @@ class Pool:
     def size(self) -> int:
         return len(self.measure)
 
+    @functools.cached_property
+    def order(self) -> np.ndarray:
+        """The rows by measure, ascending: each cut reads its rows' sorted measures from it in one pass."""
+        return np.argsort(self.measure, kind="stable")
+
+    @functools.cached_property
+    def values(self) -> np.ndarray:
+        """The distinct measures, ascending."""
+        ordered = self.measure[self.order]
+        return ordered[_starts(ordered)] if len(ordered) else ordered
+
+
+def _starts(ordered: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of a sorted array begins."""
+    return np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+
 
 @dataclasses.dataclass(frozen=True)
 class _Cut:
@@ -95,22 +112,25 @@ def calibration(core: CoreRun) -> dict[str, pd.DataFrame]:
 def pool_of(history: pd.DataFrame, config: Config) -> Pool:
     """The tiered Active customer-months of the last ``calibration_months`` report months."""
     months = np.sort(pd.unique(history["report_month"]))[-config.calibration_months:]
-    tier = history["value_tier"]
-    take = (history["report_month"].isin(months) & tier.notna() & (tier != "Passive")).to_numpy()
-    rows = history.loc[take]
+    # value_tier's codes follow config.TIERS: Diamond .. Bronze are 0 .. 4, Passive 5, blank -1
+    assert tuple(history["value_tier"].cat.categories[:len(TIERS)]) == TIERS
+    codes = history["value_tier"].cat.codes.to_numpy()
+    take = (codes >= 0) & (codes < len(TIERS))
+    if len(months):
+        take &= history["report_month"].to_numpy() >= months[0]
+    rows = np.flatnonzero(take)
     window = config.tier_window_months
     # micro-units as int64, or Python integers (object) for sums beyond int64, as in the rules
     if window == 6:   # m6 and o6 are the window itself: exact
-        measure = exact.to_micro(rows["m6"].to_numpy(dtype="float64"))
-        orders = rows["o6"].to_numpy(dtype="int64")
+        measure = exact.to_micro(history["m6"].to_numpy(dtype="float64")[rows])
+        orders = history["o6"].to_numpy(dtype="int64")[rows]
     else:             # amc (9 decimals) x window is the window sum to far below a micro-unit
-        amc = rows["amc"].to_numpy(dtype="float64")
+        amc = history["amc"].to_numpy(dtype="float64")[rows]
         measure = exact.to_micro(amc * window)
-        aos = rows["aos"].to_numpy(dtype="float64")
+        aos = history["aos"].to_numpy(dtype="float64")[rows]
         with np.errstate(invalid="ignore", divide="ignore"):
             orders = np.where(np.isnan(aos), 0, np.rint(amc * window / aos)).astype("int64")
-    current = pd.Categorical(rows["value_tier"].astype(str), categories=list(TIERS)).codes.astype("int64")
-    return Pool(measure, orders, current, window, len(months))
+    return Pool(measure, orders, codes[rows].astype("int64"), window, len(months))
 
 
 def tiers_of(pool: Pool, thresholds: dict[str, float]) -> np.ndarray:
@@ -174,11 +194,14 @@ def _amc_cut(pool: Pool, eligible: np.ndarray, goal: float, above: float, most: 
     """The AMC threshold over the ``eligible`` rows whose share (less ``above``, the share of the
     tiers above) is nearest ``goal - above``, at most ``most``. With ``bronze``, the one whose worse
     error of this tier and of Bronze (the rest) is smallest."""
-    values = np.unique(pool.measure)   # every row's value bounds the roundest number: ties never split
-    candidates = np.unique(pool.measure[eligible])
+    values = pool.values                # every row's value bounds the roundest number: ties never split
+    ordered = pool.measure[pool.order][eligible[pool.order]]
+    starts = _starts(ordered) if len(ordered) else np.array([], dtype="int64")
+    candidates, counts = ordered[starts], starts     # rows of the eligible below each distinct value
     if most is not None:   # the last candidate is the tier above's own cut: this tier empty
-        candidates = np.append(candidates[candidates < _need(most, pool)], _need(most, pool))
-    counts = np.searchsorted(np.sort(pool.measure[eligible]), candidates, side="left")
+        keep = candidates < _need(most, pool)
+        candidates = np.append(candidates[keep], _need(most, pool))
+        counts = np.append(counts[keep], np.searchsorted(ordered, _need(most, pool), side="left"))
     share = (eligible.sum() - counts) / pool.size
     tier = share - above
     error = np.abs(tier - (goal - above))
@@ -193,8 +216,8 @@ def _amc_cut(pool: Pool, eligible: np.ndarray, goal: float, above: float, most: 
     if most is not None and best == len(candidates) - 1:
         threshold = most
     else:
-        below = values[values < value]
-        lo = Fraction(int(below.max())) * scale if len(below) else Fraction(0)
+        at = int(np.searchsorted(values, value, side="left"))
+        lo = Fraction(int(values[at - 1])) * scale if at else Fraction(0)
         threshold = _roundest(lo, Fraction(value) * scale)
     return _Cut(threshold, float(tier[best]), _other_side(tier, goal - above, best))
 
