@@ -335,17 +335,28 @@ def explain(n: int, variants: list[Variant], fields_of_rows: dict[str, FieldOf])
             text = cache[(name, code)] = _grouped(fields[name].text(code))
         return text
 
-    texts = []
-    for row in first:
-        index = choice[row]
-        if index < 0:
-            texts.append(None)
-            continue
-        values = {name: shown(name, int(fields[name].codes[row])) for name in fields_of[index]}
-        texts.append(variants[index][1].format(**values))
+    texts = np.full(len(first), None, dtype=object)
+    variant_of = choice[first]
+    for index, (_, template) in enumerate(variants):
+        at = np.flatnonzero(variant_of == index)
+        if len(at):
+            texts[at] = _filled(template, first[at], fields, shown)
     # Two groups may read the same once rounded: factorize the texts so categories are unique.
     text_codes, labels = pd.factorize(pd.Series(texts, dtype="str"))
     return pd.Categorical.from_codes(text_codes[group], categories=pd.Index(labels, dtype="str"))
+
+
+def _filled(template: str, rows: np.ndarray, fields: dict[str, Field], shown: Callable[[str, int], str]) -> np.ndarray:
+    """``template`` filled for each of ``rows`` (one row per group): each field's distinct texts are
+    looked up once and the pieces joined column by column (object arrays add their strings in C)."""
+    out = np.full(len(rows), "", dtype=object)
+    for literal, name, _, _ in string.Formatter().parse(template):
+        if literal:
+            out = out + literal
+        if name:
+            distinct, slot = np.unique(fields[name].codes[rows], return_inverse=True)
+            out = out + np.array([shown(name, int(code)) for code in distinct], dtype=object)[slot]
+    return out
 
 
 def _fields(template: str) -> tuple[str, ...]:
