@@ -52,8 +52,12 @@ _FIGURES: list[Column] = [
     ("fm_score", "integer", "ceil((F + M) / 2), the FM axis of the segment map; blank when not scored"),
     ("rfm_code", "text", "The four scores as one code, e.g. R5F4M3T2; blank when not scored"),
     ("rfm_segment", "label", "Named RFM segment from the segment map; blank when not scored"),
-    ("tier_reason", "text", "Which tier rule matched, with the numbers that decided it"),
-    ("segment_reason", "text", "The RFM scores and the values behind them"),
+    ("tier_reason", "text", "Why the tier, in words: each figure that decided it (unit_name named) with the "
+                            "thresholds it meets or misses, e.g. averages 136.7 pods a month: ≥ 50 for Silver, < 200 "
+                            "for Gold"),
+    ("segment_reason", "text", "Why the segment: its cell of the segment map and the values each score stands for "
+                               "that month, from the month's cut points (recency 31–60 days (R4); …); a reactivation "
+                               "this month is said"),
 ]
 
 _MASTER: list[Column] = [
