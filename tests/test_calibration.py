@@ -111,9 +111,12 @@ def test_silver_cut_matches_a_brute_force_search_and_keeps_ties_together():
     # the proposed number splits where the cut value does: nothing lies between it and the cut
     below = max([a for a in amc if a < cut], default=0)
     assert below < t_mid <= cut
-    # never inside the block of 30s: all six on one side
-    assert len({Fraction(30) >= t_mid}) == 1
     assert mix["proposed_count"].sum() == len(amc)
+    # rerun with the proposal: the six tied at 30 share one tier, and Silver-or-above is the brute force's
+    thresholds = dict(zip(tables["calibration"]["setting"], tables["calibration"]["proposed"], strict=True))
+    again = _book(months, thresholds)["customer_history"].set_index("customer_id")["value_tier"]
+    assert again[[f"C{i:02d}" for i in range(2, 8)]].nunique() == 1
+    assert again.isin(["Silver", "Gold", "Platinum", "Diamond"]).mean() == pytest.approx(share)
 
 
 def test_a_tie_that_prevents_a_target_is_named():
@@ -131,18 +134,20 @@ def test_a_tie_that_prevents_a_target_is_named():
 
 
 def test_roundest_threshold_is_exact_on_a_non_decimal_amc():
-    # AMC 290 / 6 = 48.333... and 300 / 6 = 50: the cut between them is a round number that
-    # the exact comparison puts on the right side of both
-    months = {"A": [(290 // 6, 1)] * 5 + [(290 - 5 * (290 // 6), 1)], "B": [(50, 1)] * 6, "C": [(5, 1)] * 6}
-    tables = _book(months, {"target_share_diamond": 0.01, "target_share_platinum": 0.01,
-                            "target_share_gold": 0.01, "target_share_silver": 0.33})
+    # A's AMC is 290 / 6 = 48.333..., D's 289.8 / 6 = 48.3: a Silver-or-above target of 50% cuts at A
+    # (A and B in), and the roundest number in (48.3, 48.333...] is 48.33, which the exact comparison
+    # puts A above and D below
+    months = {"A": [(50, 1)] * 5 + [(40, 1)], "D": [(50, 1)] * 5 + [(39.8, 1)], "B": [(50, 1)] * 6,
+              "C": [(5, 1)] * 6}
+    config = {"target_share_diamond": 0.01, "target_share_platinum": 0.01, "target_share_gold": 0.01,
+              "target_share_silver": 0.47}
+    tables = _book(months, config)
     history = tables["customer_history"].set_index("customer_id")
-    assert history.at["A", "m6"] == 290
-    t_mid = tables["calibration"].set_index("setting").at["t_mid", "proposed"]
-    again = _book(months, dict(zip(tables["calibration"]["setting"], tables["calibration"]["proposed"], strict=True)))
-    tiers = again["customer_history"].set_index("customer_id")["value_tier"]
-    assert Fraction(5) < Fraction(str(t_mid)) <= Fraction(50)
-    assert (tiers.loc[["A", "B"]].isin(["Silver", "Gold", "Platinum", "Diamond"])).sum() >= 1
+    assert (history.at["A", "m6"], history.at["D", "m6"]) == (290, 289.8)
+    proposal = dict(zip(tables["calibration"]["setting"], tables["calibration"]["proposed"], strict=True))
+    assert proposal["t_mid"] == 48.33
+    tiers = _book(months, {**config, **proposal})["customer_history"].set_index("customer_id")["value_tier"]
+    assert tiers.to_dict() == {"A": "Silver", "D": "Bronze", "B": "Silver", "C": "Bronze"}
 
 
 @st.composite
