@@ -146,7 +146,19 @@ def _parser() -> argparse.ArgumentParser:
                               "when named itself")
     _writer_options(refresh)
     refresh.set_defaults(handler=_holding_book(_refresh, refresh=True))
-    for sub in (run, sample, template, new, setup, doctor, load, refresh):
+    calibrate = commands.add_parser(
+        "calibrate", help="propose the tier thresholds that give the target tier shares on a workbook's data",
+        description="Compute the workbook's tables and print the calibration: the six tier thresholds cut on the "
+                    "data so that the tiered Active customers of the last calibration_months report months fall "
+                    "into the tiers in the target_share_* proportions (docs/business_logic.md section 9.1). "
+                    "Nothing is changed unless --apply is given.")
+    calibrate.add_argument("book", type=Path, help="the workbook (.xlsm)")
+    calibrate.add_argument("--apply", action="store_true",
+                           help="write the proposed thresholds to the Config sheet and note the change in the Log "
+                                "(refresh afterwards to see the tiers they give)")
+    _writer_options(calibrate)
+    calibrate.set_defaults(handler=_holding_book(_calibrate))
+    for sub in (run, sample, template, new, setup, doctor, load, refresh, calibrate):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
@@ -353,6 +365,50 @@ def _refresh(args: argparse.Namespace) -> int:
         print(f"  customer_history: the sheet keeps the latest months; all months in {result.history_file}")
     print(f"Refreshed {args.book} (refresh id {result.refresh_id})")
     return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from crm_xl.workbook.book import with_settings
+    from crm_xl.workbook.reader import read_inputs
+    from crm_xl.workbook.refresh import compute, log_change
+
+    tables, _ = compute(read_inputs(args.book))
+    print(calibration_text(tables))
+    proposal = tables["calibration"]
+    changed = {row.setting: row.proposed for row in proposal.itertuples() if row.proposed != row.current}
+    if not args.apply:
+        print(f"Nothing was changed: crm-xl calibrate {args.book} --apply writes the proposed thresholds to Config")
+        return 0
+    if not changed:
+        print("The current thresholds are the proposed ones: nothing to change")
+        return 0
+    current = proposal.set_index("setting")["current"]
+    text = "calibrate --apply: " + ", ".join(f"{key} {_number(current[key])} -> {_number(value)}"
+                                             for key, value in changed.items())
+    # the Config values and the Log line are written together or not at all
+    with_settings(args.book, {key: _number(value).replace(",", "") for key, value in changed.items()},
+                  lambda: log_change(args.book, text), force=args.force, wait=args.wait)
+    print(f"Wrote to the Config sheet of {args.book} (noted in the Log): {text.split(': ', 1)[1]}; "
+          f"next: crm-xl refresh {args.book}")
+    return 0
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.15g}"
+
+
+def calibration_text(tables: dict[str, pd.DataFrame]) -> str:
+    """The calibration tables as the terminal shows them: thresholds, then the tier mix."""
+    thresholds, mix = tables["calibration"], tables["calibration_mix"]
+    lines = [f"{'setting':<12}{'current':>12}{'proposed':>12}  rule"]
+    lines += [f"{r.setting:<12}{_number(r.current):>12}{_number(r.proposed):>12}  {r.rule}"
+              for r in thresholds.itertuples()]
+    total = int(mix["current_count"].sum())
+    lines += ["", f"Tier mix of {total:,} tiered Active customer-months (Passive left out):",
+              f"{'tier':<10}{'target':>8}{'current':>9}{'proposed':>10}  note"]
+    lines += [f"{r.value_tier:<10}{r.target_share:>8.1%}{r.current_share:>9.1%}{r.proposed_share:>10.1%}  {r.note}"
+              for r in mix.itertuples()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,10 @@ from crm_xl.errors import ConfigError
 TIERS = ("Diamond", "Platinum", "Gold", "Silver", "Bronze", "Passive")
 STATUSES = ("Active", "Not Active")
 EVENTS = ("New", "Lost", "Reactivated")
-STATES = ("prospect", "new", "active", "lapsing", "lost", "reactivated")
+# Display names that no other label repeats, even ignoring case (Excel's pivots and filters do): the
+# state of a customer is a Newcomer, a Regular, Churned, Returning; the events are what happened that
+# month (New, Lost, Reactivated); Active / Not Active is the activity status (docs/business_logic.md 11).
+STATES = ("Prospect", "Newcomer", "Regular", "Lapsing", "Churned", "Returning")
 SCORE_FIELDS = ("recency", "frequency", "monetary", "tenure")
 
 # The widely used 11 RFM segments on (R score, FM score); every one of the 25 cells exactly once.
@@ -42,7 +45,7 @@ DEFAULT_SEGMENT_MAP: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("At Risk", ("25", "24", "13")),
     ("Can't Lose Them", ("15", "14")),
     ("Hibernating", ("12",)),
-    ("Lost", ("11",)),
+    ("Gone Cold", ("11",)),   # the brief's "Lost": renamed, the Lost event has that name
 )
 
 
@@ -141,6 +144,13 @@ SETTINGS_HELP: dict[str, str] = {
     "rfm_cuts_tenure": "Fixed cut points for tenure months: <= 1st -> T1 ... > 4th -> T5",
     "segment_map": "RFM segment per (R, FM) cell, first match wins; every cell exactly once",
     "udf_segment": "What CRM_SEGMENT returns: value_tier or rfm_segment",
+    "unit_name": "What one unit of the measure is called in the explanations (pods, grams, litres; revenue "
+                 "shows the currency as a number)",
+    "target_share_diamond": "Calibration: share of tiered Active customers wanted in Diamond (0.03 = 3%)",
+    "target_share_platinum": "Calibration: share wanted in Platinum",
+    "target_share_gold": "Calibration: share wanted in Gold",
+    "target_share_silver": "Calibration: share wanted in Silver (Bronze gets the rest; the four must sum below 1)",
+    "calibration_months": "Calibration: how many report months, ending with the report month, are pooled",
 }
 
 # Allowed values of the choice settings, ranges of the whole-number settings, the thresholds: the Config
@@ -159,10 +169,13 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "tier_window_months": (1, 24),
     "reactivation_gap_months": (1, 24),
     "rfm_window_months": (1, 60),
+    "calibration_months": (1, 600),
 }
 #: ``report_month = last_complete``: the last month whose every day the data covers (see data_through).
 LAST_COMPLETE = "last_complete"
 THRESHOLDS = ("t_high", "t_mid_high", "t_mid", "a_high", "f_high", "f_mid")
+#: Calibration targets: the share of tiered Active customers wanted in each tier above Bronze.
+TARGET_SHARES = ("target_share_diamond", "target_share_platinum", "target_share_gold", "target_share_silver")
 _CATEGORY_LISTS = ("core_categories", "entry_categories", "other_categories", "anonymous_groups")
 _CUTS = ("rfm_cuts_recency", "rfm_cuts_frequency", "rfm_cuts_monetary", "rfm_cuts_tenure")
 
@@ -199,6 +212,12 @@ class Config:
     rfm_cuts_tenure: tuple[float, ...] = (3.0, 6.0, 12.0, 24.0)
     segment_map: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_SEGMENT_MAP
     udf_segment: str = "value_tier"
+    unit_name: str = "units"
+    target_share_diamond: float = 0.03
+    target_share_platinum: float = 0.07
+    target_share_gold: float = 0.15
+    target_share_silver: float = 0.30
+    calibration_months: int = 6
     # (table, column, header) for each contract column whose header in the data is another one, in
     # INPUT_COLUMNS order; set by the map.<table>.<column> settings.
     column_map: tuple[tuple[str, str, str], ...] = ()
@@ -303,7 +322,7 @@ def _parse(key: str, value: Any) -> Any:
         return parse_month(value, key)
     if key in INT_RANGES:
         return _parse_int(key, value)
-    if key in THRESHOLDS:
+    if key in THRESHOLDS or key in TARGET_SHARES:
         return _parse_number(key, value)
     if key in _CATEGORY_LISTS:
         return _parse_text_list(key, value)
@@ -313,6 +332,8 @@ def _parse(key: str, value: Any) -> Any:
         return _parse_bool(key, value)
     if key == "segment_map":
         return parse_segment_map(value)
+    if key == "unit_name":
+        return str(value).strip()
     return str(value).strip().lower()
 
 
@@ -443,6 +464,9 @@ def _validate(cfg: Config) -> None:
     if not cfg.f_mid <= cfg.f_high:
         raise ConfigError(_changed(cfg, "f_mid", "f_high"), f"f_mid ({cfg.f_mid:g}) must not exceed f_high "
                                                            f"({cfg.f_high:g})")
+    _check_target_shares(cfg)
+    if not isinstance(cfg.unit_name, str) or not cfg.unit_name.strip():
+        raise ConfigError("unit_name", f"expected a name such as pods or units, got {cfg.unit_name!r}")
     for key in _CATEGORY_LISTS:
         value = getattr(cfg, key)
         if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
@@ -460,6 +484,18 @@ def _validate(cfg: Config) -> None:
         object.__setattr__(cfg, "report_month", parse_month(cfg.report_month))
     _check_segment_coverage(cfg.segment_map)
     _check_column_map(cfg.column_map)
+
+
+def _check_target_shares(cfg: Config) -> None:
+    for key in TARGET_SHARES:
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ConfigError(key, f"got {value!r}; allowed: a share between 0 and 1 (0.03 = 3%), both excluded")
+    total = sum(getattr(cfg, key) for key in TARGET_SHARES)
+    if not total < 1:
+        raise ConfigError(_changed(cfg, *TARGET_SHARES), f"the target shares of Diamond, Platinum, Gold and Silver "
+                                                         f"sum to {total:g}: they must sum below 1 (Bronze gets the "
+                                                         "rest)")
 
 
 def _changed(cfg: Config, *keys: str) -> str:

@@ -61,8 +61,12 @@ _FIGURES: list[Column] = [
     ("fm_score", "integer", "ceil((F + M) / 2), the FM axis of the segment map; blank when not scored"),
     ("rfm_code", "text", "The four scores as one code, e.g. R5F4M3T2; blank when not scored"),
     ("rfm_segment", "label", "Named RFM segment from the segment map; blank when not scored"),
-    ("tier_reason", "text", "Which tier rule matched, with the numbers that decided it"),
-    ("segment_reason", "text", "The RFM scores and the values behind them"),
+    ("tier_reason", "text", "Why the tier, in words: each figure that decided it (unit_name named) with the "
+                            "thresholds it meets or misses, e.g. averages 136.7 pods a month: ≥ 50 for Silver, < 200 "
+                            "for Gold"),
+    ("segment_reason", "text", "Why the segment: its cell of the segment map and the values each score stands for "
+                               "that month, from the month's cut points (recency 31–60 days (R4); …); a reactivation "
+                               "this month is said"),
 ]
 
 _MASTER: list[Column] = [
@@ -81,7 +85,7 @@ _MASTER: list[Column] = [
 #: Campaign fields (crm_xl.core.campaign): the history a campaign filters on, as of the report month.
 _CAMPAIGN: list[Column] = [
     ("last_active_tier", "label", "The latest tier other than Passive up to the report month (within the history "
-                                  "range): a lapsing or lost customer's tier before lapsing; blank if none"),
+                                  "range): a Lapsing or Churned customer's tier before lapsing; blank if none"),
     ("peak_tier_12m", "label", "The best tier of the last 12 months (Passive counts, below Bronze); blank if none"),
     ("tier_change", "label", "Against last month: up, down or same (by tier rank, Passive last), new (a tier now, "
                              "none last month) or left (none now); blank when no tier either month"),
@@ -278,6 +282,28 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
          ("share", "share", "customers / customers scored that month (rfm_population: the Active ones by default); "
                             "blank when nobody was scored"),
          ("share_mom", "share", "share minus last month's share (0.01 = 1 point); blank in the first month")],
+    ),
+    "calibration": (
+        "Proposed tier thresholds: the six threshold settings cut on the data so that the tiered Active "
+        "customer-months (Passive left out: no threshold moves them) of the last calibration_months report "
+        "months fall into the tiers in the target_share_* proportions; equal values are never split. "
+        "crm-xl calibrate BOOK --apply writes the proposed values to Config.",
+        [("setting", "text", "The threshold setting (t_high, t_mid_high, t_mid, a_high, f_high, f_mid)"),
+         ("rule", "text", "Which tier it decides, and on which measure"),
+         ("current", "decimal", "Its value in this run's settings"),
+         ("proposed", "decimal", "The roundest number that gives the target shares where ties allow"),
+         ("note", "text", "How it was chosen")],
+    ),
+    "calibration_mix": (
+        "The tier mix of the pooled customer-months (see calibration): target, with the current thresholds "
+        "and with the proposed ones.",
+        [("value_tier", "label", "Diamond, Platinum, Gold, Silver or Bronze"),
+         ("target_share", "decimal", "The target_share_* setting (Bronze: the rest)"),
+         ("current_count", "integer", "Customer-months in the tier with the current thresholds"),
+         ("current_share", "decimal", "current_count / all pooled customer-months"),
+         ("proposed_count", "integer", "Customer-months in the tier with the proposed thresholds"),
+         ("proposed_share", "decimal", "proposed_count / all pooled customer-months"),
+         ("note", "text", "Within 1 point of the target, or why equal values at the cut kept it further")],
     ),
 }
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import crm_xl
-from crm_xl.config import TIERS
+from crm_xl.config import STATES, TIERS
 from crm_xl.io import sample
 
 RANK = {tier: i for i, tier in enumerate(TIERS)}
@@ -120,7 +120,7 @@ def test_the_first_campaign_is_one_filter(sample_run):
     """The issue's campaign: Gold customers with email opt-in who lapsed (lapsing or lost)."""
     _, tables = sample_run
     snapshot, history = tables["customer_snapshot"], tables["customer_history"]
-    lapsed = snapshot["lifecycle_state"].isin(["lapsing", "lost"]) & (snapshot["opt_email"] == 1)
+    lapsed = snapshot["lifecycle_state"].isin([STATES[3], STATES[4]]) & (snapshot["opt_email"] == 1)
     got = set(snapshot.loc[lapsed & (snapshot["last_active_tier"] == "Gold"), "customer_id"])
     was_gold = {}
     for row in history.sort_values("report_month").itertuples(index=False):

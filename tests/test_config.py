@@ -13,7 +13,8 @@ import pytest
 import crm_xl
 from crm_xl import Config, ConfigError
 
-# The brief's 11 named segments on (R, FM), in its order.
+# The brief's 11 named segments on (R, FM), in its order; its "Lost" (11) is named Gone Cold, as the
+# Lost event already has that name (docs/business_logic.md 11.1).
 BRIEF_SEGMENTS = {
     "Champions": "55 54 45",
     "Loyal Customers": "53 44 35 34",
@@ -25,7 +26,7 @@ BRIEF_SEGMENTS = {
     "At Risk": "25 24 13",
     "Can't Lose Them": "15 14",
     "Hibernating": "12",
-    "Lost": "11",
+    "Gone Cold": "11",
 }
 BRIEF_SEGMENT_MAP = tuple((name, tuple(cells.split())) for name, cells in BRIEF_SEGMENTS.items())
 ALL_CELLS = [f"{r}{fm}" for r in range(1, 6) for fm in range(1, 6)]
@@ -318,7 +319,7 @@ def test_segment_map_missing_cell_is_named():
 
 
 def test_segment_map_missing_segment_row_is_named():
-    segments = {name: cells for name, cells in BRIEF_SEGMENTS.items() if name != "Lost"}
+    segments = {name: cells for name, cells in BRIEF_SEGMENTS.items() if name != "Gone Cold"}
     error = config_error({"segment_map": segments})
     assert error.key == "segment_map"
     assert "11" in str(error)
@@ -326,16 +327,16 @@ def test_segment_map_missing_segment_row_is_named():
 
 def test_segment_map_cell_listed_twice_is_named_with_both_segments():
     segments = dict(BRIEF_SEGMENTS)
-    segments["Lost"] = "11 12"                        # 12 is Hibernating's too
+    segments["Gone Cold"] = "11 12"                        # 12 is Hibernating's too
     error = config_error({"segment_map": segments})
     assert error.key == "segment_map"
     assert "more than once" in str(error)
-    assert "12" in str(error) and "Hibernating" in str(error) and "Lost" in str(error)
+    assert "12" in str(error) and "Hibernating" in str(error) and "Gone Cold" in str(error)
 
 
 def test_segment_map_cell_listed_twice_in_one_segment_is_an_error():
     segments = dict(BRIEF_SEGMENTS)
-    segments["Lost"] = "11 11"
+    segments["Gone Cold"] = "11 11"
     error = config_error({"segment_map": segments})
     assert error.key == "segment_map" and "11" in str(error)
 
@@ -343,10 +344,10 @@ def test_segment_map_cell_listed_twice_in_one_segment_is_an_error():
 @pytest.mark.parametrize("cells", ["16", "5", "555", "ab", "06"])
 def test_segment_map_invalid_cell_is_named(cells):
     segments = dict(BRIEF_SEGMENTS)
-    segments["Lost"] = f"11 {cells}"
+    segments["Gone Cold"] = f"11 {cells}"
     error = config_error({"segment_map": segments})
     assert error.key == "segment_map"
-    assert cells in str(error) and "Lost" in str(error) and "1-5" in str(error)
+    assert cells in str(error) and "Gone Cold" in str(error) and "1-5" in str(error)
 
 
 def test_segment_map_unreadable_text_is_a_config_error():

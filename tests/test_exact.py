@@ -282,9 +282,15 @@ def test_m25_and_m_total_agree_for_decimal_sums():
     assert history.at["C1", "m_total"] == float(expected)
 
 
-_COMPARISON = re.compile(r"(AMC|AOS|O\d+|M\d+) (-?\d[\d.]*) ([≥<>]) (\d[\d.]*)")
-_SECOND_BOUND = re.compile(r"AMC (\d[\d.]*) ≥ [\d.]+ \(T_mid(?:_high)?\), < (\d[\d.]*)")
+# "averages 49.9999996 pods a month: ≥ 0.1 for Silver, < 50 for Gold": a figure, then each threshold it meets
+# or misses; numbers carry thousands separators
+_FIGURE = re.compile(r"(-?\d[\d,]*(?:\.\d+)?) [^:;]*?: ((?:[≥<>] \d[\d,]*(?:\.\d+)? for \w+(?:, )?)+)")
+_BOUND = re.compile(r"([≥<>]) (\d[\d,]*(?:\.\d+)?) for")
 _HOLDS = {"≥": lambda a, b: a >= b, "<": lambda a, b: a < b, ">": lambda a, b: a > b}
+
+
+def _number(text: str) -> Fraction:
+    return Fraction(text.replace(",", ""))
 
 
 @FAST
@@ -292,8 +298,8 @@ _HOLDS = {"≥": lambda a, b: a >= b, "<": lambda a, b: a < b, ">": lambda a, b:
 def test_every_comparison_in_a_tier_reason_reads_true(case):
     tx, config = case
     for reason in _run(tx, config)["tier_reason"].dropna():
-        found = [(op, value, bound) for _, value, op, bound in _COMPARISON.findall(reason)]
-        found += [("<", value, bound) for value, bound in _SECOND_BOUND.findall(reason)]
+        found = [(op, value, bound) for value, bounds in _FIGURE.findall(reason)
+                 for op, bound in _BOUND.findall(bounds)]
         assert found or reason.startswith(("Not Active", "Passive")), reason
         for op, value, bound in found:
-            assert _HOLDS[op](Fraction(value), Fraction(bound)), reason
+            assert _HOLDS[op](_number(value), _number(bound)), reason

@@ -471,7 +471,7 @@ def test_status_bar_messages(xw, golden_payload, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(live, "_status_bar", lambda _app, message: shown.append(message))
     _run(xw, golden_payload, tmp_path)
     assert shown[0].startswith("reading") and shown[1].startswith("computing (")
-    total = len(WRITTEN) + 1        # and tbl_log
+    total = len(WRITTEN) + 2        # and tbl_log, tbl_glossary
     writes = [m for m in shown if m.startswith("writing ")]
     assert len(writes) == total and writes[0] == f"writing {total} tables (1/{total}: customer_snapshot)..."
     final = shown[-1]

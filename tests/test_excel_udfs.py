@@ -126,11 +126,11 @@ def test_every_function_for_a_history_month(primed, name, column):
 
 def test_golden_values_spot_check(primed):
     assert udfs.CRM_SEGMENT("G01") == "Diamond"
-    assert udfs.CRM_STATE("G09") == "prospect"
+    assert udfs.CRM_STATE("G09") == "Prospect"
     assert udfs.CRM_EVENT("G17") == "Lost"
     assert udfs.CRM_EVENT("G01") == ""
     assert udfs.CRM_TIER("G06") == ""            # not active: no tier
-    assert udfs.CRM_EXPLAIN("G01").startswith("Diamond: AMC 1600")
+    assert udfs.CRM_EXPLAIN("G01").startswith("Diamond: averages 1,600 units a month")
 
 
 # --- ids -----------------------------------------------------------------------------------------------
@@ -289,7 +289,7 @@ def test_rfm_code_and_blank_for_the_customers_not_scored(primed):
     ids = snapshot["customer_id"].tolist()
     codes = udfs.CRM_RFM([[i] for i in ids])
     for customer, state, (code,) in zip(ids, snapshot["lifecycle_state"].astype(str), codes, strict=True):
-        if state in ("prospect", "lost"):     # rfm_population = active: only Active customers are scored
+        if state in ("Prospect", "Churned"):     # rfm_population = active: only Active customers are scored
             assert code == "", customer
         else:
             assert re.fullmatch(r"R[1-5]F[1-5]M[1-5]T[1-5]", code), (customer, code)

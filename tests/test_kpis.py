@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from test_movers import _run, histories
 
 import crm_xl
-from crm_xl.config import TIERS
+from crm_xl.config import STATES, TIERS
 from crm_xl.io.sample import generate
 from crm_xl.workbook import layout
 
@@ -46,7 +46,7 @@ def kpis_by_hand(history: pd.DataFrame) -> dict[pd.Timestamp, dict[str, float]]:
         if before is not None:
             was = {r["customer_id"]: r for r in before}
             active_before = [c for c, r in was.items() if r["activity_status"] == "Active"]
-            lost_before = [c for c, r in was.items() if r["lifecycle_state"] == "lost"]
+            lost_before = [c for c, r in was.items() if r["lifecycle_state"] == STATES[4]]  # Churned
             still = {r["customer_id"] for r in now if r["activity_status"] == "Active"}
             k["active_last_month"] = len(active_before)
             k["inactive_last_month"] = len(lost_before)

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import crm_xl
-from crm_xl.config import TIERS
+from crm_xl.config import STATES, TIERS
 from crm_xl.contract import MOVES, TRANSITION_TIERS
 from crm_xl.io.sample import generate
 
@@ -32,7 +32,7 @@ def _tier_label(tier: object, state: object, in_base: bool) -> str:
         return "New to base"
     if not _blank(tier):
         return str(tier)
-    return "Prospect" if state == "prospect" else "Not Active"
+    return "Prospect" if state == STATES[0] else "Not Active"
 
 
 def expected_kind(prev: dict | None, now: dict) -> str | None:
@@ -135,7 +135,7 @@ def test_gold_to_silver_reads_like_a_sentence():
     movers = tables["movers"]
     assert movers[["customer_id", "move", "from_tier", "to_tier"]].values.tolist() == [["C1", "downgrade", "Gold",
                                                                                           "Silver"]]
-    assert movers["reason"].iloc[0] == "Gold -> Silver: AMC 100 ≥ 50 (T_mid), < 200 (T_mid_high)"
+    assert movers["reason"].iloc[0] == "Gold -> Silver: averages 100 units a month: ≥ 50 for Silver, < 200 for Gold"
     assert movers["opt_email"].iloc[0] == 1 and movers["customer_name"].iloc[0] == "Ana"
 
 

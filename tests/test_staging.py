@@ -364,7 +364,7 @@ def test_problem_rows_are_left_out_of_the_figures(all_rules_result):
     assert snapshot.loc["C2", "m_total"] == 40
     assert snapshot.loc["C2", "o6"] == 2                                 # rows 3 + 16 are one invoice
     assert pd.isna(snapshot.loc["C2", "first_device_date"])              # unknown category is not entry
-    assert snapshot.loc["C1", "lifecycle_state"] == "active"
+    assert snapshot.loc["C1", "lifecycle_state"] == "Regular"
 
 
 def test_duplicate_master_rows_first_row_wins(all_rules_result):
@@ -533,7 +533,7 @@ def test_a_revenue_below_a_millionth_is_a_free_line_as_the_facts_count_it():
     result = run(tx, make_customers(["C1", "C2"]), measure="revenue")
     free = quality_rules(result)[("transactions", "revenue", "free_core_line")]
     assert (free["rows"], free["example_rows"]) == (1, "1")
-    assert snapshot_by_id(result).loc["C1", "lifecycle_state"] == "prospect"
+    assert snapshot_by_id(result).loc["C1", "lifecycle_state"] == "Prospect"
 
 
 def test_a_fatal_message_never_points_at_a_table_it_did_not_write() -> None:

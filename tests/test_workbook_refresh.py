@@ -283,7 +283,8 @@ def test_charts_cover_every_refreshed_month(books: dict[str, Path], expected: di
         table = spec.source
         first = table.row + 2
         sheet = f"'{table.sheet}'" if " " in table.sheet else table.sheet     # Excel quotes names with spaces
-        assert f"<c:f>{sheet}!$A${first}:$A${first + months - 1}</c:f>" in xml, spec   # every month
+        rows = spec.min_rows or months       # every month, or the rows a fixed table always has
+        assert f"<c:f>{sheet}!$A${first}:$A${first + rows - 1}</c:f>" in xml, spec
         assert f"{sheet}!$A${first}</c:f>" not in xml
         assert xml.count("<c:val>") == len(spec.series)
 

@@ -171,13 +171,13 @@ def test_udf_wrappers_are_what_xlwings_generates() -> None:
 
 def _all_tables() -> list[L.Table]:
     return [L.STATUS_TABLE, L.CONFIG_TABLE, L.SEGMENT_MAP_TABLE, L.COLUMNS_TABLE, *L.RAW_TABLES.values(),
-            *L.OUTPUT_TABLES.values(), *L.CHART_TABLES.values(), L.LOG_TABLE]
+            *L.OUTPUT_TABLES.values(), *L.CHART_TABLES.values(), L.GLOSSARY_TABLE, L.LOG_TABLE]
 
 
 def test_layout_names_every_sheet_and_output_table() -> None:
     assert L.SHEETS[:5] == ("Start", "Config", "Raw Transactions", "Raw Customers", "Raw Products")
-    assert L.SHEETS[-8:] == ("Pivots", "Charts", "Chart Tiers", "Chart Events", "Chart States", "Chart Tier Revenue",
-                             "Log", "xlwings.conf")
+    assert L.SHEETS[-9:] == ("Pivots", "Charts", "Chart Tiers", "Chart Events", "Chart States", "Chart Tier Revenue",
+                             "Glossary", "Log", "xlwings.conf")
     sheets_of_tables = [t.sheet for t in _all_tables() if t.sheet != L.CONFIG]
     assert len(sheets_of_tables) == len(set(sheets_of_tables))   # the refresh rewrites one table per sheet
     assert L.OUTPUT_SHEETS["customer_snapshot"] == "Customer Snapshot"
@@ -330,6 +330,10 @@ def test_charts_are_bound_to_the_chart_tables(built: Path) -> None:
         assert (f"'{sheet}'!" if " " in sheet else f"<c:f>{sheet}!") in xml      # Excel quotes names with spaces
     at = {spec: xml for spec, xml in zip(L.ALL_CHARTS, charts, strict=True)}
     assert '<c:grouping val="stacked"/>' in at[L.CHARTS_LAYOUT[0]] and "<c:areaChart>" in at[L.CHARTS_LAYOUT[2]]
+    for chart in L.TABLE_CHARTS:
+        # over the rows the table always has, even in the empty template
+        sheet = L.OUTPUT_SHEETS[chart.table]
+        assert f"<c:f>'{sheet}'!$A$2:$A${chart.min_rows + 1}</c:f>" in at[chart]
 
 
 def test_config_table_has_data_validation(built: Path) -> None:
@@ -402,8 +406,8 @@ def test_chart_tables_from_monthly_summary() -> None:
     jan, feb = pd.Timestamp("2025-01-01"), pd.Timestamp("2025-02-01")
     rows = [(feb, "value_tier", "Gold", 5), (jan, "value_tier", "Gold", 3), (jan, "value_tier", "Diamond", 1),
             (jan, "lifecycle_event", "New", 4), (feb, "lifecycle_event", "Lost", 2),
-            (jan, "lifecycle_state", "active", 7), (feb, "lifecycle_state", "lost", 1),
-            (jan, "rfm_segment", "Lost", 9), (jan, "activity_status", "Active", 8)]
+            (jan, "lifecycle_state", "Regular", 7), (feb, "lifecycle_state", "Churned", 1),
+            (jan, "rfm_segment", "Gone Cold", 9), (jan, "activity_status", "Active", 8)]
     summary = pd.DataFrame(rows, columns=["report_month", "dimension", "category", "customers"])
     summary["revenue_m1"] = summary["customers"] * 2.5
     out = L.chart_tables({"monthly_summary": summary})
@@ -418,7 +422,7 @@ def test_chart_tables_from_monthly_summary() -> None:
     events = out["chart_events"]
     assert events.to_dict("list") == {"report_month": [jan, feb], "New": [4, 0], "Lost": [0, 2], "Reactivated": [0, 0]}
     states = out["chart_states"].set_index("report_month")
-    assert states.loc[jan, "active"] == 7 and states.loc[feb, "lost"] == 1 and states.loc[feb, "active"] == 0
+    assert states.loc[jan, "Regular"] == 7 and states.loc[feb, "Churned"] == 1 and states.loc[feb, "Regular"] == 0
     for name, frame in out.items():
         assert list(frame.columns) == L.CHART_TABLES[name].headers
         assert all(str(frame[c].dtype) == "int64" for c in frame.columns[1:])

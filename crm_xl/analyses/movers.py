@@ -47,7 +47,7 @@ def _codes(values: pd.Series, names: tuple[str, ...]) -> np.ndarray:
 
 
 _LABEL = {name: i for i, name in enumerate(TRANSITION_TIERS)}
-_PROSPECT_STATE, _LOST_STATE = STATES.index("prospect"), STATES.index("lost")
+_PROSPECT_STATE, _LOST_STATE = 0, 4         # by position in config.STATES: Prospect, Churned
 _NEW, _LOST, _REACTIVATED = (EVENTS.index(e) for e in ("New", "Lost", "Reactivated"))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from crm_xl import contract
+from crm_xl.analyses.calibration import calibration
 from crm_xl.analyses.kpis import kpis_view
 from crm_xl.analyses.movers import movers_view
 from crm_xl.config import Config
@@ -26,6 +27,7 @@ View = Callable[[CoreRun], dict[str, pd.DataFrame]]
 VIEWS: tuple[tuple[str, View], ...] = (
     ("movers", movers_view),
     ("kpis", kpis_view),
+    ("calibration", calibration),
 )
 
 

@@ -95,7 +95,7 @@ def _history_frame(staged: Staged, panel: Panel, labels: Labels, scores: Scores,
         "rfm_code": _labels(rfm_code_index(scores), rfm_code_categories()),
         "rfm_segment": _labels(scores.segment, scores.segment_names),
         "tier_reason": tier_reasons(panel, labels, config),
-        "segment_reason": segment_reasons(panel, scores, config),
+        "segment_reason": segment_reasons(panel, scores, labels, config),
     }
     assert list(columns) == contract.columns("customer_history")
     return pd.DataFrame(columns, copy=False)

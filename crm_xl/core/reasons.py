@@ -15,6 +15,7 @@ on exact values (:mod:`crm_xl.core.exact`), and so is that choice of decimals.
 from __future__ import annotations
 
 import dataclasses
+import math
 import string
 from collections.abc import Callable
 from fractions import Fraction
@@ -25,7 +26,7 @@ import pandas as pd
 from crm_xl.config import Config
 from crm_xl.core import exact
 from crm_xl.core.rfm import Scores
-from crm_xl.core.rules import BRONZE, DIAMOND, GOLD, PASSIVE, PLATINUM, SILVER, Labels
+from crm_xl.core.rules import BRONZE, DIAMOND, GOLD, PASSIVE, PLATINUM, REACTIVATED, SILVER, Labels
 from crm_xl.core.snapshots import Panel
 
 Variant = tuple[np.ndarray, str]   # (rows it applies to, template with {field} placeholders)
@@ -52,69 +53,152 @@ FieldOf = Callable[[np.ndarray], Field]   # the rows whose text shows the field 
 
 
 def tier_reasons(panel: Panel, labels: Labels, config: Config) -> pd.Categorical:
-    """Why each row has its value tier (or none)."""
+    """Why each row has its value tier (or none), in words: each figure with the thresholds it
+    meets or misses, e.g. ``Silver: averages 136.7 pods a month: ≥ 50 for Silver, < 200 for Gold``."""
     c = config
     tw, aw = c.tier_window_months, c.active_window_months
     tier, meets = labels.tier, labels.meets
     low_aos, amc_high = ~meets["a_high"], meets["t_high"]
-    o, t = f"O{tw}", _threshold
+    u, t = unit_phrase(c, c.measure), _threshold
+    amc = f"averages {{amc}} {u} a month"
+    aos = f"{{aos}} {u} an order"
+    orders = f"{{orders}} in {_months(tw)}"
     variants: list[Variant] = [
         (~labels.has_core, "Not Active: no core purchase yet"),
-        (labels.has_core & ~labels.active, f"Not Active: no core purchase in the last {aw} months (M{aw} = 0)"),
-        (tier == PASSIVE, f"Passive: active (M{aw} {{m_active}} > 0) but M{tw} = 0"),
-        (tier == DIAMOND, f"Diamond: AMC {{amc}} ≥ {t(c.t_high)} (T_high), AOS {{aos}} ≥ {t(c.a_high)} (A_high), "
-                          f"{o} {{orders}} ≥ {t(c.f_high)} (F_high)"),
-        ((tier == PLATINUM) & low_aos, f"Platinum: AMC {{amc}} ≥ {t(c.t_high)} (T_high), {o} {{orders}} ≥ "
-                                       f"{t(c.f_mid)} (F_mid); not Diamond: AOS {{aos}} < {t(c.a_high)} (A_high)"),
-        ((tier == PLATINUM) & ~low_aos, f"Platinum: AMC {{amc}} ≥ {t(c.t_high)} (T_high), {o} {{orders}} ≥ "
-                                        f"{t(c.f_mid)} (F_mid); not Diamond: {o} {{orders}} < {t(c.f_high)} (F_high)"),
-        ((tier == GOLD) & ~amc_high, f"Gold: AMC {{amc}} ≥ {t(c.t_mid_high)} (T_mid_high), < {t(c.t_high)} (T_high)"),
-        ((tier == GOLD) & amc_high, f"Gold: AMC {{amc}} ≥ {t(c.t_mid_high)} (T_mid_high); not Platinum: "
-                                    f"{o} {{orders}} < {t(c.f_mid)} (F_mid)"),
-        (tier == SILVER, f"Silver: AMC {{amc}} ≥ {t(c.t_mid)} (T_mid), < {t(c.t_mid_high)} (T_mid_high)"),
-        (tier == BRONZE, f"Bronze: AMC {{amc}} < {t(c.t_mid)} (T_mid)"),
+        (labels.has_core & ~labels.active, f"Not Active: no core purchase in the last {_months(aw)}"),
+        (tier == PASSIVE, f"Passive: {{m_active}} {u} in the last {_months(aw)}, none in the last {_months(tw)}"),
+        (tier == DIAMOND, f"Diamond: {amc}: ≥ {t(c.t_high)} for Platinum; {aos}: ≥ {t(c.a_high)} for Diamond; "
+                          f"{orders}: ≥ {t(c.f_high)} for Diamond"),
+        ((tier == PLATINUM) & low_aos, f"Platinum: {amc}: ≥ {t(c.t_high)} for Platinum; {orders}: ≥ {t(c.f_mid)} "
+                                       f"for Platinum; {aos}: < {t(c.a_high)} for Diamond"),
+        ((tier == PLATINUM) & ~low_aos, f"Platinum: {amc}: ≥ {t(c.t_high)} for Platinum; {orders}: ≥ "
+                                        f"{t(c.f_mid)} for Platinum, < {t(c.f_high)} for Diamond"),
+        ((tier == GOLD) & ~amc_high, f"Gold: {amc}: ≥ {t(c.t_mid_high)} for Gold, < {t(c.t_high)} for Platinum"),
+        ((tier == GOLD) & amc_high, f"Gold: {amc}: ≥ {t(c.t_mid_high)} for Gold; {orders}: < {t(c.f_mid)} "
+                                    "for Platinum"),
+        (tier == SILVER, f"Silver: {amc}: ≥ {t(c.t_mid)} for Silver, < {t(c.t_mid_high)} for Gold"),
+        (tier == BRONZE, f"Bronze: {amc}: < {t(c.t_mid)} for Silver"),
     ]
-    tier_sum, orders = panel.tier_measure, labels.orders_tier
+    tier_sum, order_counts = panel.tier_measure, labels.orders_tier
     m_active = panel.measure[aw]
     fields = {
         "amc": decimals(labels.amc, (c.t_high, c.t_mid_high, c.t_mid),
                         lambda rows: (tier_sum[rows], tw * exact.SCALE)),
         "aos": decimals(labels.aos, (c.a_high,),
-                        lambda rows: (tier_sum[rows], orders[rows].astype("int64") * exact.SCALE)),
-        "orders": numbers(orders),
+                        lambda rows: (tier_sum[rows], order_counts[rows].astype("int64") * exact.SCALE)),
+        "orders": counted(order_counts, "order"),
         "m_active": decimals(m_active, (0.0,), lambda rows: (exact.to_micro(m_active[rows]), exact.SCALE)),
     }
     return explain(panel.rows, variants, fields)
 
 
-def segment_reasons(panel: Panel, scores: Scores, config: Config) -> pd.Categorical:
-    """Why each row has its RFM segment: the (R, FM) cell, and the recency and orders behind it.
+def unit_phrase(config: Config, measure: str) -> str:
+    """What a number of the measure is called in a text: the unit_name (pods) for units, else revenue."""
+    return config.unit_name if measure == "units" else "in revenue"
 
-    The monetary and tenure values are the row's own ``monetary`` and ``tenure_months`` columns;
-    the cut points that turned values into scores are in ``rfm_cut_points``.
+
+def _months(count: int) -> str:
+    return "month" if count == 1 else f"{count} months"
+
+
+def segment_reasons(panel: Panel, scores: Scores, labels: Labels, config: Config) -> pd.Categorical:
+    """Why each row has its RFM segment: its (R, FM) cell and the range of each score from that month's
+    cut points (``recency 31–60 days (R3); 6–8 orders in 12 months (F3); over 680 up to 1,274 pods in
+    12 months (M3)``), and a reactivation this month.
+
+    The row's own values are its recency_days, frequency and monetary columns, beside it: in the text
+    they would make nearly every customer-month's text a different one (a million texts to format on
+    a big history, where the texts are built once per distinct text).
     """
     s, v = scores.scores, scores.values
-    window = config.rfm_window_months
-    unit = "units" if config.rfm_monetary == "units" else "revenue"
+    window = _months(config.rfm_window_months)
+    noun, suffix = ("", f" {config.unit_name}") if config.rfm_monetary == "units" else ("revenue ", "")
     no_purchase = np.isnan(v["recency"])
+    back = labels.event == REACTIVATED
     variants: list[Variant] = [
         (no_purchase, "Not scored: no core purchase yet"),
         (~scores.scored, f"Not scored: not Active this month (no core purchase in the last "
-                         f"{config.active_window_months} months); RFM scores the Active customers "
-                         "(rfm_population = active)"),
+                         f"{_months(config.active_window_months)}); RFM scores the Active customers"),
     ]
     for index, name in enumerate(scores.segment_names):
-        variants.append((scores.segment == index,
-                         f"{name}: R{{r}} FM{{fm}} (recency {{recency}} days → R{{r}}; frequency {{orders}} "
-                         f"→ F{{f}}; {unit} → M{{m}}; FM = ceil((F + M) / 2); F and M over {window} months)"))
-    columns = {"r": s["recency"], "fm": scores.fm, "f": s["frequency"], "m": s["monetary"],
-               "recency": v["recency"], "orders": v["frequency"]}
-    return explain(panel.rows, variants, {name: numbers(values) for name, values in columns.items()})
+        text = (f"{name}, cell {{r}}{{fm}}: recency {{r_range}} days (R{{r}}); {{f_range}} in {window} (F{{f}}); "
+                f"{noun}{{m_range}}{suffix} in {window} (M{{m}})")
+        variants.append(((scores.segment == index) & back, text + f"; reactivated this month, after "
+                         f"{_months(config.reactivation_gap_months)} or more without a core purchase"))
+        variants.append((scores.segment == index, text))
+    columns = {"r": s["recency"], "fm": scores.fm, "f": s["frequency"], "m": s["monetary"]}
+    fields: dict[str, FieldOf] = {name: numbers(values) for name, values in columns.items()}
+    cuts = _cuts_by_month(scores, panel)
+    fields |= {f"{key}_range": _ranges(panel.month_pos, s[field], cuts.get(field, {}), field)
+               for key, field in (("r", "recency"), ("f", "frequency"), ("m", "monetary"))}
+    return explain(panel.rows, variants, fields)
+
+
+def counted(values: np.ndarray, noun: str) -> FieldOf:
+    """Whole counts with their noun: ``1 order``, ``12 orders``."""
+    def field_of(used: np.ndarray) -> Field:
+        field = number_field(values, used)
+        return Field(field.codes, field.size, lambda code: _noun(_grouped(field.text(code)), noun))
+    return field_of
+
+
+def _noun(count: str, noun: str) -> str:
+    return f"{count} {noun}" if count == "1" else f"{count} {noun}s"
+
+
+def _cuts_by_month(scores: Scores, panel: Panel) -> dict[str, dict[int, tuple[float, ...]]]:
+    """field -> panel month position -> its four cut points."""
+    position = {month.to_timestamp(): i for i, month in enumerate(panel.months)}
+    out: dict[str, dict[int, tuple[float, ...]]] = {}
+    for row in scores.cut_points.itertuples(index=False):
+        out.setdefault(row.field, {})[position[row.report_month]] = (row.cut_1, row.cut_2, row.cut_3, row.cut_4)
+    return out
+
+
+def _ranges(month_pos: np.ndarray, score: np.ndarray, cuts: dict[int, tuple[float, ...]], field: str) -> FieldOf:
+    """The range of each row's score in its month, one code per (month, score): no hashing."""
+    def field_of(used: np.ndarray) -> Field:
+        codes = np.where(used, month_pos.astype("int64") * 6 + score, 0)
+        return Field(codes, int(codes.max(initial=0)) + 1,
+                     lambda code: score_range(cuts.get(code // 6), code % 6, field))
+    return field_of
+
+
+def score_range(cuts: tuple[float, ...] | None, score: int, field: str) -> str:
+    """The values that get ``score`` from the four cut points: a value at or below the 1st cut scores 1
+    (recency 5), above the 4th 5 (recency 1). Recency and frequency are whole numbers (``31–60``),
+    monetary may not be (``over 1,200 up to 2,400``)."""
+    if cuts is None or not 1 <= score <= 5:
+        return ""
+    k = 6 - score if field == "recency" else score   # how many cut points the value reaches past, plus 1
+    low, high = (cuts[k - 2] if k > 1 else None), (cuts[k - 1] if k < 5 else None)
+    if field == "monetary":
+        if low is None:
+            return f"up to {_grouped(_show(high))}"
+        return f"over {_grouped(_show(low))}" + ("" if high is None else f" up to {_grouped(_show(high))}")
+    first = None if low is None else math.floor(low) + 1
+    last = None if high is None else math.floor(high)
+    orders = "" if field != "frequency" else " order" if last == 1 else " orders"
+    if first is None:
+        return f"up to {_grouped(str(last))}{orders}"
+    if last is None:
+        return f"{_grouped(str(first))} or more{orders}"
+    shown = _grouped(str(first)) if first == last else f"{_grouped(str(first))}–{_grouped(str(last))}"
+    return shown + orders
+
+
+def _grouped(text: str) -> str:
+    """A plain number with thousands separators: 1640 -> 1,640, 12345.5 -> 12,345.5."""
+    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, dot, frac = digits.partition(".")
+    if not whole.isdigit() or len(whole) <= 3:
+        return text
+    return f"{sign}{int(whole):,}{dot}{frac}"
 
 
 def _threshold(value: float) -> str:
-    """A threshold as typed, in full (1e+14 is 100000000000000): the comparisons read exactly."""
-    return exact.plain(float(value))
+    """A threshold as typed, in full (1e+14 is 100,000,000,000,000): the comparisons read exactly."""
+    return _grouped(exact.plain(float(value)))
 
 
 def _show(value: float) -> str:
@@ -247,21 +331,32 @@ def explain(n: int, variants: list[Variant], fields_of_rows: dict[str, FieldOf])
 
     def shown(name: str, code: int) -> str:
         text = cache.get((name, code))
-        if text is None:
-            text = cache[(name, code)] = fields[name].text(code)
+        if text is None:   # numbers read with thousands separators: 1,640
+            text = cache[(name, code)] = _grouped(fields[name].text(code))
         return text
 
-    texts = []
-    for row in first:
-        index = choice[row]
-        if index < 0:
-            texts.append(None)
-            continue
-        values = {name: shown(name, int(fields[name].codes[row])) for name in fields_of[index]}
-        texts.append(variants[index][1].format(**values))
+    texts = np.full(len(first), None, dtype=object)
+    variant_of = choice[first]
+    for index, (_, template) in enumerate(variants):
+        at = np.flatnonzero(variant_of == index)
+        if len(at):
+            texts[at] = _filled(template, first[at], fields, shown)
     # Two groups may read the same once rounded: factorize the texts so categories are unique.
     text_codes, labels = pd.factorize(pd.Series(texts, dtype="str"))
     return pd.Categorical.from_codes(text_codes[group], categories=pd.Index(labels, dtype="str"))
+
+
+def _filled(template: str, rows: np.ndarray, fields: dict[str, Field], shown: Callable[[str, int], str]) -> np.ndarray:
+    """``template`` filled for each of ``rows`` (one row per group): each field's distinct texts are
+    looked up once and the pieces joined column by column (object arrays add their strings in C)."""
+    out = np.full(len(rows), "", dtype=object)
+    for literal, name, _, _ in string.Formatter().parse(template):
+        if literal:
+            out = out + literal
+        if name:
+            distinct, slot = np.unique(fields[name].codes[rows], return_inverse=True)
+            out = out + np.array([shown(name, int(code)) for code in distinct], dtype=object)[slot]
+    return out
 
 
 def _fields(template: str) -> tuple[str, ...]:

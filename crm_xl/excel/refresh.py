@@ -62,7 +62,8 @@ _CELL_LIMIT = 32_000        # an Excel cell holds at most 32,767 characters
 #: Number format per column of every table the refresh writes (text columns "@", see the module doc).
 _FORMATS: dict[str, dict[str, str]] = {
     t.name: {c.name: c.number_format for c in t.columns}
-    for t in (*layout.OUTPUT_TABLES.values(), *layout.CHART_TABLES.values(), layout.STATUS_TABLE, layout.LOG_TABLE)
+    for t in (*layout.OUTPUT_TABLES.values(), *layout.CHART_TABLES.values(), layout.STATUS_TABLE, layout.LOG_TABLE,
+              layout.GLOSSARY_TABLE)
 }
 
 
@@ -240,7 +241,8 @@ class _ExcelTables:
 
     def check_targets(self) -> None:
         """Fail before the (possibly long) computation when a table the refresh writes is missing."""
-        wanted = [*layout.OUTPUT_TABLES, *layout.CHART_TABLES, layout.STATUS_TABLE.name, layout.LOG_TABLE.name]
+        wanted = [*layout.OUTPUT_TABLES, *layout.CHART_TABLES, layout.STATUS_TABLE.name, layout.LOG_TABLE.name,
+                  layout.GLOSSARY_TABLE.name]
         missing = [name for name in wanted if name not in self]
         if missing:
             raise InputError("workbook", f"no Excel table {', '.join(missing)}: the refresh needs the template's "
@@ -250,7 +252,8 @@ class _ExcelTables:
 def _missing_table(name: str) -> InputError:
     where = next((t.sheet for t in (*layout.RAW_TABLES.values(), layout.CONFIG_TABLE, layout.SEGMENT_MAP_TABLE,
                                     *layout.OUTPUT_TABLES.values(), *layout.CHART_TABLES.values(),
-                                    layout.STATUS_TABLE, layout.LOG_TABLE) if t.name == name), "workbook")
+                                    layout.STATUS_TABLE, layout.LOG_TABLE, layout.GLOSSARY_TABLE) if t.name == name),
+                 "workbook")
     return InputError(where, f"Excel table {name} not found; the refresh needs the template's tables "
                              "(crm-xl new makes a fresh workbook)")
 

@@ -742,7 +742,7 @@ def CRM_TIER(customer_id, month=None):
 
 @_lookup_function
 def CRM_STATE(customer_id, month=None):
-    """The customer's lifecycle state: prospect, new, active, lapsing, lost or reactivated."""
+    """The customer's lifecycle state: Prospect, Newcomer, Regular, Lapsing, Churned or Returning."""
     return _evaluate("state", customer_id, month)
 
 

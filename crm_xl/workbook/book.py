@@ -76,6 +76,10 @@ def _recorded_template() -> Path | None:
     return Path(str(found[0].locate())) if found else None
 
 
+#: Config values of the sample workbook: its data are coffee pods.
+SAMPLE_SETTINGS: dict[str, object] = {"unit_name": "pods"}
+
+
 def new_workbook(path: str | Path, *, sample: bool = False, overwrite: bool = False,
                  wait: float = DEFAULT_WAIT) -> Path:
     """A fresh workbook from the template at ``path``, optionally with the bundled sample data in Raw.
@@ -98,6 +102,7 @@ def new_workbook(path: str | Path, *, sample: bool = False, overwrite: bool = Fa
                     from crm_xl.io.sample import generate
 
                     _write_raw(template, temp, generate(), Config(), shown=path.name)
+                    _set_settings(temp, SAMPLE_SETTINGS)
                 else:
                     shutil.copyfile(template, temp)
 

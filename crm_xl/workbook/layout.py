@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from crm_xl import contract
+from crm_xl.analyses.calibration import TIERS as CALIBRATED_TIERS
 
 # The core's validation rules (private there) are read, not copied, so the sheet's dropdowns and
 # ranges cannot drift from what the core accepts.
@@ -27,6 +28,7 @@ from crm_xl.config import (
     INT_RANGES,
     STATES,
     STATUSES,
+    TARGET_SHARES,
     THRESHOLDS,
     TIERS,
     Config,
@@ -92,6 +94,7 @@ def _cols(*pairs: tuple[str, str]) -> tuple[Column, ...]:
 START, CONFIG = "Start", "Config"
 RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_PRODUCTS = "Raw Transactions", "Raw Customers", "Raw Products"
 PIVOTS, CHARTS, LOG, XLWINGS_CONF = "Pivots", "Charts", "Log", "xlwings.conf"
+GLOSSARY = "Glossary"
 #: One sheet per chart table: the refresh rewrites a sheet's single table, and each can then grow
 #: down on its own.
 CHART_SHEETS: dict[str, str] = {"chart_tier_mix": "Chart Tiers", "chart_events": "Chart Events",
@@ -113,7 +116,7 @@ OUTPUT_SHEETS: dict[str, str] = {name: sheet_title(name) for name in contract.TA
 SHEETS: tuple[str, ...] = (
     START, CONFIG, RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_PRODUCTS,
     *OUTPUT_SHEETS.values(),
-    PIVOTS, CHARTS, *CHART_SHEETS.values(), LOG, XLWINGS_CONF,
+    PIVOTS, CHARTS, *CHART_SHEETS.values(), GLOSSARY, LOG, XLWINGS_CONF,
 )
 
 #: Sheets a user never needs to see: the chart tables (Charts shows them) and xlwings.conf
@@ -129,7 +132,7 @@ def sheet_role(sheet: str) -> str:
         return "input"
     if sheet in OUTPUT_SHEETS.values():
         return "output"
-    if sheet in (START, PIVOTS, CHARTS):
+    if sheet in (START, PIVOTS, CHARTS, GLOSSARY):
         return "view"
     return "technical"
 
@@ -162,8 +165,8 @@ OUTPUT_TABLES: dict[str, Table] = {
     for name, (_, cols) in contract.TABLES.items() if name in OUTPUT_SHEETS
 }
 
-_STATE_COLOURS = {"prospect": "#EDEDED", "new": "#C6EFCE", "active": "#A9D08E", "lapsing": "#FFEB9C",
-                  "lost": "#FFC7CE", "reactivated": "#BDD7EE"}
+# by position, so the colours follow the state names (config.STATES)
+_STATE_COLOURS = dict(zip(STATES, ("#EDEDED", "#C6EFCE", "#A9D08E", "#FFEB9C", "#FFC7CE", "#BDD7EE"), strict=True))
 #: Label columns that get one fill colour per value (conditional formatting on output sheets; the
 #: charts' series take the same colours).
 LABEL_COLOURS: dict[str, dict[str, str]] = {
@@ -171,11 +174,12 @@ LABEL_COLOURS: dict[str, dict[str, str]] = {
                    "Bronze": "#EAC9A8", "Passive": "#F4F4F4"},
     "lifecycle_state": _STATE_COLOURS,
     # an event takes the colour of the state it leads to
-    "lifecycle_event": dict(zip(EVENTS, (_STATE_COLOURS[s] for s in ("new", "lost", "reactivated")), strict=True)),
+    # New leads to Newcomer, Lost to Churned, Reactivated to Returning
+    "lifecycle_event": dict(zip(EVENTS, (_STATE_COLOURS[STATES[i]] for i in (1, 4, 5)), strict=True)),
     "rfm_segment": {"Champions": "#63BE7B", "Loyal Customers": "#A9D08E", "Potential Loyalist": "#C6EFCE",
                     "Recent Customers": "#BDD7EE", "Promising": "#DDEBF7", "Customers Needing Attention": "#FFEB9C",
                     "About To Sleep": "#FCE4D6", "At Risk": "#F8CBAD", "Can't Lose Them": "#FF9999",
-                    "Hibernating": "#E4E4E4", "Lost": "#BFBFBF"},
+                    "Hibernating": "#E4E4E4", "Gone Cold": "#BFBFBF"},
 }
 
 #: Columns coloured like another label column: the previous month's and the campaign fields' tiers and states.
@@ -260,6 +264,8 @@ class Validation:
             return "Choose one of: " + ", ".join(self.choices)
         if self.maximum is None:
             return f"A number >= {_plain(self.minimum)}"
+        if self.kind == "decimal":
+            return f"A number between {_plain(self.minimum)} and {_plain(self.maximum)}"
         return f"A whole number from {_plain(self.minimum)} to {_plain(self.maximum)}"
 
 
@@ -274,6 +280,7 @@ def config_validations() -> dict[str, Validation]:
     rules["use_created_date"] = Validation("list", ("TRUE", "FALSE"))
     rules.update({key: Validation("integer", minimum=low, maximum=high) for key, (low, high) in INT_RANGES.items()})
     rules.update({key: Validation("decimal", minimum=0) for key in THRESHOLDS})
+    rules.update({key: Validation("decimal", minimum=0, maximum=1) for key in TARGET_SHARES})
     rules["history_rows_in_sheet"] = Validation("integer", minimum=HISTORY_ROWS_RANGE[0],
                                                 maximum=HISTORY_ROWS_RANGE[1])
     return rules
@@ -317,6 +324,20 @@ STATUS_ITEMS: tuple[str, ...] = ("last refresh", "report month", "data through",
 STATUS_INITIAL = {"last refresh": "never", "status": "not refreshed yet: press Refresh"}
 
 LOG_TABLE = Table("tbl_log", LOG, _cols(("time", "datetime"), ("level", "text"), ("message", "text")))
+
+# --- Glossary ---------------------------------------------------------------------------------------
+
+#: Every column of every output table, from the contract: the template writes it and each refresh
+#: rewrites it, so a workbook's Glossary always describes the tables of the crm_xl that refreshed it.
+GLOSSARY_TABLE = Table("tbl_glossary", GLOSSARY, _cols(("table", "text"), ("column", "text"), ("type", "text"),
+                                                       ("meaning", "text")), row=2)
+
+
+def glossary_frame() -> pd.DataFrame:
+    """(table, column, type, meaning) for every column of every table of :data:`contract.TABLES`, in its order."""
+    rows = [(table, name, kind, meaning) for table, (_, columns) in contract.TABLES.items()
+            for name, kind, meaning in columns]
+    return pd.DataFrame(rows, columns=GLOSSARY_TABLE.headers, dtype="str")
 
 # --- chart data ------------------------------------------------------------------------------------
 
@@ -365,7 +386,8 @@ def chart_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 @dataclass(frozen=True)
 class Chart:
     """A native chart bound to a table: a chart table (every label column a series), or named columns
-    of an output table; the first column of the table is the category (report_month) axis."""
+    of an output table; the category axis is ``categories`` (blank: the table's first column, the
+    report_month)."""
 
     table: str
     type: str                   # XlsxWriter chart type
@@ -376,6 +398,15 @@ class Chart:
     columns: tuple[str, ...] = ()       # blank: every column after the first
     number_format: str = "#,##0"        # of the value axis
     size: tuple[int, int] = (880, 380)
+    categories: str = ""
+    x_format: str | None = "yyyy-mm"    # None: the categories are labels, not months
+    # the rows the table always has: the series span them from the start, so a live refresh (which
+    # cannot re-range a chart of chosen columns) fills them
+    min_rows: int = 0
+
+    @property
+    def category_column(self) -> str:
+        return self.categories or self.source.headers[0]
 
     @property
     def name(self) -> str:
@@ -398,6 +429,14 @@ def series_colours(chart: Chart) -> dict[str, str]:
     return label_colours(_CHART_DEFS[chart.table][0])
 
 
+#: Charts beside an output table on its own sheet.
+TABLE_CHARTS: tuple[Chart, ...] = (
+    Chart("calibration_mix", "column", None, "Tier mix: target, current thresholds, proposed thresholds", "J2",
+          sheet=OUTPUT_SHEETS["calibration_mix"], columns=("target_share", "current_share", "proposed_share"),
+          number_format="0%", size=(640, 340), categories="value_tier", x_format=None,
+          min_rows=len(CALIBRATED_TIERS)),
+)
+
 CHARTS_LAYOUT: tuple[Chart, ...] = (
     Chart("chart_tier_mix", "column", "stacked", "Active customers by value tier", "B3"),
     Chart("chart_events", "column", None, "Lifecycle events per month", "B24"),
@@ -417,7 +456,8 @@ KPI_CHARTS: tuple[Chart, ...] = (
           size=(560, 340)),
 )
 #: Every chart in workbook order (sheet by sheet, as XlsxWriter numbers their parts chart1.xml ...).
-ALL_CHARTS: tuple[Chart, ...] = tuple(sorted((*CHARTS_LAYOUT, *KPI_CHARTS), key=lambda c: SHEETS.index(c.sheet)))
+ALL_CHARTS: tuple[Chart, ...] = tuple(sorted((*CHARTS_LAYOUT, *KPI_CHARTS, *TABLE_CHARTS),
+                                             key=lambda c: SHEETS.index(c.sheet)))
 
 
 @dataclass(frozen=True)

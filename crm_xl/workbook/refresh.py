@@ -33,7 +33,7 @@ from crm_xl.io.locks import DEFAULT_WAIT
 from crm_xl.workbook import layout
 from crm_xl.workbook.guard import changing, sidecar_paths
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, write_rewritten
-from crm_xl.workbook.reader import WorkbookInputs, at_cell, read_inputs
+from crm_xl.workbook.reader import WorkbookInputs, at_cell, open_book, read_inputs, read_log
 from crm_xl.workbook.sheetxml import CELL_TEXT_LIMIT, long_text
 
 Progress = Callable[[str], None]
@@ -112,7 +112,8 @@ def _fingerprint(book: Path) -> tuple[int, int, int]:
 
 def _rewrite(book: Path, out: Path, tables: dict[str, pd.DataFrame]) -> None:
     try:
-        write_rewritten(book, out, tables, styles=_styles(), allow_new_columns=True)
+        styles = {name: style for name, style in _styles().items() if name in tables}
+        write_rewritten(book, out, tables, styles=styles, allow_new_columns=True)
     except WorkbookPackageError as exc:     # a ValueError, not a CrmXlError: the CLI would show a traceback
         raise InputError("workbook", f"{book.name}: {exc}; the refresh needs the template's sheets and "
                                      "tables (crm-xl new makes a fresh workbook)") from None
@@ -201,7 +202,8 @@ def tables_to_write(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, boo
         written = {**{n: f for n, f in sheet_tables.items() if n not in contract.FILE_TABLES},
                    **layout.chart_tables(tables),
                    layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file, refresh_id, months_left_out),
-                   layout.LOG_TABLE.name: _log(inputs, tables, stamp, seconds)}
+                   layout.LOG_TABLE.name: _log(inputs, tables, stamp, seconds),
+                   layout.GLOSSARY_TABLE.name: layout.glossary_frame()}
     except BaseException:
         PlannedWrite({}, None, tuple(sidecars)).discard()
         raise
@@ -221,7 +223,8 @@ def _rejected_beside(rejected: pd.DataFrame, book: Path, sidecars: list[tuple[Pa
 
 def _check_output_tables(path: Path) -> None:
     """Fail before the (possibly long) computation when the workbook lacks a table the refresh writes."""
-    wanted = [*layout.OUTPUT_TABLES, *layout.CHART_TABLES, layout.STATUS_TABLE.name, layout.LOG_TABLE.name]
+    wanted = [*layout.OUTPUT_TABLES, *layout.CHART_TABLES, layout.STATUS_TABLE.name, layout.LOG_TABLE.name,
+              layout.GLOSSARY_TABLE.name]
     present = {name.lower() for name in find_tables(path)}
     missing = [name for name in wanted if name.lower() not in present]
     if missing:
@@ -329,8 +332,32 @@ def _log(inputs: WorkbookInputs, tables: dict[str, pd.DataFrame], stamp: dt.date
     return log.astype({"level": "str", "message": "str"})
 
 
+def log_change(path: str | Path, message: str, *, now: dt.datetime | None = None, force: bool = False,
+               wait: float = DEFAULT_WAIT) -> None:
+    """Append one info line to the workbook's Log (tbl_log), e.g. the settings a command changed;
+    only that table is rewritten, under the workbook's lock."""
+    with changing(path, force=force, wait=wait) as book:
+        opened = open_book(book, (layout.LOG_TABLE.name,))
+        try:
+            earlier = read_log(opened)
+        finally:
+            opened.close()
+        stamp = pd.Timestamp((now or dt.datetime.now()).replace(microsecond=0))
+        new = pd.DataFrame({"time": [stamp], "level": ["info"], "message": [message]})
+        log = (pd.concat([earlier, new], ignore_index=True) if len(earlier) else new).tail(LOG_ROWS_KEPT)
+        log = log.reset_index(drop=True)
+        log["time"] = pd.to_datetime(log["time"], errors="coerce").astype("datetime64[s]")
+        table = {layout.LOG_TABLE.name: log.astype({"level": "str", "message": "str"})}
+        temp = write_beside(book, lambda out: _rewrite(book, out, table))
+        try:
+            commit(temp, book)
+        finally:
+            discard(temp)
+
+
 def _styles() -> dict[str, dict[str, str]]:
     """Number format per column of every table the refresh writes, from the layout."""
-    tables = [*layout.OUTPUT_TABLES.values(), *layout.CHART_TABLES.values(), layout.STATUS_TABLE, layout.LOG_TABLE]
+    tables = [*layout.OUTPUT_TABLES.values(), *layout.CHART_TABLES.values(), layout.STATUS_TABLE, layout.LOG_TABLE,
+              layout.GLOSSARY_TABLE]
     return {t.name: {c.name: c.number_format for c in t.columns} for t in tables}
 

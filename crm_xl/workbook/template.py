@@ -367,7 +367,8 @@ def _charts_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) 
 def _chart(book: Any, spec: L.Chart, last: int) -> Any:
     """A chart whose series read its table's columns down to ``last`` (the refresh moves that row)."""
     table = spec.source
-    first = table.row + 1
+    first, last = table.row + 1, max(last, table.row + spec.min_rows)
+    category = table.col + table.headers.index(spec.category_column)
     # named after its table, so the live refresh finds each chart by name to re-range it
     chart = book.add_chart({"type": spec.type, "name": spec.name,
                             **({"subtype": spec.subtype} if spec.subtype else {})})
@@ -378,10 +379,11 @@ def _chart(book: Any, spec: L.Chart, last: int) -> Any:
         # the tables' pale label fills, outlined so they still read on white
         look = {"fill": {"color": colour}, "border": {"color": "#7F7F7F", "width": 0.5}} if colour else {}
         chart.add_series({"name": [table.sheet, table.row, col],
-                          "categories": [table.sheet, first, table.col, last, table.col],
+                          "categories": [table.sheet, first, category, last, category],
                           "values": [table.sheet, first, col, last, col], **look})
     chart.set_title({"name": spec.title})
-    chart.set_x_axis({"num_format": "yyyy-mm", "num_font": {"rotation": -45}})
+    if spec.x_format:
+        chart.set_x_axis({"num_format": spec.x_format, "num_font": {"rotation": -45}})
     chart.set_y_axis({"num_format": spec.number_format, "major_gridlines": {"visible": True}})
     chart.set_legend({"position": "right" if spec.sheet == L.CHARTS else "bottom"})
     chart.set_size({"width": spec.size[0], "height": spec.size[1]})
@@ -445,6 +447,26 @@ def _migration_sheet(ws: Any, fmt: _Formats) -> None:
         table_end = L.OUTPUT_TABLES["tier_migration"].last_col   # the table's columns keep their widths
         for col in range(max(left, table_end + 1), left + len(L.MIGRATION_TO) + 1):
             ws.set_column(col, col, 12 if col == left else 10)
+
+
+def _table_charts(sheets: dict[str, Any], book: Any, tables: dict[str, pd.DataFrame] | None) -> None:
+    """The charts beside output tables (layout.TABLE_CHARTS), down to the table's last row."""
+    for spec in L.TABLE_CHARTS:
+        frame = (tables or {}).get(spec.table)
+        last = spec.source.row + (0 if frame is None else len(frame))
+        sheets[spec.sheet].insert_chart(spec.anchor, _chart(book, spec, last))
+
+
+def _glossary_sheet(ws: Any, fmt: _Formats) -> None:
+    ws.write(0, 0, "Glossary: every column of every output table", fmt.title)
+    ws.write(1, 0, "Rewritten by each refresh from the crm_xl that ran it (docs/outputs.md holds the same).", fmt.note)
+    table = L.GLOSSARY_TABLE
+    write_table(ws, fmt, table, L.glossary_frame(), style="Table Style Light 9", column_formats=False)
+    ws.freeze_panes(table.row + 1, 2)
+    ws.set_column(0, 0, 20)
+    ws.set_column(1, 1, 26)
+    ws.set_column(2, 2, 10)
+    ws.set_column(3, 3, 110, fmt.wrap)
 
 
 def _pivots_sheet(ws: Any, fmt: _Formats) -> None:
@@ -529,7 +551,9 @@ def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None
     _charts_sheet(sheets[L.CHARTS], book, fmt, last_rows)
     _kpis_sheet(sheets[L.KPIS_SHEET], book, fmt, last_rows)
     _migration_sheet(sheets[L.MIGRATION_SHEET], fmt)
+    _table_charts(sheets, book, tables)
     _pivots_sheet(sheets[L.PIVOTS], fmt)
+    _glossary_sheet(sheets[L.GLOSSARY], fmt)
     _log_sheet(sheets[L.LOG], fmt)
     _xlwings_conf_sheet(sheets[L.XLWINGS_CONF], fmt)
     _tabs(sheets)
