@@ -15,13 +15,18 @@ from typing import Any
 import pandas as pd
 
 from crm_xl import contract
+from crm_xl.analyses.cohorts import cohort_views
+from crm_xl.analyses.rfm_grid import rfm_grid_views
 from crm_xl.config import Config
 from crm_xl.core.pipeline import Clock, CoreRun, run_core
 
 View = Callable[[CoreRun], dict[str, pd.DataFrame]]
 
 #: (timing name, view) in the order they run; a later view may read an earlier one's tables.
-VIEWS: tuple[tuple[str, View], ...] = ()
+VIEWS: tuple[tuple[str, View], ...] = (
+    ("cohorts", cohort_views),
+    ("rfm_grid", rfm_grid_views),
+)
 
 
 def run(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,

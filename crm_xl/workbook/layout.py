@@ -22,9 +22,11 @@ from crm_xl import contract
 from crm_xl.config import (
     CHOICES,
     DEFAULT_SEGMENT_MAP,
+    DEFAULT_SEGMENT_NOTES,
     EVENTS,
     INPUT_COLUMNS,
     INT_RANGES,
+    SEGMENT_NOTE_COLUMNS,
     STATES,
     THRESHOLDS,
     TIERS,
@@ -45,6 +47,7 @@ NUMBER_FORMATS: dict[str, str] = {
     "text": "@",
     "label": "@",
     "datetime": "yyyy-mm-dd hh:mm:ss",
+    "percent": "0.0%",
     "general": "General",
 }
 
@@ -92,7 +95,7 @@ PIVOTS, CHARTS, LOG, XLWINGS_CONF = "Pivots", "Charts", "Log", "xlwings.conf"
 #: One sheet per chart table: the refresh rewrites a sheet's single table, and each can then grow
 #: down on its own.
 CHART_SHEETS: dict[str, str] = {"chart_tier_mix": "Chart Tiers", "chart_events": "Chart Events",
-                                "chart_states": "Chart States"}
+                                "chart_states": "Chart States", "chart_cohort_curve": "Chart Cohorts"}
 
 _ACRONYMS = {"rfm": "RFM"}
 
@@ -148,10 +151,46 @@ RAW_TABLES: dict[str, Table] = {
 
 # --- output tables (the contract) ----------------------------------------------------------------
 
+#: The RFM Grid sheet: the 5 x 5 blocks (formulas over rfm_grid) fill the rows above its table, which
+#: the refresh keeps as they are (it rewrites a sheet from its table's header row down).
+RFM_GRID_TABLE_ROW = 12
+#: Output tables that do not start at A1: (row, column) of their header cell.
+OUTPUT_ANCHORS: dict[str, tuple[int, int]] = {"rfm_grid": (RFM_GRID_TABLE_ROW, 0)}
+
 OUTPUT_TABLES: dict[str, Table] = {
-    name: Table(name, OUTPUT_SHEETS[name], tuple(Column(c, kind) for c, kind, _ in cols))
+    name: Table(name, OUTPUT_SHEETS[name], tuple(Column(c, kind) for c, kind, _ in cols),
+                *OUTPUT_ANCHORS.get(name, (0, 0)))
     for name, (_, cols) in contract.TABLES.items() if name in OUTPUT_SHEETS
 }
+
+#: Heat maps: a three-colour scale (low red, middle yellow, high green) on these columns of output tables.
+HEAT_MAP_COLUMNS: dict[str, tuple[str, ...]] = {"cohort_retention": ("share_active",), "rfm_grid": ("customers",)}
+HEAT_MAP_COLOURS = ("#F8696B", "#FFEB84", "#63BE7B")
+
+
+@dataclass(frozen=True)
+class GridBlock:
+    """A 5 x 5 block on the RFM Grid sheet: one rfm_grid column by R (rows, 5 at the top) and FM (columns)."""
+
+    column: str                 # the rfm_grid column shown
+    title: str
+    type: str                   # number format (a key of NUMBER_FORMATS)
+    heat_map: bool              # a colour scale over the block (else label colours, for segment names)
+
+
+RFM_GRID_BLOCKS: tuple[GridBlock, ...] = (
+    GridBlock("customers", "Customers", "integer", True),
+    GridBlock("rfm_segment", "Segment (from the segment map on Config)", "general", False),
+    GridBlock("share", "Share of scored customers", "percent", True),
+    GridBlock("revenue_m12", "Core revenue, last 12 months", "decimal", True),
+)
+#: Rows of the grid blocks: a title row, the FM header row, then R 5 down to R 1.
+RFM_GRID_TITLE_ROW = 3
+
+
+def rfm_grid_block_col(index: int) -> int:
+    """First sheet column of the index-th grid block: an R label column, five FM columns, a gap."""
+    return index * 7
 
 #: Label columns that get one fill colour per value (conditional formatting on output sheets).
 LABEL_COLOURS: dict[str, dict[str, str]] = {
@@ -183,7 +222,8 @@ HISTORY_ROWS_RANGE = (1, 1_048_575)   # one row of the sheet is the header
 
 CONFIG_TABLE = Table("tbl_config", CONFIG, _cols(
     ("setting", "text"), ("value", "text"), ("default", "text"), ("description", "text")), row=3)
-SEGMENT_MAP_TABLE = Table("tbl_segment_map", CONFIG, _cols(("rfm_segment", "text"), ("cells", "text")),
+SEGMENT_MAP_TABLE = Table("tbl_segment_map", CONFIG, _cols(("rfm_segment", "text"), ("cells", "text"),
+                                                           *((c, "text") for c in SEGMENT_NOTE_COLUMNS)),
                           row=3, col=5)
 
 
@@ -192,7 +232,8 @@ YOUR_HEADER = "your header"
 #: Beside the segment map on the Config sheet (not below it, where a grown segment map would run into
 #: it): one row per input column, read as the ``map.<table>.<column>`` settings.
 COLUMNS_TABLE = Table("tbl_columns", CONFIG, _cols(
-    ("table", "text"), ("column", "text"), (YOUR_HEADER, "text"), ("description", "text")), row=3, col=8)
+    ("table", "text"), ("column", "text"), (YOUR_HEADER, "text"), ("description", "text")), row=3,
+    col=SEGMENT_MAP_TABLE.last_col + 2)
 
 
 def columns_rows() -> list[tuple[str, str, str, str]]:
@@ -209,9 +250,9 @@ def config_rows() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def segment_map_rows() -> list[tuple[str, str]]:
-    """The default segment map as (rfm_segment, cells) rows, cells like "55 54 45"."""
-    return [(name, " ".join(codes)) for name, codes in DEFAULT_SEGMENT_MAP]
+def segment_map_rows() -> list[tuple[str, str, str, str]]:
+    """The default segment map as (rfm_segment, cells, description, action) rows, cells like "55 54 45"."""
+    return [(name, " ".join(codes), *DEFAULT_SEGMENT_NOTES[name]) for name, codes in DEFAULT_SEGMENT_MAP]
 
 
 @dataclass(frozen=True)
@@ -292,10 +333,17 @@ _CHART_DEFS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+#: The average retention curve: months since the first core month (as text, "month 3", so Excel takes the
+#: column as the chart's categories when the live refresh re-points it) and the share still active.
+COHORT_CURVE_TABLE = Table("chart_cohort_curve", CHART_SHEETS["chart_cohort_curve"],
+                           _cols(("months_since", "text"), ("share_active", "percent")))
+
+
 def _chart_tables() -> dict[str, Table]:
-    return {name: Table(name, CHART_SHEETS[name],
-                        (Column("report_month", "month"), *(Column(c, "integer") for c in categories)))
-            for name, (_, categories) in _CHART_DEFS.items()}
+    tables = {name: Table(name, CHART_SHEETS[name],
+                          (Column("report_month", "month"), *(Column(c, "integer") for c in categories)))
+              for name, (_, categories) in _CHART_DEFS.items()}
+    return {**tables, COHORT_CURVE_TABLE.name: COHORT_CURVE_TABLE}
 
 
 #: Pivot-shaped tables (one per chart sheet) the charts are bound to: report_month + one column per label.
@@ -319,7 +367,17 @@ def chart_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         wide = wide.reindex(index=months, columns=list(categories)).fillna(0).astype("int64")
         wide.columns.name = None
         out[name] = wide.reset_index()[CHART_TABLES[name].headers]
+    out[COHORT_CURVE_TABLE.name] = cohort_curve_table(tables["cohort_retention"])
     return out
+
+
+def cohort_curve_table(cohorts: pd.DataFrame) -> pd.DataFrame:
+    """chart_cohort_curve from ``cohort_retention``: per months since, the active customers of every cohort
+    seen that far over those cohorts' customers (each customer weighs the same), months ascending."""
+    sums = cohorts.groupby("months_since", sort=True)[["active", "cohort_size"]].sum()
+    return pd.DataFrame({"months_since": [f"month {k}" for k in sums.index],
+                         "share_active": (sums["active"] / sums["cohort_size"]).to_numpy(dtype="float64")},
+                        columns=COHORT_CURVE_TABLE.headers).astype({"months_since": "str", "share_active": "float64"})
 
 
 @dataclass(frozen=True)
@@ -331,12 +389,16 @@ class Chart:
     subtype: str | None
     title: str
     anchor: str                 # top-left cell on the Charts sheet
+    x_format: str = "yyyy-mm"   # number formats of the axes
+    y_format: str = "#,##0"
 
 
 CHARTS_LAYOUT: tuple[Chart, ...] = (
     Chart("chart_tier_mix", "column", "stacked", "Active customers by value tier", "B3"),
     Chart("chart_events", "column", None, "Lifecycle events per month", "B24"),
     Chart("chart_states", "area", "stacked", "Customers by lifecycle state", "B45"),
+    Chart("chart_cohort_curve", "line", None, "Retention curve: share of a cohort buying core, by months since its "
+                                              "first core month (all cohorts)", "B66", "General", "0%"),
 )
 
 # --- pivots ------------------------------------------------------------------------------------------

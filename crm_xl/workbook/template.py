@@ -147,6 +147,7 @@ class _Formats:
         self.subtitle = book.add_format({"bold": True, "font_size": 12, "font_color": "#1F3864"})
         self.note = book.add_format({"italic": True, "font_color": "#595959"})
         self.wrap = book.add_format({"text_wrap": True, "valign": "top"})
+        self.header = book.add_format({"bold": True, "align": "center", "bg_color": "#D9E1F2"})
         self._number: dict[str, Any] = {}
         self._fill: dict[str, Any] = {}
 
@@ -227,11 +228,70 @@ def _label_formats(ws: Any, fmt: _Formats, table: L.Table) -> None:
 
 
 def _data_sheet(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | None = None) -> None:
-    """A sheet holding one table at A1: typed columns, frozen header, autofilter, label colours."""
+    """A sheet holding one table (at A1 unless the layout anchors it lower): typed columns, frozen
+    header (of a table at A1), autofilter, label colours, heat maps."""
     write_table(ws, fmt, table, frame)
-    ws.freeze_panes(table.row + 1, 0)
+    if table.row == 0:
+        ws.freeze_panes(table.row + 1, 0)
     _label_formats(ws, fmt, table)
+    _heat_maps(ws, table)
     _text_is_meant(ws, table)
+
+
+def _colour_scale() -> dict[str, Any]:
+    low, middle, high = L.HEAT_MAP_COLOURS
+    return {"type": "3_color_scale", "min_color": low, "mid_color": middle, "max_color": high}
+
+
+def _heat_maps(ws: Any, table: L.Table) -> None:
+    """A colour scale on each heat-map column, down to the sheet's last row: the refresh rewrites the
+    rows, and the range stays as it is."""
+    for name in L.HEAT_MAP_COLUMNS.get(table.name, ()):
+        col = table.col + table.headers.index(name)
+        ws.conditional_format(table.row + 1, col, _MAX_ROW, col, _colour_scale())
+
+
+def _rfm_grid_blocks(ws: Any, fmt: _Formats) -> None:
+    """The RFM grid as 5 x 5 blocks above the rfm_grid table, R 5 at the top and FM 1 at the left, each cell
+    a formula over the table (one source of truth; Excel and LibreOffice calculate them when the file opens)."""
+    table = L.OUTPUT_TABLES["rfm_grid"]
+    ws.write(0, 0, "RFM grid of the report month: rows R (recency score), columns FM (frequency and monetary "
+                   "score); every cell adds up the rfm_grid table below", fmt.subtitle)
+    ws.write(1, 0, "Segment names, descriptions and actions come from the segment map on Config "
+                   "(tbl_segment_map). Customers not scored (not in rfm_population) are in no cell.", fmt.note)
+    top = L.RFM_GRID_TITLE_ROW
+    for i, block in enumerate(L.RFM_GRID_BLOCKS):
+        left = L.rfm_grid_block_col(i)
+        ws.write(top, left, block.title, fmt.subtitle)
+        ws.write(top + 1, left, "R \\ FM", fmt.header)
+        for j in range(5):
+            ws.write(top + 1, left + 1 + j, j + 1, fmt.header)
+            ws.write(top + 2 + j, left, 5 - j, fmt.header)
+        for j in range(5):
+            for fm in range(1, 6):
+                ws.write_formula(top + 2 + j, left + fm, _grid_formula(table.name, block.column, 5 - j, fm),
+                                 fmt.number(block.type), 0 if block.heat_map else "")
+        cells = (top + 2, left + 1, top + 6, left + 5)
+        if block.heat_map:
+            ws.conditional_format(*cells, _colour_scale())
+        else:
+            for label, colour in L.LABEL_COLOURS["rfm_segment"].items():
+                ws.conditional_format(*cells, {"type": "cell", "criteria": "==",
+                                               "value": '"' + label.replace('"', '""') + '"',
+                                               "format": fmt.fill(colour)})
+        for col in range(left, left + 6):
+            wanted = 8 if col == left else 12 if block.heat_map else 24
+            if col <= table.last_col:       # never narrower than the table's column below
+                ws.set_column(col, col, max(wanted, _width(table.columns[col - table.col])))
+            else:
+                ws.set_column(col, col, wanted, None if block.heat_map or col == left else fmt.wrap)
+
+
+def _grid_formula(table: str, column: str, r: int, fm: int) -> str:
+    """One grid cell: the cell's segment name, or the column's value of the cell (0 for an empty table)."""
+    if column == "rfm_segment":
+        return f'=IFERROR(INDEX({table}[{column}],MATCH("{r}{fm}",{table}[cell],0)),"")'
+    return f"=SUMIFS({table}[{column}],{table}[r_score],{r},{table}[fm_score],{fm})"
 
 
 def _text_is_meant(ws: Any, table: L.Table) -> None:
@@ -275,8 +335,9 @@ def _config_sheet(ws: Any, fmt: _Formats) -> None:
     rules = L.config_validations()
     ws.write(0, 0, "Settings", fmt.title)
     ws.write(1, 0, "Edit the value column; a blank value means the default. Dropdowns and ranges show what is "
-                   "allowed. The segment map (right) assigns every (R, FM) cell to one segment; the Columns "
-                   "table (far right) names your data's own headers.", fmt.note)
+                   "allowed. The segment map (right) assigns every (R, FM) cell to one segment, with what the "
+                   "segment is and what to do with it (edit them freely); the Columns table (far right) names your "
+                   "data's own headers.", fmt.note)
     rows = [(key, L.config_cell_value(key, value, rules), L.config_cell_value(key, default, rules), text)
             for key, value, default, text in L.config_rows()]
     table = L.CONFIG_TABLE
@@ -299,8 +360,10 @@ def _config_sheet(ws: Any, fmt: _Formats) -> None:
     ws.set_column(0, 0, 26)
     ws.set_column(1, 2, 22)
     ws.set_column(3, 3, 90, fmt.wrap)
-    ws.set_column(5, 5, 28)
-    ws.set_column(6, 6, 14)
+    segments = L.SEGMENT_MAP_TABLE
+    ws.set_column(segments.col, segments.col, 28)
+    ws.set_column(segments.col + 1, segments.col + 1, 14)
+    ws.set_column(segments.col + 2, segments.last_col, 45, fmt.wrap)
     ws.set_column(columns.col, columns.col, 14)
     ws.set_column(columns.col + 1, columns.col + 2, 18)
     ws.set_column(columns.col + 3, columns.col + 3, 60, fmt.wrap)
@@ -344,8 +407,8 @@ def _charts_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) 
                               "categories": [table.sheet, first, table.col, last, table.col],
                               "values": [table.sheet, first, col, last, col]})
         chart.set_title({"name": spec.title})
-        chart.set_x_axis({"num_format": "yyyy-mm", "num_font": {"rotation": -45}})
-        chart.set_y_axis({"num_format": "#,##0", "major_gridlines": {"visible": True}})
+        chart.set_x_axis({"num_format": spec.x_format, "num_font": {"rotation": -45}})
+        chart.set_y_axis({"num_format": spec.y_format, "major_gridlines": {"visible": True}})
         chart.set_legend({"position": "right"})
         chart.set_size({"width": 880, "height": 380})
         chart.show_hidden_data()   # the chart tables' sheets are hidden
@@ -429,6 +492,7 @@ def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None
         _data_sheet(sheets[table.sheet], fmt, table)
     for name, table in L.OUTPUT_TABLES.items():
         _data_sheet(sheets[table.sheet], fmt, table, (tables or {}).get(name))
+    _rfm_grid_blocks(sheets[L.OUTPUT_TABLES["rfm_grid"].sheet], fmt)
     chart_frames = L.chart_tables(tables) if tables else None
     last_rows = _chart_data_sheets(sheets, fmt, chart_frames)
     _charts_sheet(sheets[L.CHARTS], book, fmt, last_rows)

@@ -1,0 +1,91 @@
+"""Cohort retention: customers grouped by the month of their first core purchase, followed month by month.
+
+The semantics are those of openretailscience's ``CohortAnalysis``: a cohort is the distinct customers
+whose first core purchase fell in one calendar month, and a cohort's share active in a later month is
+the distinct customers of the cohort who bought core in that month divided by the cohort's size (its
+month 0, so month 0 is always 1.0). Everything is read from ``customer_history``:
+
+* a customer's cohort is the month of their ``first_core_date``;
+* a customer is *active* in a month when they bought core in it: their ``last_core_date`` (the latest
+  core purchase up to the month's end) falls in that month. This is the same as ``m1 > 0``, and keeps
+  holding with ``measure = revenue`` (a core line counts only when its measure is > 0);
+* volume and revenue are the cohort's ``m1`` and ``revenue_m1`` in that month (only active customers
+  have any).
+
+Only cohorts whose first core month is inside the history range are shown: an earlier cohort would
+be counted only from the history's first month, where its month 0 (its size) is not seen. Every
+(cohort, months since) pair up to the report month is listed, months nobody bought included, so the
+triangle has no holes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from crm_xl import contract
+from crm_xl.core.pipeline import CoreRun
+
+#: Decimals kept of summed volumes and revenues: the core counts in millionths, so float noise of
+#: the sum (0.30000000000000004) is dropped and the table is the same whatever the row order.
+_DECIMALS = 6
+
+
+def cohort_views(core: CoreRun) -> dict[str, pd.DataFrame]:
+    """The ``cohort_retention`` table from the core's ``customer_history``."""
+    return {"cohort_retention": cohort_retention(core.tables["customer_history"])}
+
+
+def _months(values: pd.Series) -> np.ndarray:
+    """Month numbers (months since 1970-01) of a date column; NaT stays NaT's integer, masked by callers."""
+    return values.to_numpy(dtype="datetime64[ns]").astype("datetime64[M]").astype("int64")
+
+
+def cohort_retention(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per first-core-month cohort and month since (0 = the cohort's own month), cohorts and
+    months in ascending order; see the module doc for the definitions."""
+    columns = contract.columns("cohort_retention")
+    if history.empty:
+        return _typed(pd.DataFrame({c: [] for c in columns}))
+    month = _months(history["report_month"])
+    first = history["first_core_date"].to_numpy(dtype="datetime64[ns]")
+    start, n = int(month.min()), int(month.max() - month.min()) + 1
+    first_month = first.astype("datetime64[M]").astype("int64")
+    keep = ~np.isnat(first) & (first_month >= start)
+    cohort = first_month[keep] - start
+    since = month[keep] - first_month[keep]
+    bought = _months(history["last_core_date"])[keep] == month[keep]
+    cell = cohort * n + since
+    size = n * n
+
+    def total(weights: np.ndarray | None) -> np.ndarray:
+        return np.bincount(cell, weights=weights, minlength=size)
+
+    rows = total(None).astype("int64")
+    active = total(bought.astype("float64")).round().astype("int64")
+    volume = total(history["m1"].to_numpy(dtype="float64")[keep]).round(_DECIMALS)
+    revenue = total(history["revenue_m1"].to_numpy(dtype="float64")[keep]).round(_DECIMALS)
+    cohort_size = rows.reshape(n, n)[:, 0]
+    c, k = np.divmod(np.arange(size), n)
+    listed = (c + k < n) & (cohort_size[c] > 0)
+    c, k = c[listed], k[listed]
+    sizes = cohort_size[c]
+    frame = pd.DataFrame({
+        "cohort": (start + c).astype("datetime64[M]").astype("datetime64[s]"),
+        "months_since": k.astype("int64"),
+        "report_month": (start + c + k).astype("datetime64[M]").astype("datetime64[s]"),
+        "cohort_size": sizes,
+        "active": active[listed],
+        "share_active": active[listed] / sizes,
+        "volume": volume[listed],
+        "revenue": revenue[listed],
+    })
+    return _typed(frame[columns])
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    types = {"cohort": "datetime64[s]", "report_month": "datetime64[s]", "months_since": "int64",
+             "cohort_size": "int64", "active": "int64", "share_active": "float64", "volume": "float64",
+             "revenue": "float64"}
+    return frame.astype(types).reset_index(drop=True)
+
