@@ -36,9 +36,9 @@ def cohort_views(core: CoreRun) -> dict[str, pd.DataFrame]:
     return {"cohort_retention": cohort_retention(core.tables["customer_history"])}
 
 
-def _months(values: pd.Series) -> np.ndarray:
-    """Month numbers (months since 1970-01) of a date column; NaT stays NaT's integer, masked by callers."""
-    return values.to_numpy(dtype="datetime64[ns]").astype("datetime64[M]").astype("int64")
+def _seconds(values: pd.Series) -> np.ndarray:
+    """A date column as int64 seconds since 1970 (NaT: the smallest int64, below every date)."""
+    return values.to_numpy(dtype="datetime64[s]").view("int64")
 
 
 def cohort_retention(history: pd.DataFrame) -> pd.DataFrame:
@@ -47,14 +47,20 @@ def cohort_retention(history: pd.DataFrame) -> pd.DataFrame:
     columns = contract.columns("cohort_retention")
     if history.empty:
         return _typed(pd.DataFrame({c: [] for c in columns}))
-    month = _months(history["report_month"])
-    first = history["first_core_date"].to_numpy(dtype="datetime64[ns]")
-    start, n = int(month.min()), int(month.max() - month.min()) + 1
-    first_month = first.astype("datetime64[M]").astype("int64")
-    keep = ~np.isnat(first) & (first_month >= start)
-    cohort = first_month[keep] - start
-    since = month[keep] - first_month[keep]
-    bought = _months(history["last_core_date"])[keep] == month[keep]
+    # Month arithmetic on millions of dates is slow in numpy (a calendar per element); the history's
+    # months are few, so each date finds its month among the month starts by binary search instead.
+    month = _seconds(history["report_month"])
+    lo, hi = month.min(), month.max()
+    starts = np.arange(lo.astype("datetime64[s]").astype("datetime64[M]"),
+                       hi.astype("datetime64[s]").astype("datetime64[M]") + 1).astype("datetime64[s]").view("int64")
+    n = len(starts)
+    first = _seconds(history["first_core_date"])
+    keep = first >= lo                          # a first core purchase inside the history (NaT: none yet)
+    month, first = month[keep], first[keep]
+    cohort = np.searchsorted(starts, first, side="right") - 1
+    since = np.searchsorted(starts, month) - cohort
+    # the latest core purchase up to the month's end falls in the month: bought core in it
+    bought = _seconds(history["last_core_date"])[keep] >= month
     cell = cohort * n + since
     size = n * n
 
@@ -62,7 +68,7 @@ def cohort_retention(history: pd.DataFrame) -> pd.DataFrame:
         return np.bincount(cell, weights=weights, minlength=size)
 
     rows = total(None).astype("int64")
-    active = total(bought.astype("float64")).round().astype("int64")
+    active = np.bincount(cell[bought], minlength=size).astype("int64")
     volume = total(history["m1"].to_numpy(dtype="float64")[keep]).round(_DECIMALS)
     revenue = total(history["revenue_m1"].to_numpy(dtype="float64")[keep]).round(_DECIMALS)
     cohort_size = rows.reshape(n, n)[:, 0]
@@ -71,9 +77,9 @@ def cohort_retention(history: pd.DataFrame) -> pd.DataFrame:
     c, k = c[listed], k[listed]
     sizes = cohort_size[c]
     frame = pd.DataFrame({
-        "cohort": (start + c).astype("datetime64[M]").astype("datetime64[s]"),
+        "cohort": starts[c].astype("datetime64[s]"),
         "months_since": k.astype("int64"),
-        "report_month": (start + c + k).astype("datetime64[M]").astype("datetime64[s]"),
+        "report_month": starts[c + k].astype("datetime64[s]"),
         "cohort_size": sizes,
         "active": active[listed],
         "share_active": active[listed] / sizes,
