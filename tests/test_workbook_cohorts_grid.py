@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from crm_xl.workbook.refresh import refresh_workbook
 from crm_xl.workbook.sheetxml import Block, column_letter
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
 NOW = dt.datetime(2025, 2, 3, 4, 5, 6)
 SETTINGS = {"report_month": "2024-12", "history_months": 24}
 
@@ -134,6 +136,77 @@ def test_rfm_grid_sheet_blocks_are_formulas_over_the_table(refreshed: Path, expe
         assert scales[block_ref] == (["colorScale"] if block.heat_map else ["cellIs"] * 11), block.column
     customers = column_letter(table.col + table.headers.index("customers"))
     assert scales[f"{customers}{table.row + 2}:{customers}1048576"] == ["colorScale"]
+
+
+@pytest.fixture(scope="module")
+def calculated(refreshed: Path, tmp_path_factory: pytest.TempPathFactory) -> openpyxl.Workbook:
+    """The refreshed book as a spreadsheet calculates it: LibreOffice converts it, openpyxl reads the values."""
+    if SOFFICE is None:
+        pytest.skip("LibreOffice (soffice) is not installed")
+    out = tmp_path_factory.mktemp("calculated")
+    done = subprocess.run([SOFFICE, f"-env:UserInstallation={(out / 'profile').as_uri()}", "--headless",
+                           "--norestore", "--convert-to", "xlsx", "--outdir", str(out), str(refreshed)],
+                          capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    return openpyxl.load_workbook(out / "refreshed.xlsx", data_only=True)
+
+
+@pytest.mark.slow
+def test_libreoffice_calculates_the_grid_blocks_from_the_refreshed_table(calculated: openpyxl.Workbook,
+                                                                         expected: dict[str, pd.DataFrame]) -> None:
+    """The blocks' formulas, calculated by a spreadsheet, show the rfm_grid table's values cell by cell."""
+    sheet = calculated["RFM Grid"]
+    grid = expected["rfm_grid"].set_index("cell")
+    assert grid["customers"].sum() > 0
+    top = layout.RFM_GRID_TITLE_ROW
+    for i, block in enumerate(layout.RFM_GRID_BLOCKS):
+        left = layout.rfm_grid_block_col(i)
+        for j in range(5):
+            for fm in range(1, 6):
+                value = sheet.cell(top + 3 + j, left + 1 + fm).value
+                want = grid.loc[f"{5 - j}{fm}", block.column]
+                assert value == (want if block.column == "rfm_segment" else pytest.approx(want)), (block.column, j, fm)
+
+
+@pytest.mark.slow
+def test_libreoffice_calculates_the_cohort_triangle_from_the_refreshed_table(calculated: openpyxl.Workbook,
+                                                                             expected: dict[str, pd.DataFrame]) -> None:
+    """Each triangle row is a cohort of cohort_retention (the latest ones, oldest first) with its size and its
+    share_active by months since; blank beyond the report month."""
+    tri, sheet = layout.COHORT_TRIANGLE_LAYOUT, calculated[layout.COHORT_TRIANGLE]
+    cohorts = expected["cohort_retention"]
+    shares = {(pd.Timestamp(r.cohort), r.months_since): r.share_active for r in cohorts.itertuples()}
+    sizes = dict(zip(cohorts["cohort"], cohorts["cohort_size"], strict=False))
+    seen = 0
+    for i in range(tri.size):
+        row = tri.header_row + 2 + i
+        cohort = sheet.cell(row, 1).value
+        if cohort in (None, ""):
+            continue
+        cohort = pd.Timestamp(cohort)
+        seen += cohort in sizes
+        size = sheet.cell(row, 2).value
+        assert size == sizes[cohort] if cohort in sizes else size in (None, ""), cohort
+        for k in range(tri.size):
+            value = sheet.cell(row, tri.first_month_col + 1 + k).value
+            want = shares.get((cohort, k)) if cohort in sizes else None
+            assert (value in (None, "")) if want is None else value == pytest.approx(want), (cohort, k)
+    assert seen == cohorts["cohort"].nunique() > 3       # the golden history is shorter than the triangle
+
+
+def test_cohort_triangle_sheet_is_formulas_over_the_table(refreshed: Path) -> None:
+    tri = layout.COHORT_TRIANGLE_LAYOUT
+    sheet = openpyxl.load_workbook(refreshed, keep_vba=True)[layout.COHORT_TRIANGLE]
+    assert not sheet.tables and sheet.sheet_state == "visible"
+    assert [sheet.cell(tri.header_row + 1, tri.first_month_col + 1 + k).value for k in range(tri.size)] == \
+        list(range(tri.size))
+    cell = sheet.cell(tri.header_row + 3, tri.first_month_col + 3).value          # the second cohort, month 2
+    assert "INDEX(cohort_retention[share_active],$C8+F$6)" in cell and "EDATE($A8,F$6)>$B$3" in cell
+    assert "MATCH($A8,cohort_retention[cohort],0)" in sheet.cell(tri.header_row + 3, 3).value
+    assert sheet.column_dimensions["C"].hidden
+    block = (f"{column_letter(tri.first_month_col)}{tri.header_row + 2}:"
+             f"{column_letter(tri.last_col)}{tri.last_row + 1}")
+    assert _colour_scales(sheet)[block] == ["colorScale"]
 
 
 def _with_text(path: Path, cells: dict[str, str]) -> None:

@@ -176,8 +176,8 @@ def _all_tables() -> list[L.Table]:
 
 def test_layout_names_every_sheet_and_output_table() -> None:
     assert L.SHEETS[:5] == ("Start", "Config", "Raw Transactions", "Raw Customers", "Raw Products")
-    assert L.SHEETS[-8:] == ("Pivots", "Charts", "Chart Tiers", "Chart Events", "Chart States", "Chart Cohorts",
-                             "Log", "xlwings.conf")
+    assert L.SHEETS[-9:] == ("Pivots", "Charts", "Cohort Triangle", "Chart Tiers", "Chart Events", "Chart States",
+                             "Chart Cohorts", "Log", "xlwings.conf")
     sheets_of_tables = [t.sheet for t in _all_tables() if t.sheet != L.CONFIG]
     assert len(sheets_of_tables) == len(set(sheets_of_tables))   # the refresh rewrites one table per sheet
     assert L.OUTPUT_SHEETS["customer_snapshot"] == "Customer Snapshot"

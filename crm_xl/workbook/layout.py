@@ -92,6 +92,8 @@ def _cols(*pairs: tuple[str, str]) -> tuple[Column, ...]:
 START, CONFIG = "Start", "Config"
 RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_PRODUCTS = "Raw Transactions", "Raw Customers", "Raw Products"
 PIVOTS, CHARTS, LOG, XLWINGS_CONF = "Pivots", "Charts", "Log", "xlwings.conf"
+#: The cohort triangle: formulas over cohort_retention, on a sheet of their own (no table: never rewritten).
+COHORT_TRIANGLE = "Cohort Triangle"
 #: One sheet per chart table: the refresh rewrites a sheet's single table, and each can then grow
 #: down on its own.
 CHART_SHEETS: dict[str, str] = {"chart_tier_mix": "Chart Tiers", "chart_events": "Chart Events",
@@ -113,7 +115,7 @@ OUTPUT_SHEETS: dict[str, str] = {name: sheet_title(name) for name in contract.TA
 SHEETS: tuple[str, ...] = (
     START, CONFIG, RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_PRODUCTS,
     *OUTPUT_SHEETS.values(),
-    PIVOTS, CHARTS, *CHART_SHEETS.values(), LOG, XLWINGS_CONF,
+    PIVOTS, CHARTS, COHORT_TRIANGLE, *CHART_SHEETS.values(), LOG, XLWINGS_CONF,
 )
 
 #: Sheets a user never needs to see: the chart tables (Charts shows them) and xlwings.conf
@@ -129,7 +131,7 @@ def sheet_role(sheet: str) -> str:
         return "input"
     if sheet in OUTPUT_SHEETS.values():
         return "output"
-    if sheet in (START, PIVOTS, CHARTS):
+    if sheet in (START, PIVOTS, CHARTS, COHORT_TRIANGLE):
         return "view"
     return "technical"
 
@@ -186,6 +188,34 @@ RFM_GRID_BLOCKS: tuple[GridBlock, ...] = (
 )
 #: Rows of the grid blocks: a title row, the FM header row, then R 5 down to R 1.
 RFM_GRID_TITLE_ROW = 3
+
+
+@dataclass(frozen=True)
+class Triangle:
+    """The Cohort Triangle sheet: the latest ``size`` cohorts as rows (oldest first), months since 0 ..
+    size - 1 as columns, each cell the cohort's share_active found in cohort_retention by formula.
+
+    Cells (0-based): the report month and the first cohort shown in column B of ``month_row`` and
+    ``first_row``; the header on ``header_row``: cohort, customers, the cohort's first row in the table
+    (a hidden helper, so each cell is one INDEX rather than a search), then the months since.
+    """
+
+    size: int = 36
+    month_row: int = 2
+    first_row: int = 3
+    header_row: int = 5
+    first_month_col: int = 3
+
+    @property
+    def last_row(self) -> int:
+        return self.header_row + self.size
+
+    @property
+    def last_col(self) -> int:
+        return self.first_month_col + self.size - 1
+
+
+COHORT_TRIANGLE_LAYOUT = Triangle()
 
 
 def rfm_grid_block_col(index: int) -> int:

@@ -269,8 +269,9 @@ def _rfm_grid_blocks(ws: Any, fmt: _Formats) -> None:
             ws.write(top + 2 + j, left, 5 - j, fmt.header)
         for j in range(5):
             for fm in range(1, 6):
+                # no cached value: LibreOffice then calculates the cell on open (a cached 0 it would show)
                 ws.write_formula(top + 2 + j, left + fm, _grid_formula(table.name, block.column, 5 - j, fm),
-                                 fmt.number(block.type), 0 if block.heat_map else "")
+                                 fmt.number(block.type), "")
         cells = (top + 2, left + 1, top + 6, left + 5)
         if block.heat_map:
             ws.conditional_format(*cells, _colour_scale())
@@ -285,6 +286,47 @@ def _rfm_grid_blocks(ws: Any, fmt: _Formats) -> None:
                 ws.set_column(col, col, max(wanted, _width(table.columns[col - table.col])))
             else:
                 ws.set_column(col, col, wanted, None if block.heat_map or col == left else fmt.wrap)
+
+
+def _cohort_triangle_sheet(ws: Any, fmt: _Formats) -> None:
+    """The classic cohort triangle as formulas over cohort_retention (one source of truth), written
+    without cached values so Excel and LibreOffice calculate them on open, coloured as a heat map."""
+    tri, table = L.COHORT_TRIANGLE_LAYOUT, L.OUTPUT_TABLES["cohort_retention"].name
+    month, percent = fmt.number("month"), fmt.number("percent")
+    ws.write(0, 0, "Cohort retention: share of each cohort (customers by the month of their first core purchase) "
+                   "buying core, by months since that month", fmt.title)
+    ws.write(1, 0, f"Formulas over the {table} table (Cohort Retention sheet), recalculated when the file opens: "
+                   f"the latest {tri.size} cohorts, {tri.size} months each; blank = not reached by the report month.",
+             fmt.note)
+    m, first = f"$B${tri.month_row + 1}", f"$B${tri.first_row + 1}"
+    ws.write(tri.month_row, 0, "report month")   # 1/(1/x): 0, the MAX of an empty table, shows blank
+    ws.write_formula(tri.month_row, 1, f"=IFERROR(1/(1/MAX({table}[report_month])),\"\")", month, "")
+    ws.write(tri.first_row, 0, "first cohort shown")
+    ws.write_formula(tri.first_row, 1, f"=IFERROR(1/(1/MAX(MIN({table}[cohort]),EDATE(MAX({table}[cohort]),"
+                                       f"-{tri.size - 1}))),\"\")", month, "")
+    ws.write(tri.header_row - 1, tri.first_month_col, "months since the cohort's first core month", fmt.note)
+    for col, title in enumerate(("cohort", "customers", "first row")):
+        ws.write(tri.header_row, col, title, fmt.header)
+    for k in range(tri.size):
+        ws.write(tri.header_row, tri.first_month_col + k, k, fmt.header)
+    for i in range(tri.size):
+        row = tri.header_row + 1 + i
+        a, c = f"$A{row + 1}", f"$C{row + 1}"
+        ws.write_formula(row, 0, f'=IFERROR(IF(EDATE({first},{i})>MAX({table}[cohort]),"",EDATE({first},{i})),"")',
+                         month, "")
+        ws.write_formula(row, 1, f'=IFERROR(INDEX({table}[cohort_size],{c}),"")', fmt.number("integer"), "")
+        ws.write_formula(row, 2, f'=IFERROR(MATCH({a},{table}[cohort],0),"")', None, "")
+        for k in range(tri.size):
+            header = f"{column_letter(tri.first_month_col + k)}${tri.header_row + 1}"
+            ws.write_formula(row, tri.first_month_col + k,
+                             f'=IF({c}="","",IF(EDATE({a},{header})>{m},"",INDEX({table}[share_active],{c}+{header})))',
+                             percent, "")
+    ws.conditional_format(tri.header_row + 1, tri.first_month_col, tri.last_row, tri.last_col, _colour_scale())
+    ws.set_column(0, 0, 18)
+    ws.set_column(1, 1, 12)
+    ws.set_column(2, 2, None, None, {"hidden": True})
+    ws.set_column(tri.first_month_col, tri.last_col, 6)
+    ws.freeze_panes(tri.header_row + 1, tri.first_month_col)
 
 
 def _grid_formula(table: str, column: str, r: int, fm: int) -> str:
@@ -496,6 +538,7 @@ def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None
     chart_frames = L.chart_tables(tables) if tables else None
     last_rows = _chart_data_sheets(sheets, fmt, chart_frames)
     _charts_sheet(sheets[L.CHARTS], book, fmt, last_rows)
+    _cohort_triangle_sheet(sheets[L.COHORT_TRIANGLE], fmt)
     _pivots_sheet(sheets[L.PIVOTS], fmt)
     _log_sheet(sheets[L.LOG], fmt)
     _xlwings_conf_sheet(sheets[L.XLWINGS_CONF], fmt)
