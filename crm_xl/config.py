@@ -477,7 +477,7 @@ def parse_segment_notes(value: Any) -> tuple[tuple[str, str, str], ...] | None:
     if isinstance(value, pd.DataFrame):
         headers = [str(c).strip().lower() for c in value.columns]
         at = [headers.index(c) if c in headers else 2 + i for i, c in enumerate(SEGMENT_NOTE_COLUMNS)]
-        if max(at) >= value.shape[1] and min(at) >= value.shape[1]:
+        if all(j >= value.shape[1] for j in at):
             return None
         rows = [[row[0], row[1], *(row[j] if j < len(row) else None for j in at)]
                 for row in value.itertuples(index=False, name=None)]

@@ -29,6 +29,7 @@ from crm_xl.core.pipeline import CoreRun
 #: Decimals kept of summed volumes and revenues: the core counts in millionths, so float noise of
 #: the sum (0.30000000000000004) is dropped and the table is the same whatever the row order.
 _DECIMALS = 6
+_DAY_SECONDS = 86_400
 
 
 def cohort_views(core: CoreRun) -> dict[str, pd.DataFrame]:
@@ -47,8 +48,6 @@ def cohort_retention(history: pd.DataFrame) -> pd.DataFrame:
     columns = contract.columns("cohort_retention")
     if history.empty:
         return _typed(pd.DataFrame({c: [] for c in columns}))
-    # Month arithmetic on millions of dates is slow in numpy (a calendar per element); the history's
-    # months are few, so each date finds its month among the month starts by binary search instead.
     month = _seconds(history["report_month"])
     lo, hi = month.min(), month.max()
     starts = np.arange(lo.astype("datetime64[s]").astype("datetime64[M]"),
@@ -57,8 +56,13 @@ def cohort_retention(history: pd.DataFrame) -> pd.DataFrame:
     first = _seconds(history["first_core_date"])
     keep = first >= lo                          # a first core purchase inside the history (NaT: none yet)
     month, first = month[keep], first[keep]
-    cohort = np.searchsorted(starts, first, side="right") - 1
-    since = np.searchsorted(starts, month) - cohort
+    # Month arithmetic on millions of dates is slow in numpy (a calendar per element), a binary search
+    # too: each date's day since the history start looks its month up in a table of those days (a date
+    # is at most its month's end, 31 days past the last month start).
+    day = _DAY_SECONDS
+    month_of_day = np.searchsorted((starts - lo) // day, np.arange((hi - lo) // day + 32), side="right") - 1
+    cohort = month_of_day[(first - lo) // day]
+    since = month_of_day[(month - lo) // day] - cohort
     # the latest core purchase up to the month's end falls in the month: bought core in it
     bought = _seconds(history["last_core_date"])[keep] >= month
     cell = cohort * n + since
@@ -68,7 +72,7 @@ def cohort_retention(history: pd.DataFrame) -> pd.DataFrame:
         return np.bincount(cell, weights=weights, minlength=size)
 
     rows = total(None).astype("int64")
-    active = np.bincount(cell[bought], minlength=size).astype("int64")
+    active = total(bought).round().astype("int64")
     volume = total(history["m1"].to_numpy(dtype="float64")[keep]).round(_DECIMALS)
     revenue = total(history["revenue_m1"].to_numpy(dtype="float64")[keep]).round(_DECIMALS)
     cohort_size = rows.reshape(n, n)[:, 0]
