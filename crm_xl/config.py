@@ -47,6 +47,48 @@ DEFAULT_SEGMENT_MAP: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Hibernating", ("12",)),
     ("Gone Cold", ("11",)),   # the brief's "Lost": renamed, the Lost event has that name
 )
+#: Segment name -> (description, recommended action): the defaults of tbl_segment_map's description and
+#: action columns, from common RFM practice, in a marketer's words. A segment map given without those
+#: columns (an older workbook, the text form) gets these for the names it shares with them.
+DEFAULT_SEGMENT_NOTES: dict[str, tuple[str, str]] = {
+    "Champions": ("Bought recently, buy often and buy the most.",
+                  "Reward them: early access to new products, loyalty perks, ask for reviews and referrals. "
+                  "They need no discount."),
+    "Loyal Customers": ("Buy regularly and in good amounts; they answer well to campaigns.",
+                        "Offer bigger packs or a subscription, invite them to the loyalty programme, ask for reviews."),
+    "Potential Loyalist": ("Recent customers who buy fairly often or in fair amounts.",
+                           "Keep in regular touch: a membership or subscription offer, recommendations of related "
+                           "products."),
+    "Recent Customers": ("Bought very recently, but not often or much yet.",
+                         "Welcome them: tips on getting started, an incentive for the second purchase, easy "
+                         "reordering of refills."),
+    "Promising": ("Fairly recent buyers who have not bought much yet.",
+                  "Build the habit: a reminder when a refill is due, a trial offer on a bigger pack."),
+    "Customers Needing Attention": ("Middle of the road on recency, frequency and amount: could go either way.",
+                                    "Re-engage before they slip: a limited-time offer, personal recommendations."),
+    "About To Sleep": ("Below average on how recently, how often and how much they buy.",
+                       "Wake them up: a refill reminder with a popular product and a modest incentive to come back."),
+    "At Risk": ("Used to buy often and a lot, but not for some time.",
+                "Win them back personally: a tailored message, a strong offer, ask what went wrong."),
+    "Can't Lose Them": ("Were among the best customers but have not bought for a long time.",
+                        "Top priority win-back: personal contact, the best offer, new products they have not tried."),
+    "Hibernating": ("Last bought long ago, and bought little and rarely.",
+                    "Low-cost reminders only: seasonal offers or a relevant new product; do not overspend."),
+    "Gone Cold": ("Lowest on recency, frequency and amount.",
+                  "One reactivation campaign at most; otherwise leave them out of paid campaigns."),
+}
+#: The columns of a segment map table beyond (segment, cells): what the segment is, what to do with it.
+SEGMENT_NOTE_COLUMNS = ("description", "action")
+
+
+def default_segment_notes(segment_map: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[tuple[str, str, str], ...]:
+    """(segment, description, action) for a segment map given without notes: the defaults of the names it
+    shares with :data:`DEFAULT_SEGMENT_NOTES`, blanks for the others."""
+    names = dict.fromkeys(name for name, _ in segment_map)
+    return tuple((name, *DEFAULT_SEGMENT_NOTES.get(name, ("", ""))) for name in names)
+
+
+DEFAULT_SEGMENT_NOTES_ROWS = default_segment_notes(DEFAULT_SEGMENT_MAP)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +260,10 @@ class Config:
     target_share_gold: float = 0.15
     target_share_silver: float = 0.30
     calibration_months: int = 6
+    # (segment, description, action) per segment: as given with the segment map (tbl_segment_map's
+    # description and action columns, blanks kept as the user left them), else the defaults of the
+    # segments' names; set with segment_map, not a setting of its own.
+    segment_notes: tuple[tuple[str, str, str], ...] = DEFAULT_SEGMENT_NOTES_ROWS
     # (table, column, header) for each contract column whose header in the data is another one, in
     # INPUT_COLUMNS order; set by the map.<table>.<column> settings.
     column_map: tuple[tuple[str, str, str], ...] = ()
@@ -248,6 +294,9 @@ class Config:
             if _is_blank(value):
                 continue
             values[key] = _parse(key, value)
+            if key == "segment_map":
+                notes = parse_segment_notes(value)
+                values["segment_notes"] = default_segment_notes(values[key]) if notes is None else notes
         order = [(table, c.name) for table, columns in INPUT_COLUMNS.items() for c in columns]
         values["column_map"] = tuple((*column, headers[column]) for column in order if column in headers)
         return cls(**values)
@@ -256,7 +305,7 @@ class Config:
         """(setting, value as text, description) for every setting, in declaration order; one
         ``map.<table>.<column>`` row per mapped column."""
         rows = [(f.name, format_value(getattr(self, f.name)), SETTINGS_HELP[f.name])
-                for f in dataclasses.fields(self) if f.name != "column_map"]
+                for f in dataclasses.fields(self) if f.name not in ("column_map", "segment_notes")]
         rows += [(map_key(table, column), header, MAP_HELP.format(table=table, column=column))
                  for table, column, header in self.column_map]
         return rows
@@ -273,6 +322,11 @@ class Config:
             for code in codes:
                 lookup.setdefault((int(code[0]), int(code[1])), name)
         return lookup
+
+    def segment_note(self, segment: str) -> tuple[str, str]:
+        """(description, action) of a segment (blanks for a segment without them)."""
+        notes = {name: (description, action) for name, description, action in self.segment_notes}
+        return notes.get(segment, ("", ""))
 
     def cuts_for(self, field: str) -> tuple[float, ...]:
         return getattr(self, f"rfm_cuts_{field}")
@@ -423,7 +477,7 @@ def parse_segment_map(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
         pairs = list(value)
     rows = []
     for pair in pairs:
-        name, codes = pair
+        name, codes = pair[0], pair[1]      # rows of a table may carry a description and an action too
         if _is_blank(name) and _is_blank(codes):
             continue
         if isinstance(codes, str):
@@ -434,6 +488,33 @@ def parse_segment_map(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
             code_list = [str(c) for c in codes]
         rows.append((str(name).strip(), tuple(_normalise_code(c, str(name).strip()) for c in code_list)))
     return tuple(rows)
+
+
+def parse_segment_notes(value: Any) -> tuple[tuple[str, str, str], ...] | None:
+    """(segment, description, action) per row of a segment map given as a table with those columns: a
+    DataFrame with columns named description and action (or a third and fourth column), or rows of
+    three or four values. ``None`` when the map has no such columns (the text form, a mapping, an
+    older two-column table), so the defaults apply."""
+    if isinstance(value, pd.DataFrame):
+        headers = [str(c).strip().lower() for c in value.columns]
+        at = [headers.index(c) if c in headers else 2 + i for i, c in enumerate(SEGMENT_NOTE_COLUMNS)]
+        if all(j >= value.shape[1] for j in at):
+            return None
+        rows = [[row[0], row[1], *(row[j] if j < len(row) else None for j in at)]
+                for row in value.itertuples(index=False, name=None)]
+    elif isinstance(value, (str, Mapping)) or not isinstance(value, Iterable):
+        return None
+    else:
+        rows = [list(row) for row in value if not isinstance(row, str)]
+        if not any(len(row) > 2 for row in rows):
+            return None
+    notes = []
+    for row in rows:
+        if _is_blank(row[0]):
+            continue
+        texts = [("" if j >= len(row) or _is_blank(row[j]) else str(row[j]).strip()) for j in (2, 3)]
+        notes.append((str(row[0]).strip(), texts[0], texts[1]))
+    return tuple(notes)
 
 
 def _normalise_code(code: str, segment: str) -> str:
@@ -483,6 +564,8 @@ def _validate(cfg: Config) -> None:
     if cfg.report_month not in (None, LAST_COMPLETE) and not isinstance(cfg.report_month, pd.Period):
         object.__setattr__(cfg, "report_month", parse_month(cfg.report_month))
     _check_segment_coverage(cfg.segment_map)
+    if not all(isinstance(part, str) for note in cfg.segment_notes for part in note):
+        raise ConfigError("segment_map", "a segment's description and action must be text")
     _check_column_map(cfg.column_map)
 
 

@@ -173,7 +173,11 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
     "segment_map": (
         "The RFM segment map used: one row per (R, FM) cell.",
         [("rfm_segment", "text", "Segment name"), ("r_score", "integer", "Recency score 1-5"),
-         ("fm_score", "integer", "FM score 1-5"), ("cell", "text", "R and FM as a two-digit code, e.g. 54")],
+         ("fm_score", "integer", "FM score 1-5"), ("cell", "text", "R and FM as a two-digit code, e.g. 54"),
+         ("description", "text", "Who the segment's customers are, in a marketer's words (the description column of "
+                                 "tbl_segment_map on Config, editable; blank when none is given)"),
+         ("action", "text", "What to do with them (the action column of tbl_segment_map, editable; blank when none "
+                            "is given)")],
     ),
     "data_quality": (
         "One row per data-quality rule that fired while reading the inputs.",
@@ -304,6 +308,34 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
          ("proposed_count", "integer", "Customer-months in the tier with the proposed thresholds"),
          ("proposed_share", "decimal", "proposed_count / all pooled customer-months"),
          ("note", "text", "Within 1 point of the target, or why equal values at the cut kept it further")],
+    ),
+    "cohort_retention": (
+        "Retention of first-purchase cohorts (openretailscience CohortAnalysis semantics): one row per cohort "
+        "(the month of a customer's first core purchase) and month since it, 0 = the cohort's own month, up to "
+        "the report month. Only cohorts whose first core month is inside the history range are listed (an "
+        "earlier cohort's size is not seen); every month since is listed, zeros included.",
+        [("cohort", "month", "The month of the cohort's first core purchase"),
+         ("months_since", "integer", "Calendar months from the cohort month to report_month (0 = the cohort month)"),
+         ("report_month", "month", "The calendar month described: cohort + months_since"),
+         ("cohort_size", "integer", "Distinct customers whose first core purchase fell in the cohort month"),
+         ("active", "integer", "Distinct customers of the cohort who bought core in report_month (their "
+                               "last_core_date falls in it, i.e. m1 > 0)"),
+         ("share_active", "decimal", "active / cohort_size; 1.0 in month 0"),
+         ("volume", "decimal", "The cohort's measure (units by default) in report_month: the sum of its m1"),
+         ("revenue", "decimal", "The cohort's core revenue in report_month: the sum of its revenue_m1")],
+    ),
+    "rfm_grid": (
+        "The RFM grid of the report month: one row per (R, FM) cell of the segment map, all 25 cells (zeros "
+        "included), R 5 to 1 then FM 1 to 5, with the customers scored into it. The RFM Grid sheet shows it as "
+        "a 5 x 5 heat map beside the segment names.",
+        [("report_month", "month", "The snapshot month"),
+         ("r_score", "integer", "Recency score 1-5"), ("fm_score", "integer", "FM score 1-5"),
+         ("cell", "text", "R and FM as a two-digit code, e.g. 54"),
+         ("rfm_segment", "text", "The cell's segment in the segment map"),
+         ("customers", "integer", "Customers of customer_snapshot scored into the cell"),
+         ("share", "decimal", "customers / all customers scored in the report month (blank when nobody was scored)"),
+         ("revenue_m12", "decimal", "Their core revenue of the last 12 months (revenue_m12, the default RFM window: "
+                                    "the value the cell stands for, steadier than one month's)")],
     ),
 }
 

@@ -208,7 +208,8 @@ def test_template_lists_every_input_column_in_the_columns_table(tmp_path: Path) 
     keys = [map_key(table, c.name) for table, columns in INPUT_COLUMNS.items() for c in columns]
     assert [k for k in cells if k.startswith("map.")] == keys
     assert not any(k.startswith("map.") for k in settings)     # blank: the contract's own names
-    assert cells["map.transactions.invoice_id"] == columns_cell("map.transactions.invoice_id") == "Config!K5"
+    # M: beside the segment map's four columns (rfm_segment, cells, description, action)
+    assert cells["map.transactions.invoice_id"] == columns_cell("map.transactions.invoice_id") == "Config!M5"
 
 
 def loaded_renamed(tmp_path: Path, *extra: str) -> Path:

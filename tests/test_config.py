@@ -12,6 +12,7 @@ import pytest
 
 import crm_xl
 from crm_xl import Config, ConfigError
+from crm_xl.config import DEFAULT_SEGMENT_MAP, DEFAULT_SEGMENT_NOTES
 
 # The brief's 11 named segments on (R, FM), in its order; its "Lost" (11) is named Gone Cold, as the
 # Lost event already has that name (docs/business_logic.md 11.1).
@@ -71,8 +72,10 @@ def test_from_mapping_passes_a_config_through():
 
 def test_every_setting_has_a_description_and_text_form():
     rows = Config().as_rows()
-    # column_map is the map.<table>.<column> settings: a row per mapped column, none by default
-    assert [name for name, _, _ in rows] == [f.name for f in dataclasses.fields(Config) if f.name != "column_map"]
+    # column_map is the map.<table>.<column> settings: a row per mapped column, none by default;
+    # segment_notes come with segment_map (its description and action columns), not as a setting
+    assert [name for name, _, _ in rows] == [f.name for f in dataclasses.fields(Config)
+                                             if f.name not in ("column_map", "segment_notes")]
     assert all(description for _, _, description in rows)
 
 
@@ -385,3 +388,58 @@ def test_default_segment_map_follows_r_and_fm(golden_result):
     assert scored["rfm_segment"].astype(str).tolist() == expected
     fm = np.ceil((scored["f_score"].astype(float) + scored["m_score"].astype(float)) / 2)
     assert (scored["fm_score"].astype(float) == fm).all()
+
+
+# --- segment descriptions and actions ------------------------------------------------------------
+
+
+def test_default_segments_have_a_description_and_an_action():
+    assert [name for name, _, _ in Config().segment_notes] == [name for name, _ in DEFAULT_SEGMENT_MAP]
+    for name, description, action in Config().segment_notes:
+        assert description and action and (description, action) == DEFAULT_SEGMENT_NOTES[name]
+
+
+@pytest.mark.parametrize("form", ["text", "two_columns", "pairs"])
+def test_a_segment_map_without_notes_gets_the_defaults_of_its_names(form):
+    segments = {**BRIEF_SEGMENTS, "Gone": BRIEF_SEGMENTS["Gone Cold"]}
+    del segments["Gone Cold"]
+    given = {"text": _segment_map_text(segments),
+             "two_columns": pd.DataFrame({"rfm_segment": list(segments), "cells": list(segments.values())}),
+             "pairs": list(segments.items())}[form]
+    cfg = Config.from_mapping({"segment_map": given})
+    assert cfg.segment_note("Champions") == DEFAULT_SEGMENT_NOTES["Champions"]
+    assert cfg.segment_note("Gone") == ("", "")
+
+
+def test_notes_given_with_the_map_are_kept_as_given_blanks_included():
+    rows = [(name, cells, f"about {name}", "") for name, cells in BRIEF_SEGMENTS.items()]
+    rows[0] = (rows[0][0], rows[0][1], None, "Call them")           # a cleared description stays cleared
+    frame = pd.DataFrame(rows, columns=["rfm_segment", "cells", "description", "action"])
+    for given in (frame, rows):
+        cfg = Config.from_mapping({"segment_map": given})
+        assert cfg.segment_note("Champions") == ("", "Call them")
+        assert cfg.segment_note("Gone Cold") == ("about Gone Cold", "")
+        assert cfg.segment_map == BRIEF_SEGMENT_MAP
+
+
+def test_notes_are_found_by_header_in_any_column_order():
+    frame = pd.DataFrame({"rfm_segment": list(BRIEF_SEGMENTS), "cells": list(BRIEF_SEGMENTS.values()),
+                          "Action ": "act", "Description": "who"})
+    assert Config.from_mapping({"segment_map": frame}).segment_note("Promising") == ("who", "act")
+
+
+def test_the_segment_map_table_carries_the_notes():
+    rows = [(name, cells, "d " + name, "a " + name) for name, cells in BRIEF_SEGMENTS.items()]
+    table = crm_xl.run(**_one_line_inputs(), config={"segment_map": rows})["segment_map"]
+    assert list(table.columns) == ["rfm_segment", "r_score", "fm_score", "cell", "description", "action"]
+    assert (table["description"] == "d " + table["rfm_segment"]).all()
+    assert (table["action"] == "a " + table["rfm_segment"]).all()
+    default = crm_xl.run(**_one_line_inputs())["segment_map"].set_index("cell")
+    assert default.loc["11", "action"] == DEFAULT_SEGMENT_NOTES["Gone Cold"][1]
+
+
+def _one_line_inputs() -> dict[str, pd.DataFrame]:
+    return {"transactions": pd.DataFrame({"invoice_id": ["I1"], "invoice_date": ["2024-01-10"], "customer_id": ["C1"],
+                                          "product_id": ["P1"], "quantity": [1], "revenue": [4.5]}),
+            "customers": pd.DataFrame({"customer_id": ["C1"]}),
+            "products": pd.DataFrame({"product_id": ["P1"], "category": ["consumable"], "unit_size": [10]})}

@@ -190,9 +190,9 @@ def test_refreshed_workbook_has_the_views_sheets_and_tables(refreshed_sample):
     kpis = _table(book, "KPIs", "kpis")
     assert kpis["revenue"].iloc[-1] == pytest.approx(tables["kpis"]["revenue"].iloc[-1])
     ref = book["KPIs"].tables["kpis"].ref
-    assert ref.startswith(f"A{layout.TABLE_TOP_ROWS['kpis'] + 1}:")
+    assert ref.startswith(f"A{layout.OUTPUT_ANCHORS['kpis'][0] + 1}:")
     assert book["KPIs"]["B5"].number_format == "#,##0"
-    assert book["KPIs"].cell(layout.TABLE_TOP_ROWS["kpis"] + 2, 9).number_format == layout.NUMBER_FORMATS["share"]
+    assert book["KPIs"].cell(layout.OUTPUT_ANCHORS["kpis"][0] + 2, 9).number_format == layout.NUMBER_FORMATS["share"]
 
 
 def test_headline_and_heat_map_formulas_survive_the_refresh(refreshed_sample):

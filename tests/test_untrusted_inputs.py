@@ -445,6 +445,23 @@ def test_a_damaged_config_sheet_names_the_sheet(book: Path, capsys: pytest.Captu
     assert "is damaged" in err and "sheet 'Config'" in err, err
 
 
+def test_a_part_flagged_as_patched_data_is_damaged(book: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Flag bit 5 (compressed patched data) on an XML part in the zip directory: zipfile refuses to open
+    it with NotImplementedError, which must be one line, not a traceback (found by test_fuzz_workbook)."""
+    with zipfile.ZipFile(book) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith(".xml"))
+    data = bytearray(book.read_bytes())
+    record = data.index(b"PK\x01\x02")                  # the first record of the zip directory
+    while data[record + 46:record + 46 + int.from_bytes(data[record + 28:record + 30], "little")] != \
+            info.filename.encode():
+        record = data.index(b"PK\x01\x02", record + 4)
+    flags = record + 8
+    data[flags:flags + 2] = (int.from_bytes(data[flags:flags + 2], "little") | 0x20).to_bytes(2, "little")
+    book.write_bytes(bytes(data))
+    err = refresh_error(book, capsys)
+    assert "is damaged" in err and info.filename in err, err
+
+
 def test_unknown_exceptions_are_not_hidden(book: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what a damaged file raises becomes one line; a bug keeps its traceback."""
     import crm_xl.workbook.refresh as refresh

@@ -272,8 +272,10 @@ def test_chart_status_and_log_tables(books: dict[str, Path], expected: dict[str,
 
 def test_charts_cover_every_refreshed_month(books: dict[str, Path], expected: dict[str, pd.DataFrame]) -> None:
     """The template's charts point at their tables' one blank row; after a refresh they span all months
-    (the Charts sheet's chart tables, and the KPIs sheet's kpis table below its headline block)."""
-    months = len(layout.chart_tables(expected)["chart_tier_mix"])
+    (the Charts sheet's chart tables, the KPIs sheet's kpis table below its headline block, the retention
+    curve: every month since of its table)."""
+    chart_tables = layout.chart_tables(expected)
+    months = len(chart_tables["chart_tier_mix"])
     assert len(expected["kpis"]) == months
     with zipfile.ZipFile(books["refreshed"]) as package:
         charts = [package.read(n).decode() for n in sorted(package.namelist(), key=lambda n: (len(n), n))
@@ -283,7 +285,8 @@ def test_charts_cover_every_refreshed_month(books: dict[str, Path], expected: di
         table = spec.source
         first = table.row + 2
         sheet = f"'{table.sheet}'" if " " in table.sheet else table.sheet     # Excel quotes names with spaces
-        rows = spec.min_rows or months       # every month, or the rows a fixed table always has
+        # every month, or every month since (the retention curve), or the rows a fixed table always has
+        rows = spec.min_rows or (len(chart_tables[spec.table]) if spec.table in chart_tables else months)
         assert f"<c:f>{sheet}!$A${first}:$A${first + rows - 1}</c:f>" in xml, spec
         assert f"{sheet}!$A${first}</c:f>" not in xml
         assert xml.count("<c:val>") == len(spec.series)

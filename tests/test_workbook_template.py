@@ -176,8 +176,8 @@ def _all_tables() -> list[L.Table]:
 
 def test_layout_names_every_sheet_and_output_table() -> None:
     assert L.SHEETS[:5] == ("Start", "Config", "Raw Transactions", "Raw Customers", "Raw Products")
-    assert L.SHEETS[-9:] == ("Pivots", "Charts", "Chart Tiers", "Chart Events", "Chart States", "Chart Tier Revenue",
-                             "Glossary", "Log", "xlwings.conf")
+    assert L.SHEETS[-11:] == ("Pivots", "Charts", "Cohort Triangle", "Chart Tiers", "Chart Events", "Chart States",
+                              "Chart Tier Revenue", "Chart Cohorts", "Glossary", "Log", "xlwings.conf")
     sheets_of_tables = [t.sheet for t in _all_tables() if t.sheet != L.CONFIG]
     assert len(sheets_of_tables) == len(set(sheets_of_tables))   # the refresh rewrites one table per sheet
     assert L.OUTPUT_SHEETS["customer_snapshot"] == "Customer Snapshot"
@@ -229,9 +229,9 @@ def test_sheets_read_as_a_user_expects(built: Path) -> None:
         sheet = book[table.sheet]
         xml = parts[f"xl/worksheets/sheet{L.SHEETS.index(table.sheet) + 1}.xml"].decode()
         ignored = re.search(r'<ignoredError sqref="([^"]+)" numberStoredAsText="1"/>', xml)
-        letters = {ref.split(":")[0].rstrip("0123456789") for ref in ignored.group(1).split()} if ignored else set()
         text_columns = {openpyxl.utils.get_column_letter(table.col + j + 1) for j, c in enumerate(table.columns)
                         if c.type in ("text", "label")}
+        letters = {ref.split(":")[0].rstrip("0123456789") for ref in ignored.group(1).split()} if ignored else set()
         assert letters == text_columns, table.name
         widths = {n: float(w) for lo, hi, w in re.findall(r'<col min="(\d+)" max="(\d+)" width="([\d.]+)"', xml)
                   for n in range(int(lo), int(hi) + 1)}
@@ -396,9 +396,11 @@ def test_config_rows_cover_every_setting_and_parse_back_to_the_defaults() -> Non
     assert keys == [k for k in SETTINGS_HELP if k != "segment_map"] + list(L.WORKBOOK_SETTINGS)
     assert all(r[1] == r[2] and r[3] for r in rows)
     core = {key: value for key, value, _, _ in rows if key in SETTINGS_HELP}
-    segment_map = pd.DataFrame(L.segment_map_rows(), columns=["rfm_segment", "cells"])
+    segment_map = pd.DataFrame(L.segment_map_rows(), columns=L.SEGMENT_MAP_TABLE.headers)
     assert Config.from_mapping({**core, "segment_map": segment_map}) == Config()
-    assert dict(L.segment_map_rows())["Champions"] == "55 54 45"
+    # a workbook made before the description and action columns reads the same
+    assert Config.from_mapping({**core, "segment_map": segment_map.iloc[:, :2]}) == Config()
+    assert {row[0]: row[1] for row in L.segment_map_rows()}["Champions"] == "55 54 45"
     assert L.WORKBOOK_SETTINGS["history_rows_in_sheet"][0] == "500000"
 
 
@@ -410,8 +412,11 @@ def test_chart_tables_from_monthly_summary() -> None:
             (jan, "rfm_segment", "Gone Cold", 9), (jan, "activity_status", "Active", 8)]
     summary = pd.DataFrame(rows, columns=["report_month", "dimension", "category", "customers"])
     summary["revenue_m1"] = summary["customers"] * 2.5
-    out = L.chart_tables({"monthly_summary": summary})
-    assert set(out) == {"chart_tier_mix", "chart_events", "chart_states", "chart_tier_revenue"}
+    cohorts = pd.DataFrame({"months_since": [0, 0, 1], "active": [2, 3, 1], "cohort_size": [2, 3, 2]})
+    out = L.chart_tables({"monthly_summary": summary, "cohort_retention": cohorts})
+    assert set(out) == {"chart_tier_mix", "chart_events", "chart_states", "chart_tier_revenue", "chart_cohort_curve"}
+    assert out.pop("chart_cohort_curve").to_dict("list") == {"months_since": ["month 0", "month 1"],
+                                                             "share_active": [1.0, 0.5]}
     revenue = out.pop("chart_tier_revenue")
     assert revenue[list(TIERS)].to_numpy().tolist() == [[2.5, 0, 7.5, 0, 0, 0], [0, 0, 12.5, 0, 0, 0]]
     assert all(str(revenue[c].dtype) == "float64" for c in revenue.columns[1:])
@@ -481,7 +486,7 @@ def test_chart_series_take_the_tables_label_colours(built: Path) -> None:
     charts = [parts[n].decode() for n in sorted(parts) if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
     for xml, spec in zip(charts, L.ALL_CHARTS, strict=True):
         colours = L.series_colours(spec)
-        if spec.table not in L.CHART_TABLES:
+        if not colours:
             continue
         labels = list(spec.series)
         series = xml.split("<c:ser>")[1:]

@@ -16,8 +16,10 @@ import pandas as pd
 
 from crm_xl import contract
 from crm_xl.analyses.calibration import calibration
+from crm_xl.analyses.cohorts import cohort_views
 from crm_xl.analyses.kpis import kpis_view
 from crm_xl.analyses.movers import movers_view
+from crm_xl.analyses.rfm_grid import rfm_grid_views
 from crm_xl.config import Config
 from crm_xl.core.pipeline import Clock, CoreRun, run_core
 
@@ -28,6 +30,8 @@ VIEWS: tuple[tuple[str, View], ...] = (
     ("movers", movers_view),
     ("kpis", kpis_view),
     ("calibration", calibration),
+    ("cohorts", cohort_views),
+    ("rfm_grid", rfm_grid_views),
 )
 
 

@@ -207,10 +207,11 @@ def _cut_points(scores: Scores, panel: Panel) -> pd.DataFrame:
 
 
 def _segment_map(config: Config) -> pd.DataFrame:
-    rows = [(name, int(code[0]), int(code[1]), code) for name, codes in config.segment_map for code in codes]
+    rows = [(name, int(code[0]), int(code[1]), code, *config.segment_note(name))
+            for name, codes in config.segment_map for code in codes]
     frame = pd.DataFrame(rows, columns=contract.columns("segment_map"))
-    frame["rfm_segment"] = frame["rfm_segment"].astype("str")
-    frame["cell"] = frame["cell"].astype("str")
+    for column in ("rfm_segment", "cell", "description", "action"):
+        frame[column] = frame[column].astype("str")
     return frame
 
 

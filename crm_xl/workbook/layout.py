@@ -23,9 +23,11 @@ from crm_xl.analyses.calibration import TIERS as CALIBRATED_TIERS
 from crm_xl.config import (
     CHOICES,
     DEFAULT_SEGMENT_MAP,
+    DEFAULT_SEGMENT_NOTES,
     EVENTS,
     INPUT_COLUMNS,
     INT_RANGES,
+    SEGMENT_NOTE_COLUMNS,
     STATES,
     STATUSES,
     TARGET_SHARES,
@@ -95,10 +97,13 @@ START, CONFIG = "Start", "Config"
 RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_PRODUCTS = "Raw Transactions", "Raw Customers", "Raw Products"
 PIVOTS, CHARTS, LOG, XLWINGS_CONF = "Pivots", "Charts", "Log", "xlwings.conf"
 GLOSSARY = "Glossary"
+#: The cohort triangle: formulas over cohort_retention, on a sheet of their own (no table: never rewritten).
+COHORT_TRIANGLE = "Cohort Triangle"
 #: One sheet per chart table: the refresh rewrites a sheet's single table, and each can then grow
 #: down on its own.
 CHART_SHEETS: dict[str, str] = {"chart_tier_mix": "Chart Tiers", "chart_events": "Chart Events",
-                                "chart_states": "Chart States", "chart_tier_revenue": "Chart Tier Revenue"}
+                                "chart_states": "Chart States", "chart_tier_revenue": "Chart Tier Revenue",
+                                "chart_cohort_curve": "Chart Cohorts"}
 
 _ACRONYMS = {"rfm": "RFM", "kpis": "KPIs"}
 
@@ -116,7 +121,7 @@ OUTPUT_SHEETS: dict[str, str] = {name: sheet_title(name) for name in contract.TA
 SHEETS: tuple[str, ...] = (
     START, CONFIG, RAW_TRANSACTIONS, RAW_CUSTOMERS, RAW_PRODUCTS,
     *OUTPUT_SHEETS.values(),
-    PIVOTS, CHARTS, *CHART_SHEETS.values(), GLOSSARY, LOG, XLWINGS_CONF,
+    PIVOTS, CHARTS, COHORT_TRIANGLE, *CHART_SHEETS.values(), GLOSSARY, LOG, XLWINGS_CONF,
 )
 
 #: Sheets a user never needs to see: the chart tables (Charts shows them) and xlwings.conf
@@ -132,7 +137,7 @@ def sheet_role(sheet: str) -> str:
         return "input"
     if sheet in OUTPUT_SHEETS.values():
         return "output"
-    if sheet in (START, PIVOTS, CHARTS, GLOSSARY):
+    if sheet in (START, PIVOTS, CHARTS, COHORT_TRIANGLE, GLOSSARY):
         return "view"
     return "technical"
 
@@ -154,16 +159,77 @@ RAW_TABLES: dict[str, Table] = {
 
 # --- output tables (the contract) ----------------------------------------------------------------
 
-#: Output tables whose header row is not the sheet's first row: what sits above them (the KPIs sheet's
-#: headline figures and charts, the Tier Migration sheet's heat maps) reads the table with formulas, and
-#: the refresh keeps the rows above a table as they are.
-TABLE_TOP_ROWS: dict[str, int] = {"kpis": 37, "tier_migration": 16}
+#: The RFM Grid sheet: the 5 x 5 blocks (formulas over rfm_grid) fill the rows above its table, which
+#: the refresh keeps as they are (it rewrites a sheet from its table's header row down).
+RFM_GRID_TABLE_ROW = 12
+#: Output tables that do not start at A1: (row, column) of their header cell. What sits above them (the
+#: KPIs sheet's headline figures and charts, the Tier Migration sheet's heat maps, the RFM grid's blocks)
+#: reads the table with formulas, and the refresh keeps the rows above a table as they are.
+OUTPUT_ANCHORS: dict[str, tuple[int, int]] = {"rfm_grid": (RFM_GRID_TABLE_ROW, 0), "kpis": (37, 0),
+                                              "tier_migration": (16, 0)}
 
 OUTPUT_TABLES: dict[str, Table] = {
     name: Table(name, OUTPUT_SHEETS[name], tuple(Column(c, kind) for c, kind, _ in cols),
-                row=TABLE_TOP_ROWS.get(name, 0))
+                *OUTPUT_ANCHORS.get(name, (0, 0)))
     for name, (_, cols) in contract.TABLES.items() if name in OUTPUT_SHEETS
 }
+
+#: Heat maps: a three-colour scale (low red, middle yellow, high green) on these columns of output tables.
+HEAT_MAP_COLUMNS: dict[str, tuple[str, ...]] = {"cohort_retention": ("share_active",), "rfm_grid": ("customers",)}
+HEAT_MAP_COLOURS = ("#F8696B", "#FFEB84", "#63BE7B")
+
+
+@dataclass(frozen=True)
+class GridBlock:
+    """A 5 x 5 block on the RFM Grid sheet: one rfm_grid column by R (rows, 5 at the top) and FM (columns)."""
+
+    column: str                 # the rfm_grid column shown
+    title: str
+    type: str                   # number format (a key of NUMBER_FORMATS)
+    heat_map: bool              # a colour scale over the block (else label colours, for segment names)
+
+
+RFM_GRID_BLOCKS: tuple[GridBlock, ...] = (
+    GridBlock("customers", "Customers", "integer", True),
+    GridBlock("rfm_segment", "Segment (from the segment map on Config)", "general", False),
+    GridBlock("share", "Share of scored customers", "share", True),
+    GridBlock("revenue_m12", "Core revenue, last 12 months", "decimal", True),
+)
+#: Rows of the grid blocks: a title row, the FM header row, then R 5 down to R 1.
+RFM_GRID_TITLE_ROW = 3
+
+
+@dataclass(frozen=True)
+class Triangle:
+    """The Cohort Triangle sheet: the latest ``size`` cohorts as rows (oldest first), months since 0 ..
+    size - 1 as columns, each cell the cohort's share_active found in cohort_retention by formula.
+
+    Cells (0-based): the report month and the first cohort shown in column B of ``month_row`` and
+    ``first_row``; the header on ``header_row``: cohort, customers, the cohort's first row in the table
+    (a hidden helper, so each cell is one INDEX rather than a search), then the months since.
+    """
+
+    size: int = 36
+    month_row: int = 2
+    first_row: int = 3
+    header_row: int = 5
+    first_month_col: int = 3
+
+    @property
+    def last_row(self) -> int:
+        return self.header_row + self.size
+
+    @property
+    def last_col(self) -> int:
+        return self.first_month_col + self.size - 1
+
+
+COHORT_TRIANGLE_LAYOUT = Triangle()
+
+
+def rfm_grid_block_col(index: int) -> int:
+    """First sheet column of the index-th grid block: an R label column, five FM columns, a gap."""
+    return index * 7
 
 # by position, so the colours follow the state names (config.STATES)
 _STATE_COLOURS = dict(zip(STATES, ("#EDEDED", "#C6EFCE", "#A9D08E", "#FFEB9C", "#FFC7CE", "#BDD7EE"), strict=True))
@@ -218,7 +284,8 @@ HISTORY_ROWS_RANGE = (1, 1_048_575)   # one row of the sheet is the header
 
 CONFIG_TABLE = Table("tbl_config", CONFIG, _cols(
     ("setting", "text"), ("value", "text"), ("default", "text"), ("description", "text")), row=3)
-SEGMENT_MAP_TABLE = Table("tbl_segment_map", CONFIG, _cols(("rfm_segment", "text"), ("cells", "text")),
+SEGMENT_MAP_TABLE = Table("tbl_segment_map", CONFIG, _cols(("rfm_segment", "text"), ("cells", "text"),
+                                                           *((c, "text") for c in SEGMENT_NOTE_COLUMNS)),
                           row=3, col=5)
 
 
@@ -227,7 +294,8 @@ YOUR_HEADER = "your header"
 #: Beside the segment map on the Config sheet (not below it, where a grown segment map would run into
 #: it): one row per input column, read as the ``map.<table>.<column>`` settings.
 COLUMNS_TABLE = Table("tbl_columns", CONFIG, _cols(
-    ("table", "text"), ("column", "text"), (YOUR_HEADER, "text"), ("description", "text")), row=3, col=8)
+    ("table", "text"), ("column", "text"), (YOUR_HEADER, "text"), ("description", "text")), row=3,
+    col=SEGMENT_MAP_TABLE.last_col + 2)
 
 
 def columns_rows() -> list[tuple[str, str, str, str]]:
@@ -244,9 +312,9 @@ def config_rows() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def segment_map_rows() -> list[tuple[str, str]]:
-    """The default segment map as (rfm_segment, cells) rows, cells like "55 54 45"."""
-    return [(name, " ".join(codes)) for name, codes in DEFAULT_SEGMENT_MAP]
+def segment_map_rows() -> list[tuple[str, str, str, str]]:
+    """The default segment map as (rfm_segment, cells, description, action) rows, cells like "55 54 45"."""
+    return [(name, " ".join(codes), *DEFAULT_SEGMENT_NOTES[name]) for name, codes in DEFAULT_SEGMENT_MAP]
 
 
 @dataclass(frozen=True)
@@ -351,10 +419,18 @@ _CHART_DEFS: dict[str, tuple[str, tuple[str, ...], str]] = {
 _CHART_VALUE_TYPES = {"customers": "integer", "revenue_m1": "decimal"}
 
 
+#: The average retention curve: months since the first core month (as text, "month 3", so Excel takes the
+#: column as the chart's categories when the live refresh re-points it) and the share still active.
+COHORT_CURVE_TABLE = Table("chart_cohort_curve", CHART_SHEETS["chart_cohort_curve"],
+                           _cols(("months_since", "text"), ("share_active", "share")))
+
+
 def _chart_tables() -> dict[str, Table]:
-    return {name: Table(name, CHART_SHEETS[name],
-                        (Column("report_month", "month"), *(Column(c, _CHART_VALUE_TYPES[value]) for c in categories)))
-            for name, (_, categories, value) in _CHART_DEFS.items()}
+    tables = {name: Table(name, CHART_SHEETS[name],
+                          (Column("report_month", "month"), *(Column(c, _CHART_VALUE_TYPES[value])
+                                                              for c in categories)))
+              for name, (_, categories, value) in _CHART_DEFS.items()}
+    return {**tables, COHORT_CURVE_TABLE.name: COHORT_CURVE_TABLE}
 
 
 #: Pivot-shaped tables (one per chart sheet) the charts are bound to: report_month + one column per label.
@@ -380,7 +456,17 @@ def chart_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         wide = wide.reindex(index=months, columns=list(categories)).fillna(0).astype(dtype)
         wide.columns.name = None
         out[name] = wide.reset_index()[CHART_TABLES[name].headers]
+    out[COHORT_CURVE_TABLE.name] = cohort_curve_table(tables["cohort_retention"])
     return out
+
+
+def cohort_curve_table(cohorts: pd.DataFrame) -> pd.DataFrame:
+    """chart_cohort_curve from ``cohort_retention``: per months since, the active customers of every cohort
+    seen that far over those cohorts' customers (each customer weighs the same), months ascending."""
+    sums = cohorts.groupby("months_since", sort=True)[["active", "cohort_size"]].sum()
+    return pd.DataFrame({"months_since": [f"month {k}" for k in sums.index],
+                         "share_active": (sums["active"] / sums["cohort_size"]).to_numpy(dtype="float64")},
+                        columns=COHORT_CURVE_TABLE.headers).astype({"months_since": "str", "share_active": "float64"})
 
 
 @dataclass(frozen=True)
@@ -441,6 +527,9 @@ CHARTS_LAYOUT: tuple[Chart, ...] = (
     Chart("chart_tier_mix", "column", "stacked", "Active customers by value tier", "B3"),
     Chart("chart_events", "column", None, "Lifecycle events per month", "B24"),
     Chart("chart_states", "area", "stacked", "Customers by lifecycle state", "B45"),
+    Chart("chart_cohort_curve", "line", None, "Retention curve: share of a cohort buying core, by months since its "
+                                              "first core month (all cohorts)", "B66", x_format=None,
+          number_format="0%"),
 )
 
 # --- the KPIs and Tier Migration sheets ------------------------------------------------------------

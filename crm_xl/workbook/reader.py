@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from crm_xl.config import INPUT_COLUMNS, MAP_PREFIX, REQUIRED_COLUMNS, Config, header_key, map_key
+from crm_xl.config import (
+    INPUT_COLUMNS,
+    MAP_PREFIX,
+    REQUIRED_COLUMNS,
+    SEGMENT_NOTE_COLUMNS,
+    Config,
+    header_key,
+    map_key,
+)
 from crm_xl.core.coerce import EXCEL_ERRORS
 from crm_xl.core.columns import contract_headers
 from crm_xl.errors import ConfigError, InputError
@@ -293,18 +301,35 @@ def read_config(book: CalamineWorkbook) -> tuple[dict[str, Any], dict[str, Any],
             workbook_settings[key] = value
         else:
             settings[key] = value
-    segments = _table(book, layout.SEGMENT_MAP_TABLE)
-    seg_row, seg_col = segments.start
-    for offset, row in enumerate(segments.to_python()):
-        for col, value in enumerate(row[:2]):
-            _check_cell("segment_map", value, f"{layout.CONFIG}!{column_letter(seg_col + col)}{seg_row + 1 + offset}")
-    pairs = [(r[0], r[1]) for r in segments.to_python() if len(r) > 1 and (r[0] not in ("", None))]
-    if pairs:
-        settings["segment_map"] = pairs
-        cells["segment_map"] = f"{layout.CONFIG}!{column_letter(seg_col)}{seg_row + 1}"
+    rows = _segment_rows(book, cells)
+    if rows:
+        settings["segment_map"] = rows
     _read_columns(book, settings, cells)
     check_workbook_settings(workbook_settings, cells)
     return settings, workbook_settings, cells
+
+
+def _segment_rows(book: CalamineWorkbook, cells: dict[str, str]) -> list[tuple[Any, ...]]:
+    """tbl_segment_map's rows as (segment, cells) or, when the table has description and action columns
+    (found by header: an older workbook has only the first two), (segment, cells, description, action);
+    sets the table's cell in ``cells``."""
+    segments = _table(book, layout.SEGMENT_MAP_TABLE)
+    seg_row, seg_col = segments.start
+    headers = [str(h).strip().lower() for h in segments.columns]
+    notes = [headers.index(name) for name in SEGMENT_NOTE_COLUMNS if name in headers]
+    if len(notes) < len(SEGMENT_NOTE_COLUMNS):
+        notes = []
+    rows = []
+    for offset, row in enumerate(segments.to_python()):
+        for col in (0, 1, *notes):
+            if col < len(row):
+                _check_cell("segment_map", row[col],
+                            f"{layout.CONFIG}!{column_letter(seg_col + col)}{seg_row + 1 + offset}")
+        if len(row) > 1 and row[0] not in ("", None):
+            rows.append((row[0], row[1], *(row[col] if col < len(row) else None for col in notes)))
+    if rows:
+        cells["segment_map"] = f"{layout.CONFIG}!{column_letter(seg_col)}{seg_row + 1}"
+    return rows
 
 
 def _check_cell(key: str, value: Any, cell: str, uncached: bool = False) -> None:

@@ -155,6 +155,8 @@ class _Formats:
         self.arrow = book.add_format({"align": "center", "bold": True})
         self.heat = book.add_format({"num_format": "0.0%;-0.0%;", "border": 1, "border_color": "#D9D9D9"})
         self._font: dict[str, Any] = {}
+        # the heat maps' and grids' headers (the RFM grid, the cohort triangle)
+        self.grid_header = book.add_format({"bold": True, "align": "center", "bg_color": "#D9E1F2"})
         self._number: dict[str, Any] = {}
         self._fill: dict[str, Any] = {}
 
@@ -258,8 +260,107 @@ def _data_sheet(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | No
         ws.freeze_panes(1, L.FROZEN_COLUMNS.get(table.name, 0))
     _label_formats(ws, fmt, table)
     _whole_units(ws, fmt, table)
+    _heat_maps(ws, table)
     _text_is_meant(ws, table)
     return last_row
+
+
+def _colour_scale() -> dict[str, Any]:
+    low, middle, high = L.HEAT_MAP_COLOURS
+    return {"type": "3_color_scale", "min_color": low, "mid_color": middle, "max_color": high}
+
+
+def _heat_maps(ws: Any, table: L.Table) -> None:
+    """A colour scale on each heat-map column, down to the sheet's last row: the refresh rewrites the
+    rows, and the range stays as it is."""
+    for name in L.HEAT_MAP_COLUMNS.get(table.name, ()):
+        col = table.col + table.headers.index(name)
+        ws.conditional_format(table.row + 1, col, _MAX_ROW, col, _colour_scale())
+
+
+def _rfm_grid_blocks(ws: Any, fmt: _Formats) -> None:
+    """The RFM grid as 5 x 5 blocks above the rfm_grid table, R 5 at the top and FM 1 at the left, each cell
+    a formula over the table (one source of truth; Excel and LibreOffice calculate them when the file opens)."""
+    table = L.OUTPUT_TABLES["rfm_grid"]
+    ws.write(0, 0, "RFM grid of the report month: rows R (recency score), columns FM (frequency and monetary "
+                   "score); every cell adds up the rfm_grid table below", fmt.subtitle)
+    ws.write(1, 0, "Segment names, descriptions and actions come from the segment map on Config "
+                   "(tbl_segment_map). Customers not scored (not in rfm_population) are in no cell.", fmt.note)
+    top = L.RFM_GRID_TITLE_ROW
+    for i, block in enumerate(L.RFM_GRID_BLOCKS):
+        left = L.rfm_grid_block_col(i)
+        ws.write(top, left, block.title, fmt.subtitle)
+        ws.write(top + 1, left, "R \\ FM", fmt.grid_header)
+        for j in range(5):
+            ws.write(top + 1, left + 1 + j, j + 1, fmt.grid_header)
+            ws.write(top + 2 + j, left, 5 - j, fmt.grid_header)
+        for j in range(5):
+            for fm in range(1, 6):
+                # no cached value: LibreOffice then calculates the cell on open (a cached 0 it would show)
+                ws.write_formula(top + 2 + j, left + fm, _grid_formula(table.name, block.column, 5 - j, fm),
+                                 fmt.number(block.type), "")
+        cells = (top + 2, left + 1, top + 6, left + 5)
+        if block.heat_map:
+            ws.conditional_format(*cells, _colour_scale())
+        else:
+            for label, colour in L.LABEL_COLOURS["rfm_segment"].items():
+                ws.conditional_format(*cells, {"type": "cell", "criteria": "==",
+                                               "value": '"' + label.replace('"', '""') + '"',
+                                               "format": fmt.fill(colour)})
+        for col in range(left, left + 6):
+            wanted = 8 if col == left else 12 if block.heat_map else 24
+            if col <= table.last_col:       # never narrower than the table's column below
+                ws.set_column(col, col, max(wanted, _width(table.columns[col - table.col])))
+            else:
+                ws.set_column(col, col, wanted, None if block.heat_map or col == left else fmt.wrap)
+
+
+def _cohort_triangle_sheet(ws: Any, fmt: _Formats) -> None:
+    """The classic cohort triangle as formulas over cohort_retention (one source of truth), written
+    without cached values so Excel and LibreOffice calculate them on open, coloured as a heat map."""
+    tri, table = L.COHORT_TRIANGLE_LAYOUT, L.OUTPUT_TABLES["cohort_retention"].name
+    month, percent = fmt.number("month"), fmt.number("share")
+    ws.write(0, 0, "Cohort retention: share of each cohort (customers by the month of their first core purchase) "
+                   "buying core, by months since that month", fmt.title)
+    ws.write(1, 0, f"Formulas over the {table} table (Cohort Retention sheet), recalculated when the file opens: "
+                   f"the latest {tri.size} cohorts, {tri.size} months each; blank = not reached by the report month.",
+             fmt.note)
+    m, first = f"$B${tri.month_row + 1}", f"$B${tri.first_row + 1}"
+    ws.write(tri.month_row, 0, "report month")   # 1/(1/x): 0, the MAX of an empty table, shows blank
+    ws.write_formula(tri.month_row, 1, f"=IFERROR(1/(1/MAX({table}[report_month])),\"\")", month, "")
+    ws.write(tri.first_row, 0, "first cohort shown")
+    ws.write_formula(tri.first_row, 1, f"=IFERROR(1/(1/MAX(MIN({table}[cohort]),EDATE(MAX({table}[cohort]),"
+                                       f"-{tri.size - 1}))),\"\")", month, "")
+    ws.write(tri.header_row - 1, tri.first_month_col, "months since the cohort's first core month", fmt.note)
+    for col, title in enumerate(("cohort", "customers", "first row")):
+        ws.write(tri.header_row, col, title, fmt.grid_header)
+    for k in range(tri.size):
+        ws.write(tri.header_row, tri.first_month_col + k, k, fmt.grid_header)
+    for i in range(tri.size):
+        row = tri.header_row + 1 + i
+        a, c = f"$A{row + 1}", f"$C{row + 1}"
+        ws.write_formula(row, 0, f'=IFERROR(IF(EDATE({first},{i})>MAX({table}[cohort]),"",EDATE({first},{i})),"")',
+                         month, "")
+        ws.write_formula(row, 1, f'=IFERROR(INDEX({table}[cohort_size],{c}),"")', fmt.number("integer"), "")
+        ws.write_formula(row, 2, f'=IFERROR(MATCH({a},{table}[cohort],0),"")', None, "")
+        for k in range(tri.size):
+            header = f"{column_letter(tri.first_month_col + k)}${tri.header_row + 1}"
+            ws.write_formula(row, tri.first_month_col + k,
+                             f'=IF({c}="","",IF(EDATE({a},{header})>{m},"",INDEX({table}[share_active],{c}+{header})))',
+                             percent, "")
+    ws.conditional_format(tri.header_row + 1, tri.first_month_col, tri.last_row, tri.last_col, _colour_scale())
+    ws.set_column(0, 0, 18)
+    ws.set_column(1, 1, 12)
+    ws.set_column(2, 2, None, None, {"hidden": True})
+    ws.set_column(tri.first_month_col, tri.last_col, 6)
+    ws.freeze_panes(tri.header_row + 1, tri.first_month_col)
+
+
+def _grid_formula(table: str, column: str, r: int, fm: int) -> str:
+    """One grid cell: the cell's segment name, or the column's value of the cell (0 for an empty table)."""
+    if column == "rfm_segment":
+        return f'=IFERROR(INDEX({table}[{column}],MATCH("{r}{fm}",{table}[cell],0)),"")'
+    return f"=SUMIFS({table}[{column}],{table}[r_score],{r},{table}[fm_score],{fm})"
 
 
 def _text_is_meant(ws: Any, table: L.Table) -> None:
@@ -303,8 +404,9 @@ def _config_sheet(ws: Any, fmt: _Formats) -> None:
     rules = L.config_validations()
     ws.write(0, 0, "Settings", fmt.title)
     ws.write(1, 0, "Edit the value column; a blank value means the default. Dropdowns and ranges show what is "
-                   "allowed. The segment map (right) assigns every (R, FM) cell to one segment; the Columns "
-                   "table (far right) names your data's own headers.", fmt.note)
+                   "allowed. The segment map (right) assigns every (R, FM) cell to one segment, with what the "
+                   "segment is and what to do with it (edit them freely); the Columns table (far right) names your "
+                   "data's own headers.", fmt.note)
     rows = [(key, L.config_cell_value(key, value, rules), L.config_cell_value(key, default, rules), text)
             for key, value, default, text in L.config_rows()]
     table = L.CONFIG_TABLE
@@ -327,8 +429,10 @@ def _config_sheet(ws: Any, fmt: _Formats) -> None:
     ws.set_column(0, 0, 26)
     ws.set_column(1, 2, 22)
     ws.set_column(3, 3, 90, fmt.wrap)
-    ws.set_column(5, 5, 28)
-    ws.set_column(6, 6, 14)
+    segments = L.SEGMENT_MAP_TABLE
+    ws.set_column(segments.col, segments.col, 28)
+    ws.set_column(segments.col + 1, segments.col + 1, 14)
+    ws.set_column(segments.col + 2, segments.last_col, 45, fmt.wrap)
     ws.set_column(columns.col, columns.col, 14)
     ws.set_column(columns.col + 1, columns.col + 2, 18)
     ws.set_column(columns.col + 3, columns.col + 3, 60, fmt.wrap)
@@ -546,12 +650,14 @@ def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None
         _data_sheet(sheets[table.sheet], fmt, table)
     last_rows = {name: _data_sheet(sheets[table.sheet], fmt, table, (tables or {}).get(name))
                  for name, table in L.OUTPUT_TABLES.items()}
+    _rfm_grid_blocks(sheets[L.OUTPUT_TABLES["rfm_grid"].sheet], fmt)
     chart_frames = L.chart_tables(tables) if tables else None
     last_rows.update(_chart_data_sheets(sheets, fmt, chart_frames))
     _charts_sheet(sheets[L.CHARTS], book, fmt, last_rows)
     _kpis_sheet(sheets[L.KPIS_SHEET], book, fmt, last_rows)
     _migration_sheet(sheets[L.MIGRATION_SHEET], fmt)
     _table_charts(sheets, book, tables)
+    _cohort_triangle_sheet(sheets[L.COHORT_TRIANGLE], fmt)
     _pivots_sheet(sheets[L.PIVOTS], fmt)
     _glossary_sheet(sheets[L.GLOSSARY], fmt)
     _log_sheet(sheets[L.LOG], fmt)

@@ -154,8 +154,11 @@ def check_parts(zf: zipfile.ZipFile, path: Path) -> None:
         raise _refused(path, f"its parts expand to {_mb(total)} (the limit is {_mb(MAX_PACKAGE_BYTES)})")
     for info in infos:
         if info.filename.lower().endswith(_XML_SUFFIXES):
-            with reading(path, f"part {info.filename}"), zf.open(info) as stream:
-                head = stream.read(_PROLOG_BYTES)
+            try:
+                with reading(path, f"part {info.filename}"), zf.open(info) as stream:
+                    head = stream.read(_PROLOG_BYTES)
+            except NotImplementedError as exc:      # a local header claiming a zip feature Excel never writes
+                raise damaged(path, exc, f"part {info.filename}") from None
             try:
                 check_prolog(head, printable(info.filename), complete=info.file_size <= _PROLOG_BYTES)
             except WorkbookPackageError as exc:
