@@ -2,8 +2,8 @@
 
 ``movers`` is built from customer_snapshot (the report month with last month's tier and state beside
 it), ``tier_migration`` from tier_transitions: both reuse the core's labels and reasons instead of
-recomputing any rule. The definitions are in ``docs/business_logic.md`` (section "Movers and tier
-migration").
+recomputing any rule. The definitions are in ``docs/business_logic.md``, sections 14.1 (movers) and
+14.2 (tier migration).
 """
 
 from __future__ import annotations
