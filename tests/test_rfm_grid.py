@@ -26,7 +26,8 @@ SAMPLE = Path(__file__).parents[1] / "sample_data"
 # The brief's 11 segments, typed out here rather than read from the code.
 BRIEF = {"Champions": "55 54 45", "Loyal Customers": "53 44 35 34", "Potential Loyalist": "52 42 43 33",
          "Recent Customers": "51", "Promising": "41 31", "Customers Needing Attention": "32 23 22",
-         "About To Sleep": "21", "At Risk": "25 24 13", "Can't Lose Them": "15 14", "Hibernating": "12", "Gone Cold": "11"}
+         "About To Sleep": "21", "At Risk": "25 24 13", "Can't Lose Them": "15 14", "Hibernating": "12",
+         "Gone Cold": "11"}
 SEGMENT_OF = {cell: name for name, cells in BRIEF.items() for cell in cells.split()}
 
 

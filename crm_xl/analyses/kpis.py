@@ -3,7 +3,7 @@
 Built from the core's summary tables, never from the customer-month history: monthly_summary has every
 count of a month (and its volume and revenue), tier_transitions what each customer was the month
 before (also for the first history month, from the extra month the core computes). So the view costs
-the same for 1,000 customers as for a million. Definitions: ``docs/business_logic.md``, section "KPIs".
+the same for 1,000 customers as for a million. Definitions: ``docs/business_logic.md``, section 14.3.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 ``movers`` is built from customer_snapshot (the report month with last month's tier and state beside
 it), ``tier_migration`` from tier_transitions: both reuse the core's labels and reasons instead of
-recomputing any rule. The definitions are in ``docs/business_logic.md`` (section "Movers and tier
-migration").
+recomputing any rule. The definitions are in ``docs/business_logic.md``, sections 14.1 (movers) and
+14.2 (tier migration).
 """
 
 from __future__ import annotations
@@ -109,20 +109,25 @@ def movers(snapshot: pd.DataFrame, active_window: int = 12, reactivation_gap: in
 def _reasons(picked: pd.DataFrame, move: np.ndarray, from_tier: np.ndarray, to_tier: np.ndarray,
              active_window: int, reactivation_gap: int) -> pd.Series:
     """``From -> To: why`` per mover, the why being the row's own tier_reason (without a leading
-    ``Tier: ``, the arrow says the tier) and, for the lifecycle kinds, what happened."""
+    ``Tier: ``, the arrow says the tier) and, for the lifecycle kinds, what happened. Built on object
+    arrays (elementwise ``+`` in C): one conversion to text at the end, not one per step."""
     labels = "|".join(re.escape(label) for label in TRANSITION_TIERS)
     detail = pd.Series(_text(picked["tier_reason"]), dtype="str").str.replace(f"^(?:{labels}): ", "", regex=True)
-    last = "; last core purchase " + picked["last_core_date"].dt.strftime("%Y-%m-%d").fillna("none").reset_index(
-        drop=True).astype("str")
-    reactivated_by_event = _text(picked["lifecycle_event"]) == "Reactivated"
-    silent = pd.Series(np.where(reactivated_by_event, reactivation_gap, active_window)).astype("str")
-    kind = pd.Series(np.asarray(MOVES, dtype=object)[move] if len(move) else [], dtype="str")
-    why = detail.where(kind != "new", "first core purchase this month; " + detail)
-    why = why.where(kind != "reactivated", "bought again after " + silent + "+ months without a core purchase; "
-                    + detail)
-    why = why.where(~kind.isin(["lapsing", "lost"]), detail + last)
-    head = pd.Series(from_tier, dtype="str") + " -> " + pd.Series(to_tier, dtype="str") + ": "
-    return (head + why).astype("str")
+    detail = detail.to_numpy(dtype=object)
+    last = picked["last_core_date"].dt.strftime("%Y-%m-%d").fillna("none").to_numpy(dtype=object)
+    silent = np.where(_text(picked["lifecycle_event"]) == "Reactivated", reactivation_gap, active_window)
+    why = {
+        MOVES.index("new"): "first core purchase this month; " + detail,
+        MOVES.index("reactivated"): "bought again after " + silent.astype(str).astype(object)
+                                    + "+ months without a core purchase; " + detail,
+        MOVES.index("lapsing"): detail + "; last core purchase " + last,
+        MOVES.index("lost"): detail + "; last core purchase " + last,
+    }
+    text = from_tier.astype(object) + " -> " + to_tier.astype(object) + ": " + detail
+    for kind, words in why.items():
+        hit = move == kind
+        text[hit] = (from_tier[hit].astype(object) + " -> " + to_tier[hit].astype(object) + ": " + words[hit])
+    return pd.Series(text, dtype="str")
 
 
 def tier_migration(transitions: pd.DataFrame) -> pd.DataFrame:

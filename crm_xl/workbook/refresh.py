@@ -290,12 +290,12 @@ def _status(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, stamp: dt.d
               "data through": info.get("data_through", "-"),
               "rows read": ", ".join(f"{name} {len(frame):,}" for name, frame in inputs.raw.items()),
               "customers": f"{len(snapshot):,}", "status": status, "refresh id": refresh_id,
-              **kpi_status(tables["kpis"])}
+              **_kpi_status(tables["kpis"])}
     return pd.DataFrame({"item": list(layout.STATUS_ITEMS), "value": [values[i] for i in layout.STATUS_ITEMS]},
                         dtype="str")
 
 
-def kpi_status(kpis: pd.DataFrame) -> dict[str, str]:
+def _kpi_status(kpis: pd.DataFrame) -> dict[str, str]:
     """Start's KPI rows: the report month's value and its change against last month, as text
     ("2,325 (▲ 1.8% vs 2025-11)"; rates change in points)."""
     if kpis.empty:
