@@ -15,13 +15,16 @@ from typing import Any
 import pandas as pd
 
 from crm_xl import contract
+from crm_xl.analyses.clv import clv
 from crm_xl.config import Config
 from crm_xl.core.pipeline import Clock, CoreRun, run_core
 
 View = Callable[[CoreRun], dict[str, pd.DataFrame]]
 
 #: (timing name, view) in the order they run; a later view may read an earlier one's tables.
-VIEWS: tuple[tuple[str, View], ...] = ()
+VIEWS: tuple[tuple[str, View], ...] = (
+    ("clv", clv),
+)
 
 
 def run(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,

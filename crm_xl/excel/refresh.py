@@ -156,6 +156,15 @@ def _repoint_charts(book: xw.Book, ranges: dict[str, Any]) -> None:
     for spec in layout.CHARTS_LAYOUT:
         if spec.table in names and spec.table in ranges:
             charts[spec.table].set_source_data(ranges[spec.table])
+    for table_chart in layout.TABLE_CHARTS:
+        try:
+            on_sheet = book.sheets[table_chart.sheet].charts
+            if table_chart.name in {chart.name for chart in on_sheet} and table_chart.table in ranges:
+                # the categories and series columns lead the table (see layout.TableChart)
+                source = ranges[table_chart.table].resize(column_size=1 + len(table_chart.series))
+                on_sheet[table_chart.name].set_source_data(source)
+        except Exception:  # as above: a sheet without charts, or an engine without a charts API
+            continue
 
 
 #: Sheets whose cells a refresh writes or that hold no formulas of the user: never searched for CRM_.

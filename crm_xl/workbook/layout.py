@@ -21,6 +21,7 @@ from crm_xl import contract
 # ranges cannot drift from what the core accepts.
 from crm_xl.config import (
     CHOICES,
+    DECIMAL_RANGES,
     DEFAULT_SEGMENT_MAP,
     EVENTS,
     INPUT_COLUMNS,
@@ -94,7 +95,7 @@ PIVOTS, CHARTS, LOG, XLWINGS_CONF = "Pivots", "Charts", "Log", "xlwings.conf"
 CHART_SHEETS: dict[str, str] = {"chart_tier_mix": "Chart Tiers", "chart_events": "Chart Events",
                                 "chart_states": "Chart States"}
 
-_ACRONYMS = {"rfm": "RFM"}
+_ACRONYMS = {"rfm": "RFM", "clv": "CLV"}
 
 
 def sheet_title(table_name: str) -> str:
@@ -229,6 +230,8 @@ class Validation:
             return "Choose one of: " + ", ".join(self.choices)
         if self.maximum is None:
             return f"A number >= {_plain(self.minimum)}"
+        if self.kind == "decimal":
+            return f"A number from {_plain(self.minimum)} to {_plain(self.maximum)}"
         return f"A whole number from {_plain(self.minimum)} to {_plain(self.maximum)}"
 
 
@@ -243,6 +246,7 @@ def config_validations() -> dict[str, Validation]:
     rules["use_created_date"] = Validation("list", ("TRUE", "FALSE"))
     rules.update({key: Validation("integer", minimum=low, maximum=high) for key, (low, high) in INT_RANGES.items()})
     rules.update({key: Validation("decimal", minimum=0) for key in THRESHOLDS})
+    rules.update({key: Validation("decimal", minimum=low, maximum=high) for key, (low, high) in DECIMAL_RANGES.items()})
     rules["history_rows_in_sheet"] = Validation("integer", minimum=HISTORY_ROWS_RANGE[0],
                                                 maximum=HISTORY_ROWS_RANGE[1])
     return rules
@@ -337,6 +341,34 @@ CHARTS_LAYOUT: tuple[Chart, ...] = (
     Chart("chart_tier_mix", "column", "stacked", "Active customers by value tier", "B3"),
     Chart("chart_events", "column", None, "Lifecycle events per month", "B24"),
     Chart("chart_states", "area", "stacked", "Customers by lifecycle state", "B45"),
+)
+
+
+
+@dataclass(frozen=True)
+class TableChart:
+    """A native chart on an output sheet, its series read from columns of an output table (not a chart
+    table): categories from its first column, one series per following column (so the live refresh,
+    which finds the chart by its name, can point it at the table's first columns again). The headless
+    refresh re-ranges it when it rewrites that table."""
+
+    name: str                   # the chart's name (the live refresh finds it by it)
+    sheet: str                  # the sheet that shows it
+    table: str                  # the output table it reads
+    categories: str
+    series: tuple[str, ...]
+    type: str                   # XlsxWriter chart type
+    title: str
+    x_title: str
+    y_title: str
+    anchor: str
+
+
+TABLE_CHARTS: tuple[TableChart, ...] = (
+    TableChart("chart_clv_holdout", OUTPUT_SHEETS["clv"], "clv_holdout", "calibration_orders",
+               ("actual_holdout_orders", "predicted_holdout_orders"), "line",
+               "Holdout check: actual vs predicted order days per customer",
+               "Repeat order days in the calibration period", "Mean order days in the holdout months", "J2"),
 )
 
 # --- pivots ------------------------------------------------------------------------------------------

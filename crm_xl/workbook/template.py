@@ -226,12 +226,14 @@ def _label_formats(ws: Any, fmt: _Formats, table: L.Table) -> None:
                 "format": fmt.fill(colour)})
 
 
-def _data_sheet(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | None = None) -> None:
-    """A sheet holding one table at A1: typed columns, frozen header, autofilter, label colours."""
-    write_table(ws, fmt, table, frame)
+def _data_sheet(ws: Any, fmt: _Formats, table: L.Table, frame: pd.DataFrame | None = None) -> int:
+    """A sheet holding one table at A1: typed columns, frozen header, autofilter, label colours; returns
+    the table's last row."""
+    last_row = write_table(ws, fmt, table, frame)
     ws.freeze_panes(table.row + 1, 0)
     _label_formats(ws, fmt, table)
     _text_is_meant(ws, table)
+    return last_row
 
 
 def _text_is_meant(ws: Any, table: L.Table) -> None:
@@ -352,6 +354,26 @@ def _charts_sheet(ws: Any, book: Any, fmt: _Formats, last_rows: dict[str, int]) 
         ws.insert_chart(spec.anchor, chart)
 
 
+def _table_charts(sheets: dict[str, Any], book: Any, last_rows: dict[str, int]) -> None:
+    """The charts that read output tables directly (the CLV holdout check on the CLV sheet)."""
+    for spec in L.TABLE_CHARTS:
+        table = L.OUTPUT_TABLES[spec.table]
+        first, last = table.row + 1, last_rows[spec.table]
+        at = {name: table.col + j for j, name in enumerate(table.headers)}
+        chart = book.add_chart({"type": spec.type, "name": spec.name})
+        for column in spec.series:
+            chart.add_series({"name": [table.sheet, table.row, at[column]],
+                              "categories": [table.sheet, first, at[spec.categories], last, at[spec.categories]],
+                              "values": [table.sheet, first, at[column], last, at[column]],
+                              "marker": {"type": "circle"}})
+        chart.set_title({"name": spec.title})
+        chart.set_x_axis({"name": spec.x_title})
+        chart.set_y_axis({"name": spec.y_title, "num_format": "0.0", "major_gridlines": {"visible": True}})
+        chart.set_legend({"position": "bottom"})
+        chart.set_size({"width": 720, "height": 360})
+        sheets[spec.sheet].insert_chart(spec.anchor, chart)
+
+
 def _pivots_sheet(ws: Any, fmt: _Formats) -> None:
     ws.write(0, 0, "PivotTables", fmt.title)
     ws.write(1, 0, "Rebuilt from the output tables whenever the file is opened (in Excel also: Data > Refresh All).",
@@ -427,8 +449,10 @@ def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None
     _config_sheet(sheets[L.CONFIG], fmt)
     for table in L.RAW_TABLES.values():
         _data_sheet(sheets[table.sheet], fmt, table)
+    output_last_rows = {}
     for name, table in L.OUTPUT_TABLES.items():
-        _data_sheet(sheets[table.sheet], fmt, table, (tables or {}).get(name))
+        output_last_rows[name] = _data_sheet(sheets[table.sheet], fmt, table, (tables or {}).get(name))
+    _table_charts(sheets, book, output_last_rows)
     chart_frames = L.chart_tables(tables) if tables else None
     last_rows = _chart_data_sheets(sheets, fmt, chart_frames)
     _charts_sheet(sheets[L.CHARTS], book, fmt, last_rows)
