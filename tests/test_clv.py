@@ -8,10 +8,13 @@ with plain pandas from the staged lines, the BG/NBD and Gamma-Gamma formulas wit
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import math
+import re
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
+from python_calamine import CalamineWorkbook
 from scipy.optimize import approx_fprime
 from scipy.special import gammaln, hyp2f1
 
@@ -31,6 +35,11 @@ from crm_xl.config import Config
 from crm_xl.core.pipeline import run_core
 from crm_xl.errors import ConfigError
 from crm_xl.io.csv import read_raw_folder
+from crm_xl.workbook import layout
+from crm_xl.workbook.book import new_workbook
+from crm_xl.workbook.package import find_tables
+from crm_xl.workbook.reader import read_inputs
+from crm_xl.workbook.refresh import refresh_workbook
 
 FIXTURES = Path(__file__).parent / "fixtures" / "clv"
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
@@ -447,3 +456,55 @@ def test_settings_read_from_text():
     defaults = Config()
     assert (defaults.clv_horizon_months, defaults.clv_discount_rate_monthly, defaults.clv_penalizer,
             defaults.churn_risk_p_alive, defaults.clv_holdout_months) == (12, 0.01, 0.0, 0.5, 6)
+
+
+# --- the workbook: CLV sheet and its chart ---------------------------------------------------------
+
+
+def _chart_parts(path: Path) -> dict[str, str]:
+    with zipfile.ZipFile(path) as package:
+        return {n: package.read(n).decode() for n in package.namelist() if re.fullmatch(r"xl/charts/chart\d+\.xml", n)}
+
+
+def _holdout_chart(path: Path) -> str:
+    found = [xml for xml in _chart_parts(path).values() if "'CLV Holdout'!" in xml]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_template_has_the_holdout_chart_on_the_clv_sheet():
+    template = Path(__file__).resolve().parent.parent / "workbook" / "crm_xl.xlsm"
+    assert layout.OUTPUT_SHEETS["clv"] == "CLV" and layout.OUTPUT_SHEETS["clv_holdout"] == "CLV Holdout"
+    spec = layout.TABLE_CHARTS[0]
+    table = layout.OUTPUT_TABLES[spec.table]
+    assert table.headers[: 1 + len(spec.series)] == [spec.categories, *spec.series]   # what the live refresh assumes
+    xml = _holdout_chart(template)
+    assert "<c:f>'CLV Holdout'!$A$2</c:f>" in xml and "<c:f>'CLV Holdout'!$C$2</c:f>" in xml
+    with zipfile.ZipFile(template) as package:
+        drawings = {n: package.read(n).decode() for n in package.namelist() if n.startswith("xl/worksheets/_rels/")}
+    sheet_part = find_tables(template)["clv"].sheet_part
+    rels = drawings[sheet_part.replace("worksheets/", "worksheets/_rels/") + ".rels"]
+    assert "drawing" in rels      # the chart sits on the CLV sheet itself
+
+
+@pytest.mark.slow
+def test_sample_workbook_refresh_writes_clv_and_re_ranges_the_chart(tmp_path, sample_raw):
+    path = new_workbook(tmp_path / "book.xlsm", sample=True)
+    refresh_workbook(path, now=dt.datetime(2026, 1, 15, 9, 0, 0))
+    book = CalamineWorkbook.from_path(str(path))
+    rows = book.get_sheet_by_name("CLV").to_python()
+    assert rows[0] == contract.columns("clv")
+    inputs = read_inputs(path)
+    expected = crm_xl.run(**inputs.raw, config=inputs.settings, today=dt.date(2026, 1, 15))
+    assert len(rows) - 1 == len(expected["clv"]) > 2000
+    first = dict(zip(rows[0], rows[1], strict=True))
+    want = expected["clv"].iloc[0]
+    assert first["customer_id"] == want["customer_id"]
+    for column in ("p_alive", "expected_orders_12m", "expected_order_value", "clv"):
+        assert first[column] == pytest.approx(want[column], rel=1e-12)
+    holdout = book.get_sheet_by_name("CLV Holdout").to_python()
+    assert [r[0] for r in holdout[1:]] == ["0", "1", "2", "3", "4", "5", "6", "7+"]
+    xml = _holdout_chart(path)
+    assert "<c:f>'CLV Holdout'!$A$2:$A$9</c:f>" in xml
+    assert "<c:f>'CLV Holdout'!$B$2:$B$9</c:f>" in xml and "<c:f>'CLV Holdout'!$C$2:$C$9</c:f>" in xml
+    assert "numCache" not in xml

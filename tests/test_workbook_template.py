@@ -161,6 +161,7 @@ def test_udf_wrappers_are_what_xlwings_generates() -> None:
     functions = {name: ["customer_id", "[month]"]
                  for name in ("CRM_SEGMENT", "CRM_TIER", "CRM_STATE", "CRM_EVENT", "CRM_RFM", "CRM_EXPLAIN")}
     functions["CRM_METRIC"] = ["customer_id", "metric", "[month]"]
+    functions.update({name: ["customer_id"] for name in ("CRM_PALIVE", "CRM_CLV")})
     expected = _xlwings_generated_udf_module(functions, "crm_xl.excel.udfs")
     shipped = (template.VBA_DIR / "xlwings_udfs.bas").read_bytes().decode("cp1252").replace("\r\n", "\n")
     assert shipped == expected
@@ -323,6 +324,9 @@ def test_pivots_open_in_excel_ui_terms(built: Path) -> None:
 def test_charts_are_bound_to_the_chart_tables(built: Path) -> None:
     parts = parts_of(built)
     charts = [parts[n].decode() for n in sorted(parts) if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
+    assert len(charts) == len(L.CHARTS_LAYOUT) + len(L.TABLE_CHARTS)
+    # the Charts sheet's (the others read output tables: tests/test_clv.py)
+    charts = [xml for xml in charts if any(f"'{sheet}'!" in xml for sheet in L.CHART_SHEETS.values())]
     assert len(charts) == len(L.CHARTS_LAYOUT)
     for xml, spec in zip(charts, L.CHARTS_LAYOUT, strict=True):
         assert xml.count("<c:ser>") == len(L.CHART_TABLES[spec.table].columns) - 1

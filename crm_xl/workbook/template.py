@@ -254,7 +254,8 @@ START_TEXT = (
     "Customer Snapshot doubles as the campaign list: filter it by tier, state, event and opt-ins.",
     "Worksheet functions (Windows): give them a whole range, =CRM_SEGMENT(A2:A10001) spills one answer per id in "
     "one call (one cell at a time costs a trip to Python per cell); also CRM_TIER, CRM_STATE, CRM_EVENT, CRM_RFM, "
-    "CRM_METRIC(ids, name), CRM_EXPLAIN, each with an optional month.",
+    "CRM_METRIC(ids, name), CRM_EXPLAIN, each with an optional month; CRM_PALIVE(ids) and CRM_CLV(ids) from the "
+    "CLV sheet.",
 )
 BUTTON_CELL = (9, 0)          # A10, between the text and tbl_status
 
@@ -371,6 +372,7 @@ def _table_charts(sheets: dict[str, Any], book: Any, last_rows: dict[str, int]) 
         chart.set_y_axis({"name": spec.y_title, "num_format": "0.0", "major_gridlines": {"visible": True}})
         chart.set_legend({"position": "bottom"})
         chart.set_size({"width": 720, "height": 360})
+        chart.show_hidden_data()   # as the Charts sheet's: a filter on the table must not blank the chart
         sheets[spec.sheet].insert_chart(spec.anchor, chart)
 
 
