@@ -80,9 +80,9 @@ def main() -> None:
     M.p_alive(bg.params, x, rec, T)
     predict_s = time.perf_counter() - started
 
-    print(f"BG/NBD fit       {bg_s:6.2f} s  ({bg.iterations} iterations, converged {bg.converged}) "
+    print(f"BG/NBD fit       {bg_s:6.2f} s  ({bg.iterations} iterations, converged {bg.converged}, usable {bg.usable}) "
           + ", ".join(f"{k}={v:.4g}" for k, v in bg.params.items()))
-    print(f"Gamma-Gamma fit  {gg_s:6.2f} s  ({gg.iterations} iterations, converged {gg.converged}) "
+    print(f"Gamma-Gamma fit  {gg_s:6.2f} s  ({gg.iterations} iterations, converged {gg.converged}, usable {gg.usable}) "
           + ", ".join(f"{k}={v:.4g}" for k, v in gg.params.items()))
     print(f"fits together    {bg_s + gg_s:6.2f} s  (target < 5 s)")
     print(f"predictions      {predict_s:6.2f} s  (P(alive), 12 monthly horizons, order value, CLV)")

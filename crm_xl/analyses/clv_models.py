@@ -59,6 +59,12 @@ class Fit:
         return bool(finite and (self.converged or self.gradient < _GRAD_OK))
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """sum(a * b) without BLAS: ``a @ b`` hands long vectors to a multithreaded BLAS, whose threads cost
+    several times the sum itself on a busy two-core machine."""
+    return float(np.multiply(a, b).sum())
+
+
 def _unique_rows(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """The distinct rows of the columns (sorted), each row's position among them, and their counts."""
     frame = pd.DataFrame({str(i): c for i, c in enumerate(columns)}, copy=False)
@@ -85,45 +91,58 @@ def _fit(params: dict[str, float], log_likelihood: float, result, grad: np.ndarr
 
 
 class _BgnbdData:
-    """Distinct (frequency, recency, T) rows with their weights, times scaled so max(T) = 1."""
+    """Distinct (frequency, recency, T) rows with their weights, times scaled so max(T) = 1, and the
+    indexes that let each evaluation take logs once per distinct T, recency and frequency."""
 
     def __init__(self, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> None:
         self.scale = 1.0 / float(np.max(T))
         (x, rec, t), _, w = _unique_rows(frequency.astype(np.float64), recency * self.scale, T * self.scale)
-        self.x, self.rec, self.T, self.w = x, rec, t, w
+        self.x, self.w = x, w
         self.n = float(w.sum())
         self.ux, x_at = np.unique(x, return_inverse=True)
         self.wx = np.bincount(x_at, weights=w, minlength=self.ux.size)
-        self.x_at = x_at
-        self.repeat = x > 0
-        self.x_minus_1 = np.maximum(x, 1) - 1
+        self.uT, t_at = np.unique(t, return_inverse=True)
+        # sum of w and of w * x per distinct T: the term -(r + x) log(alpha + T) of every customer
+        self.w_T = np.bincount(t_at, weights=w, minlength=self.uT.size)
+        self.wx_T = np.bincount(t_at, weights=w * x, minlength=self.uT.size)
+        repeat = x > 0            # only repeat buyers have the second term of the mixture
+        self.urec, rec_at = np.unique(rec[repeat], return_inverse=True)
+        self.r_x, self.r_w = x[repeat], w[repeat]
+        self.r_x_at, self.r_t_at, self.r_rec_at = x_at[repeat], t_at[repeat], rec_at
+        self.ux_minus_1 = np.maximum(self.ux, 1) - 1
 
     def log_likelihood(self, mean_negative: float) -> float:
         """The total log-likelihood in the data's own time unit from the unpenalised objective on scaled
         times: scaling time by s multiplies a customer's likelihood by s ** -frequency."""
-        return float(-mean_negative * self.n + (self.w @ self.x) * np.log(self.scale))
+        return float(-mean_negative * self.n + (_dot(self.w, self.x)) * np.log(self.scale))
 
     def objective(self, log_params: np.ndarray, penalizer: float) -> tuple[float, np.ndarray]:
-        """lifetimes' mean negative log-likelihood plus the penalty, and its gradient in the log parameters."""
+        """lifetimes' mean negative log-likelihood plus the penalty, and its gradient in the log parameters.
+
+        Per customer, log L = A1 + A2 + log(exp(A3) + [x > 0] exp(A4)) (FHL 2005, section 7) is written
+        A1 + A2 + A3 + log(1 + exp(d)) with d = A4 - A3 = log(a / (b + x - 1)) - (r + x) log((alpha + t_x) /
+        (alpha + T)); exp(d) / (1 + exp(d)) is the share of the second term, which the gradient needs.
+        """
         params = np.exp(log_params)
         r, alpha, a, b = params
-        x, w, ux, wx = self.x, self.w, self.ux, self.wx
-        # terms of the frequency alone: once per distinct frequency
+        ux, wx = self.ux, self.wx
         per_x = (gammaln(r + ux) - gammaln(r) + r * np.log(alpha)
                  + gammaln(a + b) + gammaln(b + ux) - gammaln(b) - gammaln(a + b + ux))
-        log_t, log_rec = np.log(alpha + self.T), np.log(alpha + self.rec)
-        b_x = b + self.x_minus_1
-        a3 = -(r + x) * log_t
-        a4 = np.where(self.repeat, np.log(a) - np.log(b_x) - (r + x) * log_rec, -np.inf)
-        top = np.maximum(a3, a4)
-        mix = top + np.log(np.exp(a3 - top) + np.exp(a4 - top))
-        ll = wx @ per_x + w @ mix
-        w3, w4 = np.exp(a3 - mix), np.exp(a4 - mix)   # shares of the two terms of the mixture
+        log_t, log_rec = np.log(alpha + self.uT), np.log(alpha + self.urec)
+        inv_t, inv_rec = 1 / (alpha + self.uT), 1 / (alpha + self.urec)
+        b_x = b + self.ux_minus_1
+        rx = r + self.r_x
+        gap = log_rec[self.r_rec_at] - log_t[self.r_t_at]            # log((alpha + t_x) / (alpha + T))
+        d = (np.log(a) - np.log(b_x))[self.r_x_at] - rx * gap
+        a3_weight = r * self.w_T + self.wx_T                          # sum of w (r + x) per distinct T
+        ll = _dot(wx, per_x) - _dot(a3_weight, log_t) + _dot(self.r_w, np.logaddexp(0, d))
+        share = self.r_w * expit(d)                                    # w times the second term's share
         psi_ab, psi_abx = digamma(a + b), digamma(a + b + ux)
-        d_r = wx @ (digamma(r + ux) - digamma(r) + np.log(alpha)) - w @ (w3 * log_t + w4 * log_rec)
-        d_alpha = self.n * r / alpha - w @ ((r + x) * (w3 / (alpha + self.T) + w4 / (alpha + self.rec)))
-        d_a = wx @ (psi_ab - psi_abx) + (w @ w4) / a
-        d_b = wx @ (psi_ab + digamma(b + ux) - digamma(b) - psi_abx) - w @ (w4 / b_x)
+        d_r = _dot(wx, digamma(r + ux) - digamma(r) + np.log(alpha)) - _dot(self.w_T, log_t) - _dot(share, gap)
+        d_alpha = (self.n * r / alpha - _dot(a3_weight, inv_t)
+                   - _dot(share, rx * (inv_rec[self.r_rec_at] - inv_t[self.r_t_at])))
+        d_a = _dot(wx, psi_ab - psi_abx) + share.sum() / a
+        d_b = _dot(wx, psi_ab + digamma(b + ux) - digamma(b) - psi_abx) - _dot(share, (1 / b_x)[self.r_x_at])
         grad_ll = np.array([d_r, d_alpha, d_a, d_b])
         value = -ll / self.n + penalizer * float(np.sum(params ** 2))
         grad = -params * grad_ll / self.n + 2 * penalizer * params ** 2
@@ -204,25 +223,30 @@ class _GammaGammaData:
     def __init__(self, frequency: np.ndarray, monetary: np.ndarray) -> None:
         self.x = frequency.astype(np.float64)
         self.m = monetary.astype(np.float64)
+        self.xm = self.x * self.m
         self.n = float(self.x.size)
         self.ux, counts = np.unique(self.x, return_counts=True)
         self.wx = counts.astype(np.float64)
         log_m, log_x = np.log(self.m), np.log(self.x)
-        self.sum_x_log_m = float(self.x @ log_m)
+        self.sum_x_log_m = _dot(self.x, log_m)
         self.sum_log_m = float(log_m.sum())
-        self.sum_x_log_x = float(self.x @ log_x)
+        self.sum_x_log_x = _dot(self.x, log_x)
 
     def objective(self, log_params: np.ndarray, penalizer: float) -> tuple[float, np.ndarray]:
+        """Note 025's equation (1a) as lifetimes' mean negative log-likelihood plus the penalty, and its
+        gradient in the log parameters."""
         params = np.exp(log_params)
         p, q, v = params
         px = p * self.ux
-        log_xmv = np.log(self.x * self.m + v)
-        ll = (self.wx @ (gammaln(px + q) - gammaln(px)) - self.n * gammaln(q) + self.n * q * np.log(v)
-              + p * self.sum_x_log_m - self.sum_log_m + p * self.sum_x_log_x - (p * self.x + q) @ log_xmv)
+        total = self.xm + v
+        log_total, inv_total = np.log(total), 1 / total
+        x_log_total, sum_log_total = _dot(self.x, log_total), log_total.sum()
+        ll = (_dot(self.wx, gammaln(px + q) - gammaln(px)) - self.n * gammaln(q) + self.n * q * np.log(v)
+              + p * self.sum_x_log_m - self.sum_log_m + p * self.sum_x_log_x - p * x_log_total - q * sum_log_total)
         psi_pxq = digamma(px + q)
-        d_p = (self.wx * self.ux) @ (psi_pxq - digamma(px)) + self.sum_x_log_m + self.sum_x_log_x - self.x @ log_xmv
-        d_q = self.wx @ psi_pxq - self.n * digamma(q) + self.n * np.log(v) - log_xmv.sum()
-        d_v = self.n * q / v - np.sum((p * self.x + q) / (self.x * self.m + v))
+        d_p = _dot(self.wx * self.ux, psi_pxq - digamma(px)) + self.sum_x_log_m + self.sum_x_log_x - x_log_total
+        d_q = _dot(self.wx, psi_pxq) - self.n * digamma(q) + self.n * np.log(v) - sum_log_total
+        d_v = self.n * q / v - p * _dot(self.x, inv_total) - q * inv_total.sum()
         value = -ll / self.n + penalizer * float(np.sum(params ** 2))
         grad = -params * np.array([d_p, d_q, d_v]) / self.n + 2 * penalizer * params ** 2
         return float(value), grad
