@@ -146,8 +146,7 @@ def test_equal_to_live_lifetimes(cdnow, penalizer):
 def test_close_to_pymc_marketing_map_fit(cdnow):
     """Optional: pymc-marketing's BG/NBD MAP fit (with its default, weak priors) lands near the MLE."""
     clv = pytest.importorskip("pymc_marketing.clv")
-    data = cdnow.rename(columns={"customer_id": "customer_id"})[["customer_id", "frequency", "recency", "T"]]
-    model = clv.BetaGeoModel(data=data)
+    model = clv.BetaGeoModel(data=cdnow[["customer_id", "frequency", "recency", "T"]])
     model.fit(method="map")
     theirs = model.fit_summary()
     ours, _ = _ours(cdnow, 0.0)

@@ -204,17 +204,20 @@ def _clv_table(core: CoreRun, summary: _Summary) -> tuple[pd.DataFrame, list[tup
         **{f"expected_orders_{k}m": by_month[k] for k in _ORDER_MONTHS},
         "expected_order_value": value,
         "clv": lifetime,
-        "churn_risk": _churn_risk(core, ids, alive, cfg),
+        "churn_risk": _churn_risk(core, summary.keys, ids, alive, cfg),
     })
     return frame.astype({"churn_risk": "int64"}), notes, warnings
 
 
-def _churn_risk(core: CoreRun, ids: np.ndarray, alive: np.ndarray, cfg: Config) -> np.ndarray:
+def _churn_risk(core: CoreRun, keys: np.ndarray, ids: np.ndarray, alive: np.ndarray, cfg: Config) -> np.ndarray:
     """1 for customers active in the report month (active, new, reactivated) whose p_alive is below the setting."""
     snapshot = core.tables["customer_snapshot"]
-    at = pd.Index(snapshot["customer_id"].astype("str")).get_indexer(pd.Index(ids, dtype="str"))
-    states = snapshot["lifecycle_state"].astype("str").to_numpy()
-    active = np.isin(states, _ACTIVE_STATES)
+    snapshot_ids = snapshot["customer_id"].to_numpy(dtype=object)
+    if np.array_equal(snapshot_ids, core.staged.customers["customer_id"].to_numpy(dtype=object)):
+        at = keys           # the snapshot keeps the master's order, row i being customer_key i
+    else:
+        at = pd.Index(snapshot_ids.astype(str)).get_indexer(pd.Index(ids, dtype="str"))
+    active = np.isin(snapshot["lifecycle_state"].to_numpy(dtype=object), _ACTIVE_STATES)
     in_state = np.zeros(ids.size, dtype=bool)
     found = at >= 0
     in_state[found] = active[at[found]]

@@ -135,8 +135,11 @@ class _BgnbdData:
         gap = log_rec[self.r_rec_at] - log_t[self.r_t_at]            # log((alpha + t_x) / (alpha + T))
         d = (np.log(a) - np.log(b_x))[self.r_x_at] - rx * gap
         a3_weight = r * self.w_T + self.wx_T                          # sum of w (r + x) per distinct T
-        ll = _dot(wx, per_x) - _dot(a3_weight, log_t) + _dot(self.r_w, np.logaddexp(0, d))
-        share = self.r_w * expit(d)                                    # w times the second term's share
+        # log(1 + e^d) and e^d / (1 + e^d) from one exponential, stable for any d
+        small = np.exp(-np.abs(d))
+        positive = d > 0
+        ll = _dot(wx, per_x) - _dot(a3_weight, log_t) + _dot(self.r_w, np.log1p(small) + np.where(positive, d, 0))
+        share = self.r_w * np.where(positive, 1, small) / (1 + small)  # w times the second term's share
         psi_ab, psi_abx = digamma(a + b), digamma(a + b + ux)
         d_r = _dot(wx, digamma(r + ux) - digamma(r) + np.log(alpha)) - _dot(self.w_T, log_t) - _dot(share, gap)
         d_alpha = (self.n * r / alpha - _dot(a3_weight, inv_t)
