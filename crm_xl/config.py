@@ -193,6 +193,13 @@ SETTINGS_HELP: dict[str, str] = {
     "target_share_gold": "Calibration: share wanted in Gold",
     "target_share_silver": "Calibration: share wanted in Silver (Bronze gets the rest; the four must sum below 1)",
     "calibration_months": "Calibration: how many report months, ending with the report month, are pooled",
+    "clv_horizon_months": "CLV: months ahead summed in clv (a month is 30 days, as in lifetimes)",
+    "clv_discount_rate_monthly": "CLV: discount rate per month (0.01 = 1%); month k is divided by (1 + rate)^k",
+    "clv_penalizer": "CLV: L2 penalty on the BG/NBD and Gamma-Gamma parameters (0 = plain maximum likelihood; "
+                     "0.001 to 0.1 tames a fit that fails or gives extreme values)",
+    "churn_risk_p_alive": "CLV: churn_risk is 1 for an active, new or reactivated customer whose p_alive is below this",
+    "clv_holdout_months": "CLV: months before the report month's end held out to check the model (clv_holdout); "
+                          "0 = no check",
 }
 
 # Allowed values of the choice settings, ranges of the whole-number settings, the thresholds: the Config
@@ -212,6 +219,14 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "reactivation_gap_months": (1, 24),
     "rfm_window_months": (1, 60),
     "calibration_months": (1, 600),
+    "clv_horizon_months": (1, 120),
+    "clv_holdout_months": (0, 60),
+}
+#: Decimal settings and their ranges (None: no upper bound), both ends allowed.
+DECIMAL_RANGES: dict[str, tuple[float, float | None]] = {
+    "clv_discount_rate_monthly": (0.0, 1.0),
+    "clv_penalizer": (0.0, None),
+    "churn_risk_p_alive": (0.0, 1.0),
 }
 #: ``report_month = last_complete``: the last month whose every day the data covers (see data_through).
 LAST_COMPLETE = "last_complete"
@@ -264,6 +279,11 @@ class Config:
     # description and action columns, blanks kept as the user left them), else the defaults of the
     # segments' names; set with segment_map, not a setting of its own.
     segment_notes: tuple[tuple[str, str, str], ...] = DEFAULT_SEGMENT_NOTES_ROWS
+    clv_horizon_months: int = 12
+    clv_discount_rate_monthly: float = 0.01
+    clv_penalizer: float = 0.0
+    churn_risk_p_alive: float = 0.5
+    clv_holdout_months: int = 6
     # (table, column, header) for each contract column whose header in the data is another one, in
     # INPUT_COLUMNS order; set by the map.<table>.<column> settings.
     column_map: tuple[tuple[str, str, str], ...] = ()
@@ -376,7 +396,7 @@ def _parse(key: str, value: Any) -> Any:
         return parse_month(value, key)
     if key in INT_RANGES:
         return _parse_int(key, value)
-    if key in THRESHOLDS or key in TARGET_SHARES:
+    if key in THRESHOLDS or key in TARGET_SHARES or key in DECIMAL_RANGES:
         return _parse_number(key, value)
     if key in _CATEGORY_LISTS:
         return _parse_text_list(key, value)
@@ -538,6 +558,12 @@ def _validate(cfg: Config) -> None:
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
             raise ConfigError(key, f"got {value!r}; allowed: a finite number >= 0")
+    for key, (low, high) in DECIMAL_RANGES.items():
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                low <= value <= (math.inf if high is None else high) and math.isfinite(value)):
+            allowed = f"a number >= {low:g}" if high is None else f"a number from {low:g} to {high:g}"
+            raise ConfigError(key, f"got {value!r}; allowed: {allowed}")
     for low, high in (("t_mid", "t_mid_high"), ("t_mid_high", "t_high")):
         if not getattr(cfg, low) <= getattr(cfg, high):
             raise ConfigError(_changed(cfg, low, high), f"thresholds must satisfy t_mid ({cfg.t_mid:g}) <= t_mid_high "

@@ -337,6 +337,40 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
          ("revenue_m12", "decimal", "Their core revenue of the last 12 months (revenue_m12, the default RFM window: "
                                     "the value the cell stands for, steadier than one month's)")],
     ),
+    "clv": (
+        "Who will buy again and what they are worth (docs/clv.md): one row per analysed customer with a core "
+        "purchase up to the report month's end, from the BG/NBD model (repeat buying) and the Gamma-Gamma model "
+        "(order value) fitted to all of them. An order here is a day with a core purchase; a month is 30 days. "
+        "Empty when the models cannot be fitted (run_info's clv.status says why). Joins customer_snapshot on "
+        "customer_id.",
+        [("customer_id", "text", "Customer key, as in customer_snapshot"),
+         ("p_alive", "decimal", "Probability that the customer still buys (has not silently left), 0-1; 1 for a "
+                                "customer with a single order day (the model cannot tell yet)"),
+         ("expected_orders_3m", "decimal", "Expected order days in the next 3 months (90 days)"),
+         ("expected_orders_6m", "decimal", "Expected order days in the next 6 months (180 days)"),
+         ("expected_orders_12m", "decimal", "Expected order days in the next 12 months (360 days)"),
+         ("expected_order_value", "decimal", "Expected revenue of one future order day: the customer's own mean "
+                                             "repeat-order revenue shrunk toward the population mean (the "
+                                             "population mean without a repeat order); blank when the order-value "
+                                             "model cannot be fitted"),
+         ("clv", "decimal", "Expected revenue over the next clv_horizon_months months, each month discounted by "
+                            "clv_discount_rate_monthly; blank when the order-value model cannot be fitted"),
+         ("churn_risk", "integer", "1 when the customer is a Newcomer, Regular or Returning this month and p_alive is "
+                                   "below churn_risk_p_alive, else 0 (filter on 1; sum to count)")],
+    ),
+    "clv_holdout": (
+        "Does the CLV model predict well here? The BG/NBD model fitted on the history up to clv_holdout_months "
+        "before the report month's end predicts the order days of the months held out; by the customers' repeat "
+        "order days in the calibration period, the mean actual and predicted order days of the holdout months. "
+        "Empty when clv_holdout_months is 0 or the calibration period is too short (run_info's "
+        "clv.holdout.status says why).",
+        [("calibration_orders", "label", "Repeat order days in the calibration period: 0 to 6, or 7+"),
+         ("actual_holdout_orders", "decimal", "Mean order days of those customers in the holdout months; blank "
+                                              "without customers"),
+         ("predicted_holdout_orders", "decimal", "Their mean predicted order days in the holdout months; blank "
+                                                 "without customers"),
+         ("customers", "integer", "Customers (first order in the calibration period) with that many")],
+    ),
 }
 
 TABLE_NAMES = tuple(TABLES)

@@ -319,7 +319,11 @@ def check_example(example: Example) -> None:
         if section.startswith("expect "):
             table = section.removeprefix("expect ")
             assert table in tables, f"no output table {table!r}; tables are {list(tables)}"
-            check_table(table, tables[table], lines, example.exact_rows)
+            actual = tables[table]
+            if table == "data_quality":     # the examples are about the core: the CLV view's notes (a
+                # handful of customers is too few for its models) are not part of them
+                actual = actual[~actual["rule"].str.startswith("clv_")]
+            check_table(table, actual, lines, example.exact_rows)
 
 
 # ----------------------------------------------------------------------------------------------

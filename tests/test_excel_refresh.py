@@ -370,6 +370,25 @@ def test_charts_read_their_whole_tables_again(xw, golden_payload, tmp_path) -> N
         assert len(replay.table(spec.table)[1]) > 1                           # grown past the template's row 2
 
 
+def test_the_clv_holdout_chart_reads_its_table_again(xw, golden_payload, tmp_path) -> None:
+    """The chart on the CLV sheet (layout.TABLE_CHARTS) is found by its name and pointed at its table's
+    categories and series columns, the leading ones."""
+    payload = copy.deepcopy(golden_payload)
+    spec = layout.TABLE_CHARTS[0]
+    sheet = next(s for s in payload["sheets"] if s["name"] == spec.sheet)
+    sheet["charts"] = [{"name": spec.name, "chart_type": "line"}]
+    actions = _run(xw, payload, tmp_path)
+    replay = Replay(payload, actions)
+    sourced = [a["args"] for a in actions if a["func"] == "setChartSourceData"]
+    assert len(sourced) == 1
+    _index, on_sheet, address = sourced[0]
+    table = layout.OUTPUT_TABLES[spec.table]
+    assert on_sheet == table.sheet
+    written = _tuples(replay.tables[spec.table][1])
+    assert _tuples(address)[0] == written[0]
+    assert _tuples(address)[1] == (written[1][0], written[0][1] + len(spec.series))
+
+
 def test_screen_updating_and_calculation_restored(golden_run) -> None:
     actions, _ = golden_run
     screen = [a["args"][0] for a in _funcs(actions, "setScreenUpdating")]

@@ -34,6 +34,9 @@ FUNCTIONS = {
     "CRM_EVENT": "lifecycle_event", "CRM_RFM": "rfm_code", "CRM_EXPLAIN": "tier_reason",
 }
 LATEST, EARLY = "2024-12", "2023-06"
+#: The functions of the clv table and the column each returns.
+CLV_FUNCTIONS = {"CRM_PALIVE": "p_alive", "CRM_CLV": "clv"}
+SAMPLE = ROOT / "sample_data"
 
 
 @pytest.fixture(autouse=True)
@@ -608,7 +611,7 @@ def _bas_functions() -> dict[str, tuple[list[str], list[str], str]]:
 def test_wrappers_match_the_python_functions():
     wrappers = _bas_functions()
     python = {name for name in dir(udfs) if name.startswith("CRM_") and callable(getattr(udfs, name))}
-    assert set(wrappers) == python == {*FUNCTIONS, "CRM_METRIC"}
+    assert set(wrappers) == python == {*FUNCTIONS, "CRM_METRIC", *CLV_FUNCTIONS}
     for name, (declared, passed, module) in wrappers.items():
         assert module == "crm_xl.excel.udfs"
         params = inspect.signature(getattr(udfs, name)).parameters.values()
@@ -618,6 +621,7 @@ def test_wrappers_match_the_python_functions():
         assert "caller" not in passed
     assert wrappers["CRM_SEGMENT"][0] == ["customer_id", "Optional month"]
     assert wrappers["CRM_METRIC"][0] == ["customer_id", "metric", "Optional month"]
+    assert wrappers["CRM_PALIVE"][0] == wrappers["CRM_CLV"][0] == ["customer_id"]
 
 
 def test_xlwings_own_generator_writes_the_shipped_wrappers(monkeypatch):
@@ -651,3 +655,85 @@ def test_xlwings_own_generator_writes_the_shipped_wrappers(monkeypatch):
         if hasattr(xlwings, "udfs"):
             delattr(xlwings, "udfs")
     assert buffer.getvalue() == BAS.read_text()
+
+
+# --- CRM_PALIVE and CRM_CLV (the clv table) -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample_tables() -> dict[str, pd.DataFrame]:
+    """crm_xl.run on the bundled sample (3,000 customers): a full clv table."""
+    import crm_xl
+    from crm_xl.io.csv import read_raw_folder
+
+    return crm_xl.run(**read_raw_folder(SAMPLE))
+
+
+def _clv_value(tables, customer_id: str, column: str) -> float:
+    frame = tables["clv"]
+    return float(frame.loc[frame["customer_id"] == customer_id, column].iloc[0])
+
+
+@pytest.mark.parametrize(("name", "column"), CLV_FUNCTIONS.items())
+def test_clv_functions_on_a_value_and_a_range(sample_tables, name, column):
+    udfs.prime(BOOK, sample_tables, "value_tier")
+    func = getattr(udfs, name)
+    ids = sample_tables["clv"]["customer_id"].iloc[[0, 7, 300]].tolist()
+    assert func(ids[0]) == _clv_value(sample_tables, ids[0], column)
+    assert func([[i] for i in ids]) == [[_clv_value(sample_tables, i, column)] for i in ids]
+    assert func([ids]) == [[_clv_value(sample_tables, i, column) for i in ids]]
+    assert func([[None], [""]]) == [[""], [""]]
+
+
+def test_clv_functions_say_why_a_customer_has_no_value(sample_tables):
+    udfs.prime(BOOK, sample_tables, "value_tier")
+    snapshot = sample_tables["customer_snapshot"]
+    never = snapshot.loc[snapshot["first_core_date"].isna(), "customer_id"].astype(str).iloc[0]
+    assert never not in set(sample_tables["clv"]["customer_id"])
+    assert udfs.CRM_PALIVE(never) == f"#CRM: no CLV for customer {never}: no core purchase yet"
+    assert udfs.CRM_CLV("no such id") == "#CRM: unknown customer no such id"
+
+
+def test_clv_functions_when_the_models_could_not_be_fitted(primed):
+    """The golden fixture has too few repeat buyers: the clv table is empty, and the cells say so."""
+    assert primed["clv"].empty
+    text = udfs.CRM_CLV("G01")
+    assert text.startswith("#CRM: no CLV in this refresh") and "clv.status" in text
+    assert udfs.CRM_PALIVE("nobody") == "#CRM: unknown customer nobody"
+
+
+def test_blank_clv_cells_are_blank(sample_tables):
+    """clv is blank when only the order-value model failed; p_alive is still there."""
+    tables = dict(sample_tables)
+    tables["clv"] = sample_tables["clv"].assign(clv=np.nan)
+    udfs.prime(BOOK, tables, "value_tier")
+    first = tables["clv"]["customer_id"].iloc[0]
+    assert udfs.CRM_CLV(first) == ""
+    assert udfs.CRM_PALIVE(first) == _clv_value(tables, first, "p_alive")
+
+
+def test_clv_functions_not_refreshed():
+    assert udfs.CRM_PALIVE("G01") == udfs.NOT_REFRESHED
+    assert udfs.CRM_CLV([["G01"], ["G02"]]) == [[udfs.NOT_REFRESHED], [udfs.NOT_REFRESHED]]
+
+
+def test_clv_is_read_from_the_workbook_only_when_asked_for(sample_tables, clock, monkeypatch):
+    """A reopened workbook: the clv sheet is read at the first CRM_PALIVE/CRM_CLV, once; a refresh made
+    elsewhere (a new refresh id) makes the next recalculation read it again."""
+    clv = _as_read_from_excel(sample_tables["clv"])
+    book = _FakeBook(r"C:\crm\crm.xlsm", {"customer_snapshot": _as_read_from_excel(sample_tables["customer_snapshot"]),
+                                           "run_info": sample_tables["run_info"], "clv": clv,
+                                           "tbl_status": status("r1")})
+    monkeypatch.setattr(udfs, "_caller_book", lambda: book)
+    first = clv["customer_id"].iloc[0]
+    assert udfs.CRM_SEGMENT(first) == cell(snap(sample_tables, first, "value_tier"))
+    assert "clv" not in book.reads
+    for _ in range(100):
+        assert udfs.CRM_PALIVE(first) == pytest.approx(_clv_value(sample_tables, first, "p_alive"))
+    assert udfs.CRM_CLV(first) == pytest.approx(_clv_value(sample_tables, first, "clv"))
+    assert book.reads.count("clv") == 1
+    book.put("clv", clv.assign(clv=123.0))
+    book.put("tbl_status", status("r2"))
+    clock[0] += udfs.UdfCache.check_seconds
+    assert udfs.CRM_CLV(first) == 123.0
+    assert book.reads.count("clv") == 2

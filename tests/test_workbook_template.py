@@ -161,6 +161,7 @@ def test_udf_wrappers_are_what_xlwings_generates() -> None:
     functions = {name: ["customer_id", "[month]"]
                  for name in ("CRM_SEGMENT", "CRM_TIER", "CRM_STATE", "CRM_EVENT", "CRM_RFM", "CRM_EXPLAIN")}
     functions["CRM_METRIC"] = ["customer_id", "metric", "[month]"]
+    functions.update({name: ["customer_id"] for name in ("CRM_PALIVE", "CRM_CLV")})
     expected = _xlwings_generated_udf_module(functions, "crm_xl.excel.udfs")
     shipped = (template.VBA_DIR / "xlwings_udfs.bas").read_bytes().decode("cp1252").replace("\r\n", "\n")
     assert shipped == expected
@@ -331,9 +332,10 @@ def test_charts_are_bound_to_the_chart_tables(built: Path) -> None:
     at = {spec: xml for spec, xml in zip(L.ALL_CHARTS, charts, strict=True)}
     assert '<c:grouping val="stacked"/>' in at[L.CHARTS_LAYOUT[0]] and "<c:areaChart>" in at[L.CHARTS_LAYOUT[2]]
     for chart in L.TABLE_CHARTS:
-        # over the rows the table always has, even in the empty template
+        # over the rows the table always has, even in the empty template (else its one blank row)
         sheet = L.OUTPUT_SHEETS[chart.table]
-        assert f"<c:f>'{sheet}'!$A$2:$A${chart.min_rows + 1}</c:f>" in at[chart]
+        span = f"$A$2:$A${chart.min_rows + 1}" if chart.min_rows > 1 else "$A$2"
+        assert f"<c:f>'{sheet}'!{span}</c:f>" in at[chart]
 
 
 def test_config_table_has_data_validation(built: Path) -> None:

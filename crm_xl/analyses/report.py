@@ -16,6 +16,7 @@ import pandas as pd
 
 from crm_xl import contract
 from crm_xl.analyses.calibration import calibration
+from crm_xl.analyses.clv import clv
 from crm_xl.analyses.cohorts import cohort_views
 from crm_xl.analyses.kpis import kpis_view
 from crm_xl.analyses.movers import movers_view
@@ -32,6 +33,7 @@ VIEWS: tuple[tuple[str, View], ...] = (
     ("calibration", calibration),
     ("cohorts", cohort_views),
     ("rfm_grid", rfm_grid_views),
+    ("clv", clv),
 )
 
 

@@ -146,11 +146,12 @@ def _book_lock(book: xw.Book) -> Iterator[None]:
 
 
 def _repoint_charts(book: xw.Book, ranges: dict[str, Any]) -> None:
-    """Each chart bound to a whole chart table (named after it in the template: the Charts sheet's, and
-    the KPIs sheet's revenue by tier) reads its whole table again: Excel does not extend a chart's
-    series when a table grows, and the headless refresh re-ranges them in the file. A chart the user
-    deleted or renamed is left alone. (The KPIs sheet's charts of chosen kpis columns have no single
-    source range; the headless refresh re-ranges them.)"""
+    """Each chart whose categories and series are the leading columns of one table (a whole chart table,
+    or an output table's first columns, as the CLV holdout chart) reads that table again, found by its
+    name: Excel does not extend a chart's series when a table grows, and the headless refresh re-ranges
+    them in the file. A chart the user deleted or renamed is left alone. (Charts of other columns, such
+    as the KPIs sheet's, have no single source range; the headless refresh re-ranges them, and a table of
+    fixed rows is drawn over all of them from the start.)"""
     for sheet in dict.fromkeys(spec.sheet for spec in layout.ALL_CHARTS):
         try:
             charts = book.sheets[sheet].charts
@@ -158,8 +159,9 @@ def _repoint_charts(book: xw.Book, ranges: dict[str, Any]) -> None:
         except Exception:      # a sheet without charts, or an engine without a charts API
             continue
         for spec in layout.ALL_CHARTS:
-            if spec.sheet == sheet and not spec.columns and spec.name in names and spec.table in ranges:
-                charts[spec.name].set_source_data(ranges[spec.table])
+            if spec.sheet == sheet and spec.leading and spec.name in names and spec.table in ranges:
+                width = 1 + len(spec.series)
+                charts[spec.name].set_source_data(ranges[spec.table].resize(column_size=width))
 
 
 #: Sheets whose cells a refresh writes or that hold no formulas of the user: never searched for CRM_.

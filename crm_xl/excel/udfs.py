@@ -1,5 +1,6 @@
 """Worksheet functions: ``=CRM_SEGMENT(id)``, ``CRM_TIER``, ``CRM_STATE``, ``CRM_EVENT``, ``CRM_RFM``,
-``CRM_EXPLAIN`` and ``CRM_METRIC(id, name)``, each with an optional month.
+``CRM_EXPLAIN`` and ``CRM_METRIC(id, name)``, each with an optional month; ``CRM_PALIVE(id)`` and
+``CRM_CLV(id)`` from the ``clv`` table (the report month only).
 
 This is the module named under "UDF Modules" on the workbook's xlwings.conf sheet; its VBA wrappers
 are shipped pre-generated in ``workbook/vba/xlwings_udfs.bas`` (a test keeps names and arguments
@@ -13,7 +14,7 @@ Excel array formula. They never raise: a problem becomes a text in the cell, e.g
 them (123, 123.0, "123" and " 123 " are one id; "00123" is another).
 
 Where the values come from: a per-workbook cache (:class:`UdfCache`) of the latest
-``customer_snapshot`` and ``customer_history``, indexed once with dictionaries (id -> row, and
+``customer_snapshot``, ``customer_history`` and ``clv``, indexed once with dictionaries (id -> row, and
 (month, id) -> row through a month x id grid), so a lookup is a dictionary hit. The Refresh
 calls :func:`prime` with the tables it just computed, so the functions never return stale values
 (with "Use UDF Server" on, the Refresh and the functions share one Python process). When the
@@ -57,11 +58,12 @@ from crm_xl.core.coerce import id_codes
 from crm_xl.workbook import layout
 
 __all__ = [
-    "CRM_EVENT", "CRM_EXPLAIN", "CRM_METRIC", "CRM_RFM", "CRM_SEGMENT", "CRM_STATE", "CRM_TIER",
+    "CRM_CLV", "CRM_EVENT", "CRM_EXPLAIN", "CRM_METRIC", "CRM_PALIVE", "CRM_RFM", "CRM_SEGMENT", "CRM_STATE",
+    "CRM_TIER",
     "BookData", "UdfCache", "book_key", "clear", "load_tables_from_book", "load_tables_from_frames", "prime",
 ]
 
-SNAPSHOT, HISTORY, RUN_INFO = "customer_snapshot", "customer_history", "run_info"
+SNAPSHOT, HISTORY, RUN_INFO, CLV = "customer_snapshot", "customer_history", "run_info", "clv"
 REFRESH_ID_ITEM = "refresh id"      # the row of tbl_status that names the refresh that wrote the tables
 PREFIX = "#CRM: "
 NOT_REFRESHED = PREFIX + "not refreshed yet"
@@ -232,17 +234,33 @@ class _HistoryIndex:
         return out
 
 
-class BookData:
-    """The lookups of one workbook: the latest snapshot (id -> row) and the history ((month, id) -> row).
+class _ClvIndex:
+    """id -> row of the clv table, and its columns ready for Excel."""
 
-    Built from the two output tables with one bulk pass; the history index is built on its first
-    use (most calls ask for the latest month). ``history`` may be a frame, None, or a function
-    returning one (so a workbook's history sheet is read only when needed).
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame.reset_index(drop=True)
+        if "customer_id" in self.frame.columns and len(self.frame):
+            id_rows, names = _id_index(self.frame["customer_id"])
+        else:
+            id_rows, names = np.full(len(self.frame), -1, dtype=np.int64), []
+        valid = np.flatnonzero(id_rows >= 0)
+        codes, first_at = np.unique(id_rows[valid], return_index=True)
+        self.ids: dict[str, int] = dict(zip([names[c] for c in codes.tolist()], valid[first_at].tolist(), strict=True))
+
+
+class BookData:
+    """The lookups of one workbook: the latest snapshot (id -> row), the history ((month, id) -> row)
+    and the clv table (id -> row).
+
+    Built from the output tables with one bulk pass; the history and clv indexes are built on their
+    first use (most calls ask for the latest month). ``history`` and ``clv`` may be a frame, None, or
+    a function returning one (so a workbook's sheet is read only when needed).
     """
 
     def __init__(self, snapshot: pd.DataFrame | None,
                  history: pd.DataFrame | Callable[[], pd.DataFrame | None] | None,
-                 udf_segment: str = "value_tier", refresh_id: str | None = None) -> None:
+                 udf_segment: str = "value_tier", refresh_id: str | None = None,
+                 clv: pd.DataFrame | Callable[[], pd.DataFrame | None] | None = None) -> None:
         self.udf_segment = udf_segment if udf_segment in ("value_tier", "rfm_segment") else "value_tier"
         #: the refresh that wrote these tables (tbl_status' "refresh id"; None for books from before ids)
         self.refresh_id = refresh_id
@@ -264,6 +282,8 @@ class BookData:
                 self.latest = int(months.max())
         self._history_source = history
         self._history: _HistoryIndex | None = None
+        self._clv_source = clv
+        self._clv: _ClvIndex | None = None
         self._arrays: dict[tuple[str, str], tuple[bool, np.ndarray]] = {}
         self._metrics = {str(c).strip().casefold(): str(c) for c in reversed(self.snapshot.columns)
                          if str(c) != "customer_id"}
@@ -285,6 +305,16 @@ class BookData:
                 self._history = _HistoryIndex(frame if frame is not None else pd.DataFrame())
                 self._history_source = None
             return self._history
+
+    def clv(self) -> _ClvIndex:
+        """The clv index, built (and the clv table read, when it comes from a workbook) on first use."""
+        with self._lock:
+            if self._clv is None:
+                source = self._clv_source
+                frame = source() if callable(source) else source
+                self._clv = _ClvIndex(frame if frame is not None else pd.DataFrame())
+                self._clv_source = None
+            return self._clv
 
     def column_for(self, kind: str, metric: Any = None) -> str:
         """The output column a function returns (``kind`` is the function: segment, tier, ... metric)."""
@@ -313,7 +343,8 @@ class BookData:
         key = (table, column)
         ready = self._arrays.get(key)
         if ready is None:
-            frame = self.snapshot if table == SNAPSHOT else self.history().frame
+            frame = {SNAPSHOT: lambda: self.snapshot, HISTORY: lambda: self.history().frame,
+                     CLV: lambda: self.clv().frame}[table]()
             ready = _excel_array(frame[column])
             self._arrays[key] = ready
         return ready
@@ -348,6 +379,33 @@ class BookData:
             out[~found] = [self._missing_text(keys[i], table, month) for i in np.flatnonzero(~found).tolist()]
         return out.tolist()
 
+    def lookup_clv(self, keys: list[str | None], column: str) -> list[Any]:
+        """Values of a clv column for the normalized ids ``keys``; blank ids give blank cells, others
+        not in the table a text saying why (no core purchase, no CLV this refresh, unknown)."""
+        index = self.clv()
+        get = index.ids.get
+        positions = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        found = positions >= 0
+        out = np.empty(len(keys), dtype=object)
+        if found.any():
+            _numeric, values = self._array(CLV, column)
+            picked = values[positions[found]].astype(object)
+            picked[pd.isna(picked)] = ""      # blank: the order-value model could not be fitted
+            out[found] = picked
+        if not found.all():
+            out[~found] = [self._no_clv_text(keys[i], index) for i in np.flatnonzero(~found).tolist()]
+        return out.tolist()
+
+    def _no_clv_text(self, key: str | None, index: _ClvIndex) -> str:
+        if key is None:
+            return ""
+        if key not in self.ids:
+            return f"{PREFIX}unknown customer {key}"
+        if not index.ids:
+            return (f"{PREFIX}no CLV in this refresh (too few repeat buyers or the fit failed: see clv.status "
+                    "in Run Info)")
+        return f"{PREFIX}no CLV for customer {key}: no core purchase yet"
+
     def _missing_text(self, key: str | None, table: str, month: int | None) -> str:
         if key is None:
             return ""
@@ -357,6 +415,8 @@ class BookData:
 
 
 _KIND_COLUMNS = {"tier": "value_tier", "state": "lifecycle_state", "event": "lifecycle_event", "rfm": "rfm_code"}
+#: The functions of the clv table (the report month only, so without a month argument) and their columns.
+_CLV_COLUMNS = {"palive": "p_alive", "clv": "clv"}
 
 
 def _excel_array(values: pd.Series) -> tuple[bool, np.ndarray]:
@@ -381,15 +441,16 @@ def _excel_array(values: pd.Series) -> tuple[bool, np.ndarray]:
 
 def load_tables_from_frames(snapshot: pd.DataFrame | None,
                             history: pd.DataFrame | Callable[[], pd.DataFrame | None] | None,
-                            udf_segment: str = "value_tier", refresh_id: str | None = None) -> BookData:
-    """The lookups of a workbook from its ``customer_snapshot`` and ``customer_history`` frames.
+                            udf_segment: str = "value_tier", refresh_id: str | None = None,
+                            clv: pd.DataFrame | Callable[[], pd.DataFrame | None] | None = None) -> BookData:
+    """The lookups of a workbook from its ``customer_snapshot``, ``customer_history`` and ``clv`` frames.
 
     Used after a refresh (:func:`prime`, with the tables just computed) and when a workbook is
     reopened (:func:`load_tables_from_book`, with the tables read from its sheets). Ids may be
     numbers or text in any spelling; ``history`` may be a function that returns the frame, called
-    the first time a month other than the latest is asked for.
+    the first time a month other than the latest is asked for (``clv`` likewise, by CRM_PALIVE or CRM_CLV).
     """
-    return BookData(snapshot, history, udf_segment, refresh_id)
+    return BookData(snapshot, history, udf_segment, refresh_id, clv)
 
 
 def read_output_table(book: Any, name: str) -> pd.DataFrame | None:
@@ -444,15 +505,16 @@ def _udf_segment_of(book: Any) -> str:
 def load_tables_from_book(book: Any) -> BookData | None:
     """The lookups from a workbook's own output tables, read through xlwings; None when not refreshed.
 
-    Reads ``customer_snapshot`` (and ``run_info`` for the udf_segment setting) now and
-    ``customer_history`` only when a month other than the latest is first asked for.
+    Reads ``customer_snapshot`` (and ``run_info`` for the udf_segment setting) now,
+    ``customer_history`` only when a month other than the latest is first asked for and ``clv`` only
+    when CRM_PALIVE or CRM_CLV is first called.
     """
     snapshot = read_output_table(book, SNAPSHOT)
     if snapshot is None:
         return None
     refresh_id = read_refresh_id(book)
     data = load_tables_from_frames(snapshot, lambda: _full_history(book, refresh_id), _udf_segment_of(book),
-                                   refresh_id)
+                                   refresh_id, lambda: read_output_table(book, CLV))
     return None if data.empty else data
 
 
@@ -509,7 +571,8 @@ class UdfCache:
 
     def prime(self, key: str, tables: Mapping[str, pd.DataFrame], udf_segment: str,
               refresh_id: str | None = None) -> BookData:
-        data = load_tables_from_frames(tables.get(SNAPSHOT), tables.get(HISTORY), udf_segment, refresh_id)
+        data = load_tables_from_frames(tables.get(SNAPSHOT), tables.get(HISTORY), udf_segment, refresh_id,
+                                       tables.get(CLV))
         with self._lock:
             self._books[key] = data
             self._not_refreshed.pop(key, None)
@@ -671,6 +734,8 @@ def _evaluate_one(kind: str, customer_id: Any, month: Any, metric: Any) -> Any:
 def _lookup_group(data: BookData, kind: str, keys: list[str | None], month: Any, metric: Any) -> list[Any]:
     """Cells sharing one month and one metric: one vectorised lookup."""
     try:
+        if kind in _CLV_COLUMNS:
+            return data.lookup_clv(keys, _CLV_COLUMNS[kind])
         column = data.column_for(kind, metric)
         code = _month_code(month)
         return data.lookup(keys, column, code)
@@ -771,3 +836,17 @@ def CRM_EXPLAIN(customer_id, month=None):
 def CRM_METRIC(customer_id, metric, month=None):
     """Any figure or label of the customer by its column name in customer_snapshot."""
     return _evaluate("metric", customer_id, month, metric)
+
+
+@xw.func(category="CRM")
+@xw.arg("customer_id", ndim=2, doc=_ID_DOC)
+def CRM_PALIVE(customer_id):
+    """Probability (0-1) that the customer still buys, from the clv table (BG/NBD, the report month)."""
+    return _evaluate("palive", customer_id, None)
+
+
+@xw.func(category="CRM")
+@xw.arg("customer_id", ndim=2, doc=_ID_DOC)
+def CRM_CLV(customer_id):
+    """The customer's expected, discounted revenue over clv_horizon_months, from the clv table."""
+    return _evaluate("clv", customer_id, None)

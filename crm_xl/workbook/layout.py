@@ -22,6 +22,7 @@ from crm_xl.analyses.calibration import TIERS as CALIBRATED_TIERS
 # ranges cannot drift from what the core accepts.
 from crm_xl.config import (
     CHOICES,
+    DECIMAL_RANGES,
     DEFAULT_SEGMENT_MAP,
     DEFAULT_SEGMENT_NOTES,
     EVENTS,
@@ -105,7 +106,7 @@ CHART_SHEETS: dict[str, str] = {"chart_tier_mix": "Chart Tiers", "chart_events":
                                 "chart_states": "Chart States", "chart_tier_revenue": "Chart Tier Revenue",
                                 "chart_cohort_curve": "Chart Cohorts"}
 
-_ACRONYMS = {"rfm": "RFM", "kpis": "KPIs"}
+_ACRONYMS = {"rfm": "RFM", "kpis": "KPIs", "clv": "CLV"}
 
 
 def sheet_title(table_name: str) -> str:
@@ -333,7 +334,7 @@ class Validation:
         if self.maximum is None:
             return f"A number >= {_plain(self.minimum)}"
         if self.kind == "decimal":
-            return f"A number between {_plain(self.minimum)} and {_plain(self.maximum)}"
+            return f"A number from {_plain(self.minimum)} to {_plain(self.maximum)}"
         return f"A whole number from {_plain(self.minimum)} to {_plain(self.maximum)}"
 
 
@@ -349,6 +350,7 @@ def config_validations() -> dict[str, Validation]:
     rules.update({key: Validation("integer", minimum=low, maximum=high) for key, (low, high) in INT_RANGES.items()})
     rules.update({key: Validation("decimal", minimum=0) for key in THRESHOLDS})
     rules.update({key: Validation("decimal", minimum=0, maximum=1) for key in TARGET_SHARES})
+    rules.update({key: Validation("decimal", minimum=low, maximum=high) for key, (low, high) in DECIMAL_RANGES.items()})
     rules["history_rows_in_sheet"] = Validation("integer", minimum=HISTORY_ROWS_RANGE[0],
                                                 maximum=HISTORY_ROWS_RANGE[1])
     return rules
@@ -489,6 +491,9 @@ class Chart:
     # the rows the table always has: the series span them from the start, so a live refresh (which
     # cannot re-range a chart of chosen columns) fills them
     min_rows: int = 0
+    x_title: str = ""
+    y_title: str = ""
+    chart_name: str = ""                # blank: the table's name (and the first chosen column)
 
     @property
     def category_column(self) -> str:
@@ -496,8 +501,14 @@ class Chart:
 
     @property
     def name(self) -> str:
-        """The chart's name in the workbook (the live refresh finds a Charts-sheet chart by it)."""
-        return "_".join((self.table, *self.columns[:1]))
+        """The chart's name in the workbook (the live refresh finds a chart by it)."""
+        return self.chart_name or "_".join((self.table, *self.columns[:1]))
+
+    @property
+    def leading(self) -> bool:
+        """Whether categories and series are the table's first columns: one range the live refresh can
+        point the chart at."""
+        return self.source.headers[: 1 + len(self.series)] == [self.category_column, *self.series]
 
     @property
     def source(self) -> Table:
@@ -517,6 +528,12 @@ def series_colours(chart: Chart) -> dict[str, str]:
 
 #: Charts beside an output table on its own sheet.
 TABLE_CHARTS: tuple[Chart, ...] = (
+    # on the CLV sheet, beside the clv table, reading clv_holdout's leading columns
+    Chart("clv_holdout", "line", None, "Holdout check: actual vs predicted order days per customer", "J2",
+          sheet=OUTPUT_SHEETS["clv"], columns=("actual_holdout_orders", "predicted_holdout_orders"),
+          number_format="0.0", size=(720, 360), categories="calibration_orders", x_format=None,
+          x_title="Repeat order days in the calibration period", y_title="Mean order days in the holdout months",
+          chart_name="chart_clv_holdout"),
     Chart("calibration_mix", "column", None, "Tier mix: target, current thresholds, proposed thresholds", "J2",
           sheet=OUTPUT_SHEETS["calibration_mix"], columns=("target_share", "current_share", "proposed_share"),
           number_format="0%", size=(640, 340), categories="value_tier", x_format=None,

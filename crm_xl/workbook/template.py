@@ -381,7 +381,8 @@ START_TEXT = (
     "Customer Snapshot doubles as the campaign list: filter it by tier, state, event and opt-ins.",
     "Worksheet functions (Windows): give them a whole range, =CRM_SEGMENT(A2:A10001) spills one answer per id in "
     "one call (one cell at a time costs a trip to Python per cell); also CRM_TIER, CRM_STATE, CRM_EVENT, CRM_RFM, "
-    "CRM_METRIC(ids, name), CRM_EXPLAIN, each with an optional month.",
+    "CRM_METRIC(ids, name), CRM_EXPLAIN, each with an optional month; CRM_PALIVE(ids) and CRM_CLV(ids) from the "
+    "CLV sheet.",
 )
 BUTTON_CELL = (9, 0)          # A10, between the text and tbl_status
 
@@ -482,13 +483,16 @@ def _chart(book: Any, spec: L.Chart, last: int) -> Any:
         colour = colours.get(name)
         # the tables' pale label fills, outlined so they still read on white
         look = {"fill": {"color": colour}, "border": {"color": "#7F7F7F", "width": 0.5}} if colour else {}
+        if spec.type == "line" and not spec.categories.startswith("report_month"):
+            look["marker"] = {"type": "circle"}     # a few labelled points (not months): each one visible
         chart.add_series({"name": [table.sheet, table.row, col],
                           "categories": [table.sheet, first, category, last, category],
                           "values": [table.sheet, first, col, last, col], **look})
     chart.set_title({"name": spec.title})
-    if spec.x_format:
-        chart.set_x_axis({"num_format": spec.x_format, "num_font": {"rotation": -45}})
-    chart.set_y_axis({"num_format": spec.number_format, "major_gridlines": {"visible": True}})
+    x_axis = {"num_format": spec.x_format, "num_font": {"rotation": -45}} if spec.x_format else {}
+    chart.set_x_axis({**x_axis, **({"name": spec.x_title} if spec.x_title else {})})
+    chart.set_y_axis({"num_format": spec.number_format, "major_gridlines": {"visible": True},
+                      **({"name": spec.y_title} if spec.y_title else {})})
     chart.set_legend({"position": "right" if spec.sheet == L.CHARTS else "bottom"})
     chart.set_size({"width": spec.size[0], "height": spec.size[1]})
     chart.show_hidden_data()   # the chart tables' sheets are hidden
@@ -553,12 +557,10 @@ def _migration_sheet(ws: Any, fmt: _Formats) -> None:
             ws.set_column(col, col, 12 if col == left else 10)
 
 
-def _table_charts(sheets: dict[str, Any], book: Any, tables: dict[str, pd.DataFrame] | None) -> None:
+def _table_charts(sheets: dict[str, Any], book: Any, last_rows: dict[str, int]) -> None:
     """The charts beside output tables (layout.TABLE_CHARTS), down to the table's last row."""
     for spec in L.TABLE_CHARTS:
-        frame = (tables or {}).get(spec.table)
-        last = spec.source.row + (0 if frame is None else len(frame))
-        sheets[spec.sheet].insert_chart(spec.anchor, _chart(book, spec, last))
+        sheets[spec.sheet].insert_chart(spec.anchor, _chart(book, spec, last_rows[spec.table]))
 
 
 def _glossary_sheet(ws: Any, fmt: _Formats) -> None:
@@ -656,7 +658,7 @@ def build_xlsx(vba_project: bytes, tables: dict[str, pd.DataFrame] | None = None
     _charts_sheet(sheets[L.CHARTS], book, fmt, last_rows)
     _kpis_sheet(sheets[L.KPIS_SHEET], book, fmt, last_rows)
     _migration_sheet(sheets[L.MIGRATION_SHEET], fmt)
-    _table_charts(sheets, book, tables)
+    _table_charts(sheets, book, last_rows)
     _cohort_triangle_sheet(sheets[L.COHORT_TRIANGLE], fmt)
     _pivots_sheet(sheets[L.PIVOTS], fmt)
     _glossary_sheet(sheets[L.GLOSSARY], fmt)
