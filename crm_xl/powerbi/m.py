@@ -1,0 +1,60 @@
+"""Power Query M: each output table read from the workbook by its Excel table name and typed from the
+contract (ids stay text, months and dates become dates), the history from Parquet when switched on,
+and the label dimensions as literal tables."""
+
+from __future__ import annotations
+
+from crm_xl import contract
+from crm_xl.powerbi.model import TYPES, Label
+
+WORKBOOK_PATH, HISTORY_PARQUET_PATH, USE_HISTORY_PARQUET = "WorkbookPath", "HistoryParquetPath", "UseHistoryParquet"
+INDENT = "    "
+
+
+def text(value: str) -> str:
+    """An M text literal."""
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _steps(steps: list[tuple[str, str]], result: str) -> str:
+    body = ",\n".join(f"{INDENT}{name} = {expression}" for name, expression in steps)
+    return f"let\n{body}\nin\n{INDENT}{result}"
+
+
+def column_types(table: str) -> str:
+    """The ``{{"column", type}, ...}`` list of ``Table.TransformColumnTypes`` from the contract."""
+    pairs = ", ".join(f"{{{text(name)}, {TYPES[kind][2]}}}" for name, kind, _ in contract.TABLES[table][1])
+    return "{" + pairs + "}"
+
+
+def workbook_table(table: str) -> str:
+    """The workbook's Excel table of that name: Power BI's Excel connector loads tables, not sheets."""
+    return f"Excel.Workbook(File.Contents({WORKBOOK_PATH}), true){{[Item = {text(table)}, Kind = \"Table\"]}}[Data]"
+
+
+def output_table(table: str, *, parquet: bool = False) -> str:
+    """The partition of a contract table; ``parquet``: the history, from the full Parquet file when
+    UseHistoryParquet is on (the sheet keeps only the latest months that fit)."""
+    source = workbook_table(table)
+    if parquet:
+        source = (f"if {USE_HISTORY_PARQUET} then Parquet.Document(File.Contents({HISTORY_PARQUET_PATH})) "
+                  f"else {source}")
+    return _steps([("Source", source), ("Typed", f"Table.TransformColumnTypes(Source, {column_types(table)})")],
+                  "Typed")
+
+
+def label_table(label: Label) -> str:
+    """A label dimension as a literal table: the value, its rank (1 first) and the workbook's colour."""
+    rows = ", ".join(f"{{{text(value)}, {rank}, {text(label.colours.get(value, ''))}}}"
+                     for rank, value in enumerate(label.values, start=1))
+    return _steps([("Source", f"#table(type table [{label.column} = text, rank = Int64.Type, colour = text], "
+                              f"{{{rows}}})")], "Source")
+
+
+def parameter(value: str, kind: str) -> str:
+    """A parameter's expression: its value with the metadata that makes Power BI show it as a parameter."""
+    return f'{value} meta [IsParameterQuery = true, Type = "{kind}", IsParameterQueryRequired = true]'
+
+
+def logical(value: bool) -> str:
+    return "true" if value else "false"
