@@ -62,7 +62,7 @@ def _tier_moves(direction: str) -> str:
         f"        CALCULATETABLE({T}, REMOVEFILTERS('{CALENDAR}'), {T}[report_month] = LatestMonth),",
         f"        VAR FromRank = {rank.format(T + '[from_tier]')}",
         f"        VAR ToRank = {rank.format(T + '[to_tier]')}",
-        f"        RETURN NOT ISBLANK(FromRank) && NOT ISBLANK(ToRank) && ToRank {compare} FromRank",
+        f"        RETURN NOT(ISBLANK(FromRank)) && NOT(ISBLANK(ToRank)) && ToRank {compare} FromRank",
         "    )",
         "RETURN",
         f"    SUMX(Moves, {T}[customers]) + 0",
@@ -92,14 +92,14 @@ def measures(transitions: bool = True) -> tuple[Measure, ...]:
                 "months in the selected month (lifecycle_event = Reactivated).", "Lifecycle"),
         Measure("Active Last Month", previous_active, WHOLE, "Active customers at the end of the month before "
                 "the selected month.", "Lifecycle"),
-        Measure("Churn %", "DIVIDE([Lost], [Active Last Month])", PERCENT, "Lost this month / active last "
+        Measure("Churn %", "DIVIDE([Lost] + 0, [Active Last Month])", PERCENT, "Lost this month / active last "
                 "month: the share of last month's active customers who left the active window.", "Lifecycle"),
         Measure("Retention %", "DIVIDE([Active Last Month] - [Lost], [Active Last Month])", PERCENT,
                 "Active last month and still active this month / active last month (every active customer "
                 "either stays active or is Lost).", "Lifecycle"),
         Measure("Lost Last Month", _count(f'{H}[lifecycle_state] = "lost"', offset=-1), WHOLE,
                 "Customers in the lost state at the end of the month before the selected month.", "Lifecycle"),
-        Measure("Reactivation %", "DIVIDE([Reactivated], [Lost Last Month])", PERCENT, "Reactivated this month "
+        Measure("Reactivation %", "DIVIDE([Reactivated] + 0, [Lost Last Month])", PERCENT, "Reactivated this month "
                 "/ customers in the lost state last month.", "Lifecycle"),
         Measure("Revenue M1", _at_month(f"SUM({H}[revenue_m1])"), MONEY, "Core revenue in the selected month.",
                 "Volume"),
@@ -115,7 +115,7 @@ def measures(transitions: bool = True) -> tuple[Measure, ...]:
             "    DIVIDE([Customers], Base)"]), PERCENT,
                 "Customers in the current selection / all customers in the base, in the selected month (as "
                 "monthly_summary's share).", "Base"),
-        Measure("Scored Customers", _count(f"NOT ISBLANK({H}[rfm_segment])"), WHOLE, "Customers with RFM "
+        Measure("Scored Customers", _count(f"NOT(ISBLANK({H}[rfm_segment]))"), WHOLE, "Customers with RFM "
                 "scores in the selected month (rfm_population: the active ones by default).", "RFM"),
         Measure("Champions", _count(f'{H}[rfm_segment] = "Champions"'), WHOLE, "Customers in the Champions "
                 "segment in the selected month.", "RFM"),

@@ -27,20 +27,23 @@ def column_types(table: str) -> str:
     return "{" + pairs + "}"
 
 
-def workbook_table(table: str) -> str:
+def _workbook_steps(table: str) -> list[tuple[str, str]]:
     """The workbook's Excel table of that name: Power BI's Excel connector loads tables, not sheets."""
-    return f"Excel.Workbook(File.Contents({WORKBOOK_PATH}), true){{[Item = {text(table)}, Kind = \"Table\"]}}[Data]"
+    return [("Workbook", f"Excel.Workbook(File.Contents({WORKBOOK_PATH}), true)"),
+            ("Source", f'Workbook{{[Item = {text(table)}, Kind = "Table"]}}[Data]')]
 
 
 def output_table(table: str, *, parquet: bool = False) -> str:
     """The partition of a contract table; ``parquet``: the history, from the full Parquet file when
-    UseHistoryParquet is on (the sheet keeps only the latest months that fit)."""
-    source = workbook_table(table)
+    UseHistoryParquet is on (the sheet keeps only the latest months that fit; M is lazy, so the workbook
+    is then not read for it)."""
+    steps = _workbook_steps(table)
     if parquet:
-        source = (f"if {USE_HISTORY_PARQUET} then Parquet.Document(File.Contents({HISTORY_PARQUET_PATH})) "
-                  f"else {source}")
-    return _steps([("Source", source), ("Typed", f"Table.TransformColumnTypes(Source, {column_types(table)})")],
-                  "Typed")
+        workbook_source = steps[-1][1]
+        steps[-1] = ("Source", f"if {USE_HISTORY_PARQUET} then Parquet.Document(File.Contents({HISTORY_PARQUET_PATH})) "
+                               f"else {workbook_source}")
+    steps.append(("Typed", f"Table.TransformColumnTypes(Source, {column_types(table)})"))
+    return _steps(steps, "Typed")
 
 
 def label_table(label: Label) -> str:
