@@ -160,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
                               "workbook's full path here)")
     powerbi.add_argument("--history-path", metavar="PATH",
                          help="HistoryParquetPath (default: BOOK_customer_history.parquet beside the workbook)")
+    powerbi.add_argument("--web", action="store_true",
+                         help="the paths are https addresses of the files in OneDrive or SharePoint (Web.Contents: "
+                              "the Power BI service refreshes them without a gateway); give --workbook-path")
     powerbi.add_argument("--history", choices=("auto", "workbook", "parquet"), default="auto",
                          help="where customer_history is loaded from: parquet (all months) when the refresh wrote "
                               "the file because the sheet is capped (auto, the default), or as given")
@@ -380,6 +383,9 @@ def _powerbi(args: argparse.Namespace) -> int:
     from crm_xl.workbook.reader import read_settings
 
     book = Path(args.book)
+    if args.web and not (args.workbook_path or "").lower().startswith("https://"):
+        raise CrmXlError("powerbi: --web needs --workbook-path https://... (the workbook's address in OneDrive or "
+                         "SharePoint: its Details pane, Path, Copy), and --history-path likewise for a capped history")
     if not book.is_file():
         raise CrmXlError(f"powerbi: no workbook at {book}: give the .xlsm file that crm-xl refresh writes")
     settings, _, _ = read_settings(book)
@@ -388,7 +394,7 @@ def _powerbi(args: argparse.Namespace) -> int:
     parquet = sidecar_paths(book.resolve())[0]
     use_parquet = parquet.exists() if args.history == "auto" else args.history == "parquet"
     model = build_model(args.workbook_path or str(book.resolve()), args.history_path or str(parquet),
-                        use_parquet=use_parquet, segments=segments)
+                        use_parquet=use_parquet, segments=segments, web=args.web)
     name = args.name or book.stem
     out = write_project(args.out, project_files(name, model))
     print(f"Wrote the Power BI project {out / (name + '.pbip')}: open it in Power BI Desktop and press Refresh")

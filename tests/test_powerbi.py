@@ -611,3 +611,19 @@ def test_a_capped_history_switches_to_the_parquet_file(sample_book: Path, tmp_pa
     # the Parquet file has the columns the partition types
     columns = pd.read_parquet(parquet).columns.tolist()
     assert columns == contract.columns(HISTORY_TABLE)
+
+
+def test_web_paths_read_through_web_contents(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    built = build_model("https://contoso.sharepoint.com/sites/crm/Shared Documents/crm.xlsm",
+                        "https://contoso.sharepoint.com/sites/crm/Shared Documents/crm_customer_history.parquet",
+                        web=True)
+    for table in built.tables:
+        if table.contract_table:
+            assert "Excel.Workbook(Web.Contents(WorkbookPath), true)" in table.source
+            assert "File.Contents" not in table.source
+            assert pq.to_ast(table.source) is not None
+    assert "Parquet.Document(Web.Contents(HistoryParquetPath))" in built.table(HISTORY_TABLE).source
+    book = tmp_path / "b.xlsm"
+    book.write_bytes(b"")
+    assert cli.main(["powerbi", str(book), "--out", str(tmp_path / "o"), "--web"]) == 2
+    assert "--web needs --workbook-path https://" in capsys.readouterr().err

@@ -21,12 +21,13 @@ from crm_xl.powerbi.model import (
 
 
 def build_model(workbook_path: str, history_parquet_path: str, *, use_parquet: bool = False,
-                segments: tuple[str, ...] | None = None) -> Model:
+                segments: tuple[str, ...] | None = None, web: bool = False) -> Model:
     """The model over one workbook; ``segments``: the workbook's RFM segments in map order (default map
-    when None); ``use_parquet``: read the full history from its Parquet file (the sheet is capped)."""
+    when None); ``use_parquet``: read the full history from its Parquet file (the sheet is capped);
+    ``web``: the paths are https addresses of files in OneDrive or SharePoint."""
     names = output_tables()
     label_dims = labels(segments)
-    tables = [_output_table(name) for name in names]
+    tables = [_output_table(name, web) for name in names]
     tables.append(_calendar())
     tables += [_label_table(label) for label in label_dims]
     history = next(t for t in tables if t.name == HISTORY_TABLE)
@@ -35,7 +36,8 @@ def build_model(workbook_path: str, history_parquet_path: str, *, use_parquet: b
                                           measures=dax.measures(transitions="tier_transitions" in names))
     parameters = (
         Parameter(m.WORKBOOK_PATH, m.text(workbook_path), "Text", "Full path of the refreshed workbook (.xlsm) "
-                  "Power BI reads, e.g. C:\\Reports\\crm.xlsm"),
+                  "Power BI reads, e.g. C:\\Reports\\crm.xlsm (or its https address in OneDrive/SharePoint when the "
+                  "project was made with --web)"),
         Parameter(m.HISTORY_PARQUET_PATH, m.text(history_parquet_path), "Text", "Full path of "
                   "BOOK_customer_history.parquet, the full history a refresh writes beside a workbook whose "
                   "customer_history sheet is capped (history_rows_in_sheet)"),
@@ -45,10 +47,10 @@ def build_model(workbook_path: str, history_parquet_path: str, *, use_parquet: b
     return Model(tuple(tables), relationships(names, label_dims), parameters)
 
 
-def _output_table(name: str) -> Table:
+def _output_table(name: str, web: bool) -> Table:
     meaning = contract.TABLES[name][0]
-    return Table(name, meaning, contract_columns(name), "m", m.output_table(name, parquet=name == HISTORY_TABLE),
-                 contract_table=name)
+    return Table(name, meaning, contract_columns(name), "m",
+                 m.output_table(name, parquet=name == HISTORY_TABLE, web=web), contract_table=name)
 
 
 def _calendar() -> Table:

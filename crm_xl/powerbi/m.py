@@ -27,20 +27,26 @@ def column_types(table: str) -> str:
     return "{" + pairs + "}"
 
 
-def _workbook_steps(table: str) -> list[tuple[str, str]]:
+def contents(path: str, web: bool) -> str:
+    """A file's bytes: ``File.Contents`` for a path (a gateway refreshes it in the service), ``Web.Contents``
+    for the https address of a file in OneDrive or SharePoint (the service refreshes it without a gateway)."""
+    return f"{'Web' if web else 'File'}.Contents({path})"
+
+
+def _workbook_steps(table: str, web: bool) -> list[tuple[str, str]]:
     """The workbook's Excel table of that name: Power BI's Excel connector loads tables, not sheets."""
-    return [("Workbook", f"Excel.Workbook(File.Contents({WORKBOOK_PATH}), true)"),
+    return [("Workbook", f"Excel.Workbook({contents(WORKBOOK_PATH, web)}, true)"),
             ("Source", f'Workbook{{[Item = {text(table)}, Kind = "Table"]}}[Data]')]
 
 
-def output_table(table: str, *, parquet: bool = False) -> str:
+def output_table(table: str, *, parquet: bool = False, web: bool = False) -> str:
     """The partition of a contract table; ``parquet``: the history, from the full Parquet file when
     UseHistoryParquet is on (the sheet keeps only the latest months that fit; M is lazy, so the workbook
     is then not read for it)."""
-    steps = _workbook_steps(table)
+    steps = _workbook_steps(table, web)
     if parquet:
         workbook_source = steps[-1][1]
-        steps[-1] = ("Source", f"if {USE_HISTORY_PARQUET} then Parquet.Document(File.Contents({HISTORY_PARQUET_PATH})) "
+        steps[-1] = ("Source", f"if {USE_HISTORY_PARQUET} then Parquet.Document({contents(HISTORY_PARQUET_PATH, web)}) "
                                f"else {workbook_source}")
     steps.append(("Typed", f"Table.TransformColumnTypes(Source, {column_types(table)})"))
     return _steps(steps, "Typed")
