@@ -5,7 +5,7 @@ dimensions and the relationships of the star schema."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from crm_xl import contract
 from crm_xl.config import DEFAULT_SEGMENT_MAP, EVENTS, STATES, TIERS
@@ -85,7 +85,6 @@ class Model:
     tables: tuple[Table, ...]
     relationships: tuple[Relationship, ...]
     parameters: tuple[Parameter, ...]
-    extra: dict[str, str] = field(default_factory=dict)
 
     def table(self, name: str) -> Table:
         return next(t for t in self.tables if t.name == name)
@@ -118,11 +117,9 @@ def output_tables() -> list[str]:
 
 
 def contract_columns(table: str) -> tuple[Column, ...]:
-    summary = []
-    for name, kind, meaning in contract.TABLES[table][1]:
-        data_type, fmt, _ = TYPES[kind]
-        summary.append(Column(name, data_type, meaning, fmt))
-    return tuple(summary)
+    """A contract table's columns with their model types, format strings and meanings."""
+    return tuple(Column(name, TYPES[kind][0], meaning, TYPES[kind][1])
+                 for name, kind, meaning in contract.TABLES[table][1])
 
 
 def relationships(tables: list[str], label_dims: tuple[Label, ...]) -> tuple[Relationship, ...]:
