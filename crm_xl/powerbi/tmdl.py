@@ -40,7 +40,6 @@ def model(m: Model) -> str:
              f"{TAB}sourceQueryCulture: en-US", f"{TAB}dataAccessOptions", f"{TAB * 2}legacyRedirects",
              f"{TAB * 2}returnErrorValuesAsNull", ""]
     lines += [f"ref table {name(t.name)}" for t in m.tables]
-    lines += ["", *(f"ref expression {name(p.name)}" for p in m.parameters)]
     return "\n".join(lines) + "\n"
 
 
@@ -58,9 +57,8 @@ def expressions(m: Model) -> str:
 
 
 def _parameter(p: Parameter) -> str:
-    lines = [*_description(p.description, 0), f"expression {name(p.name)} = {parameter(p.value, p.type)}",
-             f"{TAB}queryGroup: Parameters", ""]
-    return "\n".join(lines)
+    return "\n".join([*_description(p.description, 0), f"expression {name(p.name)} = {parameter(p.value, p.type)}",
+                      ""])
 
 
 def table(t: Table) -> str:
