@@ -627,3 +627,23 @@ def test_web_paths_read_through_web_contents(tmp_path: Path, capsys: pytest.Capt
     book.write_bytes(b"")
     assert cli.main(["powerbi", str(book), "--out", str(tmp_path / "o"), "--web"]) == 2
     assert "--web needs --workbook-path https://" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_partition_names_an_excel_table_of_the_refreshed_workbook(sample_book: Path, model: Model) -> None:
+    """The real workbook holds, for each partition, an Excel table of that name whose header row is the
+    partition's typed columns in order (what Power Query's Kind = "Table" item will return)."""
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.load_workbook(sample_book, read_only=False, keep_vba=True)
+    found = {}
+    for sheet in book.worksheets:
+        for table in sheet.tables.values():
+            first_col, first_row, last_col, _ = openpyxl.utils.range_boundaries(table.ref)
+            header = next(sheet.iter_rows(min_row=first_row, max_row=first_row, min_col=first_col, max_col=last_col,
+                                          values_only=True))
+            found[table.displayName] = list(header)
+    for table in model.tables:
+        if table.contract_table:
+            item = re.search(r'\{\[Item = "([^"]+)", Kind = "Table"\]\}', table.source).group(1)
+            typed = re.findall(r'\{"([^"]+)", (?:type \w+|Int64\.Type)\}', table.source)
+            assert found[item] == typed, item
