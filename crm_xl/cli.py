@@ -158,7 +158,28 @@ def _parser() -> argparse.ArgumentParser:
                                 "(refresh afterwards to see the tiers they give)")
     _writer_options(calibrate)
     calibrate.set_defaults(handler=_holding_book(_calibrate))
-    for sub in (run, sample, template, new, setup, doctor, load, refresh, calibrate):
+    powerbi = commands.add_parser(
+        "powerbi", help="write a Power BI project (PBIP: TMDL model and report) that reads a workbook",
+        description="Write a Power BI Project for a refreshed workbook: NAME.pbip, NAME.SemanticModel (every output "
+                    "table typed, a calendar, label tables, relationships, measures) and NAME.Report (four pages). "
+                    "Open NAME.pbip in Power BI Desktop and press Refresh.")
+    powerbi.add_argument("book", type=Path, help="the workbook (.xlsm) Power BI will read")
+    powerbi.add_argument("--out", type=Path, required=True, metavar="DIR",
+                         help="the project folder: new, empty, or an earlier project (which is replaced)")
+    powerbi.add_argument("--name", help="the project's name (default: the workbook's name without .xlsm)")
+    powerbi.add_argument("--workbook-path", metavar="PATH",
+                         help="WorkbookPath as Power BI will see it, e.g. a OneDrive or share path (default: the "
+                              "workbook's full path here)")
+    powerbi.add_argument("--history-path", metavar="PATH",
+                         help="HistoryParquetPath (default: BOOK_customer_history.parquet beside the workbook)")
+    powerbi.add_argument("--web", action="store_true",
+                         help="the paths are https addresses of the files in OneDrive or SharePoint (Web.Contents: "
+                              "the Power BI service refreshes them without a gateway); give --workbook-path")
+    powerbi.add_argument("--history", choices=("auto", "workbook", "parquet"), default="auto",
+                         help="where customer_history is loaded from: parquet (all months) when the refresh wrote "
+                              "the file because the sheet is capped (auto, the default), or as given")
+    powerbi.set_defaults(handler=_powerbi)
+    for sub in (run, sample, template, new, setup, doctor, load, refresh, calibrate, powerbi):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
@@ -409,6 +430,35 @@ def calibration_text(tables: dict[str, pd.DataFrame]) -> str:
     lines += [f"{r.value_tier:<10}{r.target_share:>8.1%}{r.current_share:>9.1%}{r.proposed_share:>10.1%}  {r.note}"
               for r in mix.itertuples()]
     return "\n".join(lines)
+
+
+def _powerbi(args: argparse.Namespace) -> int:
+    from crm_xl.config import Config
+    from crm_xl.powerbi.build import build_model
+    from crm_xl.powerbi.project import project_files, write_project
+    from crm_xl.workbook.guard import sidecar_paths
+    from crm_xl.workbook.reader import read_settings
+
+    book = Path(args.book)
+    if args.web and not (args.workbook_path or "").lower().startswith("https://"):
+        raise CrmXlError("powerbi: --web needs --workbook-path https://... (the workbook's address in OneDrive or "
+                         "SharePoint: its Details pane, Path, Copy), and --history-path likewise for a capped history")
+    if not book.is_file():
+        raise CrmXlError(f"powerbi: no workbook at {book}: give the .xlsm file that crm-xl refresh writes")
+    settings, _, _ = read_settings(book)
+    # the book's own segment map, read as the refresh reads it (names, cells, and the notes after them)
+    segments = tuple(name for name, _ in Config.from_mapping({"segment_map": settings["segment_map"]}).segment_map) \
+        if settings.get("segment_map") is not None else None
+    parquet = sidecar_paths(book.resolve())[0]
+    use_parquet = parquet.exists() if args.history == "auto" else args.history == "parquet"
+    model = build_model(args.workbook_path or str(book.resolve()), args.history_path or str(parquet),
+                        use_parquet=use_parquet, segments=segments, web=args.web)
+    name = args.name or book.stem
+    out = write_project(args.out, project_files(name, model))
+    print(f"Wrote the Power BI project {out / (name + '.pbip')}: open it in Power BI Desktop and press Refresh")
+    print(f"  WorkbookPath = {args.workbook_path or book.resolve()}; customer_history from "
+          + ("the Parquet file (all months)" if use_parquet else "the workbook"))
+    return 0
 
 
 if __name__ == "__main__":
