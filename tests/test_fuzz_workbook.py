@@ -318,3 +318,13 @@ def test_debug_keeps_the_traceback(original: Path, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "crm_xl.cli", "--debug", "refresh", str(book)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_a_rewritten_sheet_with_a_broken_declaration_fails_in_one_line(
+        original: Path, expected: dict[str, list[list[object]]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The refresh keeps an output sheet's XML outside sheetData as it is: a damaged declaration there
+    (found by the fuzzer on Monthly Summary) is refused, not carried into a book Excel cannot open."""
+    part = f"xl/worksheets/sheet{layout.SHEETS.index(layout.OUTPUT_SHEETS['monthly_summary']) + 1}.xml"
+    mutant = ("broken declaration", one_part(original.read_bytes(), part, lambda body: body.replace(b">", b"<", 1)))
+    assert check_refresh(mutant, tmp_path / "m", capsys, expected) == 2

@@ -648,3 +648,23 @@ def test_every_partition_names_an_excel_table_of_the_refreshed_workbook(sample_b
             item = re.search(r'\{\[Item = "([^"]+)", Kind = "Table"\]\}', table.source).group(1)
             typed = re.findall(r'\{"([^"]+)", (?:type \w+|Int64\.Type)\}', table.source)
             assert found[item] == typed, item
+
+
+def test_the_rate_measures_equal_the_kpis_table(tables: dict[str, pd.DataFrame], interpreter: _Dax) -> None:
+    """The model and the workbook's KPIs sheet say the same: each month's Churn %, Retention % and
+    Reactivation % (the measures' DAX, evaluated) equal the kpis table's rates, computed by crm_xl.analyses.kpis."""
+    kpis = tables["kpis"].assign(report_month=lambda k: pd.to_datetime(k["report_month"])).set_index("report_month")
+    compared = 0
+    for month in _months(tables):
+        ctx = {(CALENDAR, "Month"): month}
+        row = kpis.loc[month]
+        for measure, column in (("Churn %", "churn_rate"), ("Retention %", "retention_rate"),
+                                ("Reactivation %", "reactivation_rate")):
+            got = interpreter.measure(measure, ctx)
+            if pd.isna(row[column]):
+                assert got is None, (month, measure)
+            else:
+                assert got == pytest.approx(row[column]), (month, measure)
+                compared += 1
+        assert interpreter.measure("Active Customers", ctx) == row["active"]
+    assert compared > 0

@@ -262,7 +262,11 @@ def _read_old_sheet(zf: zipfile.ZipFile, part: str, top: int, chunk: int = 1 << 
     if reader.state != "tail":
         raise WorkbookPackageError(f"{part}: no complete <sheetData> element (a prefixed or damaged sheet XML?)")
     reader.old.tail = b"".join(reader.tail)
-    return reader.old
+    # what is kept verbatim must itself be well-formed: a damaged declaration or tag outside sheetData
+    # would pass into the refreshed book (sheetData alone is regenerated)
+    old = reader.old
+    parse_xml(old.head + b"<sheetData>" + old.leading_rows + _END_SHEET_DATA + old.tail, part)
+    return old
 
 
 _SHEET_DATA = b"<sheetData"
