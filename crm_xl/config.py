@@ -31,6 +31,8 @@ EVENTS = ("New", "Lost", "Reactivated")
 # state of a customer is a Newcomer, a Regular, Churned, Returning; the events are what happened that
 # month (New, Lost, Reactivated); Active / Not Active is the activity status (docs/business_logic.md 11).
 STATES = ("Prospect", "Newcomer", "Regular", "Lapsing", "Churned", "Returning")
+# each by name, for the code that means one of them (the texts above are display names that may change)
+PROSPECT, NEWCOMER, REGULAR, LAPSING, CHURNED, RETURNING = STATES
 SCORE_FIELDS = ("recency", "frequency", "monetary", "tenure")
 
 # The widely used 11 RFM segments on (R score, FM score); every one of the 25 cells exactly once.

@@ -23,7 +23,7 @@ import pandas as pd
 from crm_xl import contract
 from crm_xl.analyses import clv_models as M
 from crm_xl.analyses.lifetimes_compat import lifetimes_summary
-from crm_xl.config import STATES, Config
+from crm_xl.config import NEWCOMER, REGULAR, RETURNING, Config
 from crm_xl.core.exact import SCALE
 from crm_xl.core.pipeline import CoreRun
 from crm_xl.core.staging import KIND_CORE
@@ -37,8 +37,8 @@ MIN_REPEAT_BUYERS = 50
 #: Calibration repeat orders from this many on share the last row of clv_holdout.
 HOLDOUT_CAP = 7
 _ORDER_MONTHS = (3, 6, 12)
-# by position in config.STATES: Newcomer, Regular, Returning (the states of an Active customer with a tier)
-_ACTIVE_STATES = (STATES[1], STATES[2], STATES[5])
+# the states of an Active customer with a tier
+_ACTIVE_STATES = (NEWCOMER, REGULAR, RETURNING)
 
 
 @dataclass(frozen=True)

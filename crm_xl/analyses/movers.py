@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from crm_xl.config import EVENTS, STATES, TIERS
+from crm_xl.config import CHURNED, EVENTS, PROSPECT, STATES, TIERS
 from crm_xl.contract import MIGRATION_SCOPES as SCOPES
 from crm_xl.contract import MOVES, TRANSITION_TIERS
 from crm_xl.core.pipeline import CoreRun
@@ -47,7 +47,7 @@ def _codes(values: pd.Series, names: tuple[str, ...]) -> np.ndarray:
 
 
 _LABEL = {name: i for i, name in enumerate(TRANSITION_TIERS)}
-_PROSPECT_STATE, _LOST_STATE = 0, 4         # by position in config.STATES: Prospect, Churned
+_PROSPECT_STATE, _LOST_STATE = STATES.index(PROSPECT), STATES.index(CHURNED)
 _NEW, _LOST, _REACTIVATED = (EVENTS.index(e) for e in ("New", "Lost", "Reactivated"))
 
 

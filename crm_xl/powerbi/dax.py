@@ -8,7 +8,7 @@ month itself on a month axis), and pins the history to it.
 
 from __future__ import annotations
 
-from crm_xl.config import STATES
+from crm_xl.config import CHURNED
 from crm_xl.powerbi.model import CALENDAR, HISTORY_TABLE, Measure
 
 H, T = HISTORY_TABLE, "tier_transitions"
@@ -98,8 +98,8 @@ def measures(transitions: bool = True) -> tuple[Measure, ...]:
         Measure("Retention %", "DIVIDE([Active Last Month] - [Lost], [Active Last Month])", PERCENT,
                 "Active last month and still active this month / active last month (every active customer "
                 "either stays active or is Lost).", "Lifecycle"),
-        Measure("Lost Last Month", _count(f'{H}[lifecycle_state] = "{STATES[4]}"', offset=-1), WHOLE,
-                f"Customers in the {STATES[4]} state (lost: Not Active after buying) at the end of the month "
+        Measure("Lost Last Month", _count(f'{H}[lifecycle_state] = "{CHURNED}"', offset=-1), WHOLE,
+                f"Customers in the {CHURNED} state (lost: Not Active after buying) at the end of the month "
                 "before the selected month.", "Lifecycle"),
         Measure("Reactivation %", "DIVIDE([Reactivated] + 0, [Lost Last Month])", PERCENT, "Reactivated this month "
                 "/ customers in the lost state last month.", "Lifecycle"),

@@ -22,12 +22,15 @@ from crm_xl.analyses.calibration import TIERS as CALIBRATED_TIERS
 # ranges cannot drift from what the core accepts.
 from crm_xl.config import (
     CHOICES,
+    CHURNED,
     DECIMAL_RANGES,
     DEFAULT_SEGMENT_MAP,
     DEFAULT_SEGMENT_NOTES,
     EVENTS,
     INPUT_COLUMNS,
     INT_RANGES,
+    NEWCOMER,
+    RETURNING,
     SEGMENT_NOTE_COLUMNS,
     STATES,
     STATUSES,
@@ -241,8 +244,8 @@ LABEL_COLOURS: dict[str, dict[str, str]] = {
                    "Bronze": "#EAC9A8", "Passive": "#F4F4F4"},
     "lifecycle_state": _STATE_COLOURS,
     # an event takes the colour of the state it leads to
-    # New leads to Newcomer, Lost to Churned, Reactivated to Returning
-    "lifecycle_event": dict(zip(EVENTS, (_STATE_COLOURS[STATES[i]] for i in (1, 4, 5)), strict=True)),
+    # an event takes the colour of the state it leads to
+    "lifecycle_event": dict(zip(EVENTS, (_STATE_COLOURS[s] for s in (NEWCOMER, CHURNED, RETURNING)), strict=True)),
     "rfm_segment": {"Champions": "#63BE7B", "Loyal Customers": "#A9D08E", "Potential Loyalist": "#C6EFCE",
                     "Recent Customers": "#BDD7EE", "Promising": "#DDEBF7", "Customers Needing Attention": "#FFEB9C",
                     "About To Sleep": "#FCE4D6", "At Risk": "#F8CBAD", "Can't Lose Them": "#FF9999",
