@@ -65,9 +65,14 @@ _FIGURES: list[Column] = [
                             "thresholds it meets or misses, e.g. averages 136.7 pods a month: ≥ 50 for Silver, < 200 "
                             "for Gold"),
     ("segment_reason", "text", "Why the segment: its cell of the segment map and the values each score stands for "
-                               "that month, from the month's cut points (recency 31–60 days (R4); …); a reactivation "
-                               "this month is said"),
+                               "that month, from the month's cut points (recency 31–60 days (R3); …; the row's own "
+                               "values are recency_days, frequency and monetary); a reactivation this month is said"),
 ]
+#: The snapshot's segment_reason also names the customer's own values (one month of texts is cheap to build).
+_SNAPSHOT_SEGMENT_REASON: Column = (
+    "segment_reason", "text", "Why the segment: its cell of the segment map, and each of the customer's values with "
+                              "the range its score stands for that month (recency 36 days: R3 is 31–60 days; 1,640 "
+                              "pods in 12 months: M4 is over 1,200 up to 2,400; …); a reactivation this month is said")
 
 _MASTER: list[Column] = [
     ("customer_id", "text", "Customer key as text (leading zeros kept; 123 and 123.0 are the same id)"),
@@ -110,7 +115,7 @@ CAMPAIGN_FIRST = ("customer_id", "customer_name", "lifecycle_state", "value_tier
 
 
 def _snapshot_columns() -> list[Column]:
-    every = [*_MASTER, *_FIGURES]
+    every = [*_MASTER, *(_SNAPSHOT_SEGMENT_REASON if c[0] == "segment_reason" else c for c in _FIGURES)]
     by_name = {column[0]: column for column in every}
     first = [by_name[name] for name in CAMPAIGN_FIRST]
     rest = [column for column in every if column[0] not in CAMPAIGN_FIRST]

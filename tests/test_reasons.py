@@ -24,15 +24,19 @@ FIXED = {"rfm_method": "fixed", "rfm_cuts_recency": "30, 60, 120, 240", "rfm_cut
          "rfm_cuts_monetary": "100, 500, 2000, 10000"}
 
 
-def _run(lines: list[tuple[str, str, float]], config: dict) -> pd.DataFrame:
-    """customer_snapshot of (customer, date, pods) lines, one invoice each."""
+def _run(lines: list[tuple[str, str, float]], config: dict, table: str = "customer_snapshot") -> pd.DataFrame:
+    """customer_snapshot (or the report month's customer_history) of (customer, date, pods) lines, one
+    invoice each."""
     tx = pd.DataFrame({"invoice_id": [f"I{i}" for i in range(len(lines))], "invoice_date": [d for _, d, _ in lines],
                        "customer_id": [c for c, _, _ in lines], "product_id": "P1",
                        "quantity": [q for _, _, q in lines], "revenue": 1})
     customers = pd.DataFrame({"customer_id": sorted({c for c, _, _ in lines})})
     tables = crm_xl.run(tx, customers, PRODUCTS, {"report_month": "2024-12", "history_months": 1, "unit_name": "pods",
                                                   **config})
-    return tables["customer_snapshot"].set_index("customer_id")
+    frame = tables[table]
+    if table == "customer_history":
+        frame = frame[frame["report_month"] == frame["report_month"].max()]
+    return frame.set_index("customer_id")
 
 
 def test_hand_computed_tier_reasons():
@@ -55,18 +59,32 @@ def test_revenue_measure_reads_in_revenue():
     assert snapshot.at["C1", "tier_reason"] == "Bronze: averages 0.17 in revenue a month: < 50 for Silver"
 
 
+_SEGMENT_LINES = [("PL", "2024-03-10", 600), ("PL", "2024-07-10", 540), ("PL", "2024-11-25", 500),
+                  ("RE", "2023-01-10", 50), ("RE", "2024-12-20", 12000)]
+
+
 def test_hand_computed_segment_reasons_with_fixed_cut_points():
     # PL: last purchase 2024-11-25 (36 days before 31 December), 3 orders, 1,640 pods in 12 months
     # R4 (31-60 days), F3 (3-4 orders: above 2, up to 4), M3 (above 500, up to 2,000); FM = ceil(6 / 2) = 3
-    snapshot = _run([("PL", "2024-03-10", 600), ("PL", "2024-07-10", 540), ("PL", "2024-11-25", 500),
-                     ("RE", "2023-01-10", 50), ("RE", "2024-12-20", 12000)], FIXED)
+    snapshot = _run(_SEGMENT_LINES, FIXED)
     assert snapshot.at["PL", "recency_days"] == 36 and snapshot.at["PL", "monetary"] == 1640
     assert snapshot.at["PL", "segment_reason"] == (
-        "Potential Loyalist, cell 43: recency 31–60 days (R4); 3–4 orders in 12 months (F3); over 500 up to "
-        "2,000 pods in 12 months (M3)")
+        "Potential Loyalist, cell 43: recency 36 days: R4 is 31–60 days; 3 orders in 12 months: F3 is 3–4 orders; "
+        "1,640 pods in 12 months: M3 is over 500 up to 2,000")
     # RE came back after 23 silent months: recency 11 days (R5), 1 order (F1), 12,000 pods (M5), FM 3: cell 53
     assert snapshot.at["RE", "lifecycle_event"] == "Reactivated"
     assert snapshot.at["RE", "segment_reason"] == (
+        "Loyal Customers, cell 53: recency 11 days: R5 is up to 30 days; 1 order in 12 months: F1 is up to 1 order; "
+        "12,000 pods in 12 months: M5 is over 10,000; reactivated this month, after 12 months or more without a "
+        "core purchase")
+
+
+def test_history_segment_reasons_give_the_ranges_and_leave_the_values_to_their_columns():
+    history = _run(_SEGMENT_LINES, FIXED, "customer_history")
+    assert history.at["PL", "segment_reason"] == (
+        "Potential Loyalist, cell 43: recency 31–60 days (R4); 3–4 orders in 12 months (F3); over 500 up to "
+        "2,000 pods in 12 months (M3)")
+    assert history.at["RE", "segment_reason"] == (
         "Loyal Customers, cell 53: recency up to 30 days (R5); up to 1 order in 12 months (F1); over 10,000 "
         "pods in 12 months (M5); reactivated this month, after 12 months or more without a core purchase")
 
@@ -90,22 +108,30 @@ def _in_range(value: float, text: str) -> bool:
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(1, 364), st.integers(1, 3000)), min_size=5, max_size=30),
        st.booleans())
 def test_every_score_range_holds_the_rows_value(lines, fixed):
-    """Digits make it true: the row's recency, frequency and monetary lie in the ranges its text gives."""
+    """Digits make it true: the row's recency, frequency and monetary lie in the ranges its text gives, and the
+    snapshot's text shows those values as the columns hold them."""
     tx = [(f"C{c}", (pd.Timestamp("2024-12-31") - pd.Timedelta(days=d)).strftime("%Y-%m-%d"), q) for c, d, q in lines]
-    snapshot = _run(tx, FIXED if fixed else {})
+    config = FIXED if fixed else {}
+    snapshot = _run(tx, config)
+    history = _run(tx, config, "customer_history")
     scored = snapshot[snapshot["r_score"].notna()]
     assert len(scored)
-    for _, row in scored.iterrows():
-        parts = re.match(r"^.+, cell (\d)(\d): recency (.+) days \(R(\d)\); (.+) in 12 months \(F(\d)\); (.+) pods "
-                         r"in 12 months \(M(\d)\)$", row["segment_reason"])
+    for customer, row in scored.iterrows():
+        parts = re.match(r"^.+, cell (\d)(\d): recency ([\d,]+) days?: R(\d) is (.+) days; ([\d,]+) orders? in 12 "
+                         r"months: F(\d) is (.+); ([\d,.]+) pods in 12 months: M(\d) is (.+)$", row["segment_reason"])
         assert parts, row["segment_reason"]
-        r, fm, recency, r_again, orders, f, monetary, m = parts.groups()
+        r, fm, days, r_again, recency, orders_n, f, orders, monetary_n, m, monetary = parts.groups()
         assert (int(r), int(fm), int(r_again), int(f), int(m)) == (row["r_score"], row["fm_score"], row["r_score"],
                                                                    row["f_score"], row["m_score"])
+        assert [float(n.replace(",", "")) for n in (days, orders_n, monetary_n)] == pytest.approx(
+            [row["recency_days"], row["frequency"], row["monetary"]], abs=0.005)
         assert _in_range(row["recency_days"], _RANGE.match(recency).group()), row["segment_reason"]
         assert _in_range(row["frequency"], _RANGE.match(orders).group()), row["segment_reason"]
         assert _in_range(row["monetary"], _RANGE.match(monetary).group()), row["segment_reason"]
         assert int(fm) == math.ceil((int(f) + int(m)) / 2)
+        assert history.at[customer, "segment_reason"] == (
+            f"{row['rfm_segment']}, cell {r}{fm}: recency {recency} days (R{r}); {orders} in 12 months (F{f}); "
+            f"{monetary} pods in 12 months (M{m})")
 
 
 def test_no_two_labels_read_alike_ignoring_case():

@@ -30,6 +30,8 @@ def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, 
     history = full.iloc[panel.month_rows(1).start:].reset_index(drop=True)
     campaign = campaign_fields(panel, labels, per_customer, staged.products)
     snapshot = _snapshot(staged, panel, full, campaign)      # first: it may add a note to the data-quality log
+    snapshot["segment_reason"] = segment_reasons(panel, scores, labels, config, with_values=True,
+                                                 rows=panel.month_rows(len(panel.months) - 1))
     rejected = staged.quality.rejected_frame()
     if len(rejected):
         staged.quality.add_note("(all)", "(any)", "rejected_lines", "info", len(rejected),

@@ -101,37 +101,59 @@ def _months(count: int) -> str:
     return "month" if count == 1 else f"{count} months"
 
 
-def segment_reasons(panel: Panel, scores: Scores, labels: Labels, config: Config) -> pd.Categorical:
-    """Why each row has its RFM segment: its (R, FM) cell and the range of each score from that month's
-    cut points (``recency 31–60 days (R3); 6–8 orders in 12 months (F3); over 680 up to 1,274 pods in
-    12 months (M3)``), and a reactivation this month.
+def segment_reasons(panel: Panel, scores: Scores, labels: Labels, config: Config, *,
+                    rows: slice = slice(None), with_values: bool = False) -> pd.Categorical:
+    """Why each row (of ``rows``) has its RFM segment: its (R, FM) cell and the range of each score from
+    that month's cut points (``recency 31–60 days (R3); 3–4 orders in 12 months (F3); over 1,200 up to
+    2,400 pods in 12 months (M4)``), and a reactivation this month.
 
-    The row's own values are its recency_days, frequency and monetary columns, beside it: in the text
-    they would make nearly every customer-month's text a different one (a million texts to format on
-    a big history, where the texts are built once per distinct text).
+    ``with_values`` puts the row's own values before each range (``recency 36 days: R3 is 31–60 days;
+    4 orders in 12 months: F3 is 3–4 orders; 1,640 pods in 12 months: M4 is over 1,200 up to 2,400``):
+    the snapshot's texts, one month of customers. The history's texts leave the values to the
+    recency_days, frequency and monetary columns beside them: with them nearly every customer-month
+    would have a text of its own (1.7 million on a 1M-line history), where the texts are built once
+    per distinct text.
     """
-    s, v = scores.scores, scores.values
+    s = {field: score[rows] for field, score in scores.scores.items()}
+    v = {field: value[rows] for field, value in scores.values.items()}
+    segment, fm, scored = scores.segment[rows], scores.fm[rows], scores.scored[rows]
     window = _months(config.rfm_window_months)
     noun, suffix = ("", f" {config.unit_name}") if config.rfm_monetary == "units" else ("revenue ", "")
-    no_purchase = np.isnan(v["recency"])
-    back = labels.event == REACTIVATED
+    back = labels.event[rows] == REACTIVATED
     variants: list[Variant] = [
-        (no_purchase, "Not scored: no core purchase yet"),
-        (~scores.scored, f"Not scored: not Active this month (no core purchase in the last "
-                         f"{_months(config.active_window_months)}); RFM scores the Active customers"),
+        (np.isnan(v["recency"]), "Not scored: no core purchase yet"),
+        (~scored, f"Not scored: not Active this month (no core purchase in the last "
+                  f"{_months(config.active_window_months)}); RFM scores the Active customers"),
     ]
     for index, name in enumerate(scores.segment_names):
-        text = (f"{name}, cell {{r}}{{fm}}: recency {{r_range}} days (R{{r}}); {{f_range}} in {window} (F{{f}}); "
-                f"{noun}{{m_range}}{suffix} in {window} (M{{m}})")
-        variants.append(((scores.segment == index) & back, text + f"; reactivated this month, after "
+        text = f"{name}, cell {{r}}{{fm}}: " + _score_parts(with_values, window, noun, suffix)
+        variants.append(((segment == index) & back, text + f"; reactivated this month, after "
                          f"{_months(config.reactivation_gap_months)} or more without a core purchase"))
-        variants.append((scores.segment == index, text))
-    columns = {"r": s["recency"], "fm": scores.fm, "f": s["frequency"], "m": s["monetary"]}
+        variants.append((segment == index, text))
+    columns = {"r": s["recency"], "fm": fm, "f": s["frequency"], "m": s["monetary"]}
     fields: dict[str, FieldOf] = {name: numbers(values) for name, values in columns.items()}
+    if with_values:
+        fields |= {"recency": counted(_whole(v["recency"]), "day"),
+                   "orders": counted(_whole(v["frequency"]), "order"), "monetary": numbers(v["monetary"])}
     cuts = _cuts_by_month(scores, panel)
-    fields |= {f"{key}_range": _ranges(panel.month_pos, s[field], cuts.get(field, {}), field)
+    month_pos = panel.month_pos[rows]
+    fields |= {f"{key}_range": _ranges(month_pos, s[field], cuts.get(field, {}), field)
                for key, field in (("r", "recency"), ("f", "frequency"), ("m", "monetary"))}
-    return explain(panel.rows, variants, fields)
+    return explain(len(month_pos), variants, fields)
+
+
+def _score_parts(with_values: bool, window: str, noun: str, suffix: str) -> str:
+    """The recency, frequency and monetary parts of a segment text's template."""
+    if with_values:
+        return (f"recency {{recency}}: R{{r}} is {{r_range}} days; {{orders}} in {window}: F{{f}} is {{f_range}}; "
+                f"{noun}{{monetary}}{suffix} in {window}: M{{m}} is {{m_range}}")
+    return (f"recency {{r_range}} days (R{{r}}); {{f_range}} in {window} (F{{f}}); "
+            f"{noun}{{m_range}}{suffix} in {window} (M{{m}})")
+
+
+def _whole(values: np.ndarray) -> np.ndarray:
+    """Day and order counts as whole numbers (blank, before the first purchase, as 0: never shown)."""
+    return np.nan_to_num(values, nan=0.0).astype("int64")
 
 
 def counted(values: np.ndarray, noun: str) -> FieldOf:
