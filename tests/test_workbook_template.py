@@ -109,6 +109,9 @@ def test_olevba_reads_every_module(built: Path) -> None:
     assert "Function CRM_SEGMENT(customer_id, Optional month)" in modules["xlwings_udfs"]
     assert 'XLPy.CallUDF("crm_xl.excel.udfs", "CRM_SEGMENT"' in modules["xlwings_udfs"]
     assert "Function RunPython(" in modules["xlwings"]
+    # Insert Function help, once Python has run
+    assert re.search(r"^Sub RegisterFunctionHelp\(\)", modules["CrmFunctionHelp"], re.MULTILINE)
+    assert re.search(r"^\s*RegisterFunctionHelp\s*$", after, re.MULTILINE)
 
 
 def test_vba_project_asks_office_to_compile_from_source(built: Path) -> None:
@@ -165,6 +168,42 @@ def test_udf_wrappers_are_what_xlwings_generates() -> None:
     expected = _xlwings_generated_udf_module(functions, "crm_xl.excel.udfs")
     shipped = (template.VBA_DIR / "xlwings_udfs.bas").read_bytes().decode("cp1252").replace("\r\n", "\n")
     assert shipped == expected
+
+
+def test_function_help_module_is_generated_from_the_docstrings() -> None:
+    from crm_xl.excel import function_help
+
+    shipped = (template.VBA_DIR / "CrmFunctionHelp.bas").read_bytes().decode("cp1252").replace("\r\n", "\n")
+    assert shipped == function_help.vba_module(), "run: python -m crm_xl.excel.function_help > " \
+                                                  "workbook/vba/CrmFunctionHelp.bas"
+
+
+def test_function_help_gives_every_wrapper_its_description_and_one_text_per_argument() -> None:
+    """Read back from the VBA text, independently of the generator: each function of xlwings_udfs.bas gets one
+    MacroOptions call naming it, in category CRM, with as many argument texts as the wrapper has arguments,
+    and every line is valid VBA as far as quotes, lengths and continuations go."""
+    wrappers = (template.VBA_DIR / "xlwings_udfs.bas").read_bytes().decode("cp1252")
+    arity = {name: len([a for a in args.split(",") if a.strip()])
+             for name, args in re.findall(r"^Function (CRM_\w+)\(([^)]*)\)", wrappers, re.MULTILINE)}
+    help_text = (template.VBA_DIR / "CrmFunctionHelp.bas").read_bytes().decode("cp1252").replace("\r\n", "\n")
+    calls = re.split(r"\n(?=    Application\.MacroOptions )", help_text.split("On Error Resume Next\n", 1)[1])
+    found = {}
+    for call in calls:
+        if "MacroOptions" not in call:
+            continue
+        statement = call.split("\n    On Error GoTo 0")[0]
+        lines = statement.split("\n")
+        assert len(lines) <= 25 and all(len(line) <= 1023 for line in lines)     # VBA's limits
+        assert all(line.endswith(" _") for line in lines[:-1]) and not lines[-1].endswith("_")
+        for line in lines:
+            assert line.replace('""', "").count('"') % 2 == 0, line   # every literal closed
+        name = re.search(r"'!(CRM_\w+)\"", statement).group(1)
+        assert 'Category:="CRM"' in statement
+        description = re.search(r'Description:="((?:[^"]|"")*)"', statement).group(1)
+        assert 20 < len(description) <= 255
+        texts = re.findall(r'"((?:[^"]|"")+)"', statement.split("ArgumentDescriptions:=Array(", 1)[1])
+        found[name] = len(texts)
+    assert found == arity
 
 
 # --- sheets and tables ---------------------------------------------------------------------------------

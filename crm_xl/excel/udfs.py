@@ -782,14 +782,19 @@ def _fill(shape_like: Any, text: str) -> Any:
 # --- the worksheet functions ---------------------------------------------------------------------------
 # Names and arguments must equal the wrappers in workbook/vba/xlwings_udfs.bas (a test checks it).
 
-_ID_DOC = "A customer id, or a range of ids"
-_MONTH_DOC = "Report month: 2024-12, a date, or blank for the latest"
+#: Each argument's help, the same for every function that takes it: xlwings' Import Functions and the
+#: workbook's RegisterFunctionHelp macro (crm_xl.excel.function_help) show it in Insert Function.
+ARGUMENT_HELP = {
+    "customer_id": "A customer id, or a range of ids",
+    "metric": "A column name of customer_snapshot, e.g. m12, amc, rfm_segment",
+    "month": "Report month: 2024-12, a date, or blank for the latest",
+}
 
 
 def _lookup_function(func):
     """What every (customer_id, month) function declares to xlwings: both arguments may be ranges."""
-    func = xw.arg("month", ndim=2, doc=_MONTH_DOC)(func)
-    func = xw.arg("customer_id", ndim=2, doc=_ID_DOC)(func)
+    func = xw.arg("month", ndim=2, doc=ARGUMENT_HELP["month"])(func)
+    func = xw.arg("customer_id", ndim=2, doc=ARGUMENT_HELP["customer_id"])(func)
     return xw.func(category="CRM")(func)
 
 
@@ -830,23 +835,23 @@ def CRM_EXPLAIN(customer_id, month=None):
 
 
 @xw.func(category="CRM")
-@xw.arg("customer_id", ndim=2, doc=_ID_DOC)
-@xw.arg("metric", ndim=2, doc="A column name of customer_snapshot, e.g. m12, amc, rfm_segment")
-@xw.arg("month", ndim=2, doc=_MONTH_DOC)
+@xw.arg("customer_id", ndim=2, doc=ARGUMENT_HELP["customer_id"])
+@xw.arg("metric", ndim=2, doc=ARGUMENT_HELP["metric"])
+@xw.arg("month", ndim=2, doc=ARGUMENT_HELP["month"])
 def CRM_METRIC(customer_id, metric, month=None):
     """Any figure or label of the customer by its column name in customer_snapshot."""
     return _evaluate("metric", customer_id, month, metric)
 
 
 @xw.func(category="CRM")
-@xw.arg("customer_id", ndim=2, doc=_ID_DOC)
+@xw.arg("customer_id", ndim=2, doc=ARGUMENT_HELP["customer_id"])
 def CRM_PALIVE(customer_id):
     """Probability (0-1) that the customer still buys, from the clv table (BG/NBD, the report month)."""
     return _evaluate("palive", customer_id, None)
 
 
 @xw.func(category="CRM")
-@xw.arg("customer_id", ndim=2, doc=_ID_DOC)
+@xw.arg("customer_id", ndim=2, doc=ARGUMENT_HELP["customer_id"])
 def CRM_CLV(customer_id):
     """The customer's expected, discounted revenue over clv_horizon_months, from the clv table."""
     return _evaluate("clv", customer_id, None)

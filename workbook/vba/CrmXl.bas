@@ -22,6 +22,8 @@ Sub Refresh()
     ' Python never ran, xlwings has shown its own error: the status bar must not go on saying
     ' "starting". CStr, because the status bar is False (not text) when Excel shows its own.
     If CStr(Application.StatusBar) = STARTING Then Application.StatusBar = False
+    ' Insert Function help for the CRM_ functions (CrmFunctionHelp.bas; its errors are ignored there)
+    RegisterFunctionHelp
     Exit Sub
 failed:
     Application.StatusBar = False
