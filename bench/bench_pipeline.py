@@ -3,10 +3,13 @@
     python bench/bench_pipeline.py                 # 1M lines / 100k customers / 36 months, 10M / 1M / 12, CDNOW
     python bench/bench_pipeline.py --case 1m       # one case
     python bench/bench_pipeline.py --repeat 3      # median of three runs per case
+    python bench/bench_pipeline.py --case 1m --engine all      # the facts on numpy, duckdb and spark
 
 Each measured run is a fresh Python process (so peak memory is that run's alone): it reads the
 three CSVs with crm_xl's CSV adapter, runs ``crm_xl.run`` and reports seconds per layer and the
-process's peak resident memory. Data sets are generated once with the sample generator into
+process's peak resident memory. ``--engine`` picks where the facts run (docs/engines.md); Spark's
+local session is started before the clock (``engine_start_s``), as a long-running one would be.
+Data sets are generated once with the sample generator into
 ``bench/data/`` (not timed). Targets (2-core machine): 1M lines < 5 s and < 2 GB; 10M lines < 60 s
 and < 12 GB; the lifetimes-compatible summary on CDNOW at least 2x faster than lifetimes.
 """
@@ -21,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from crm_xl.engines import DEFAULT_ENGINE, ENGINES
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -46,22 +51,24 @@ def ensure_data(case: str) -> Path:
     return folder
 
 
-def child(case: str) -> None:
+def child(case: str, engine: str) -> None:
     """One measured run; prints a JSON line."""
     from crm_xl.analyses.report import run_timed
     from crm_xl.io.csv import read_raw_folder
 
     history_months = CASES[case][2]
+    start_s = _start_engine(engine)
     started = time.perf_counter()
     raw = read_raw_folder(DATA / case)
     read_s = time.perf_counter() - started
     before = resource.getrusage(resource.RUSAGE_SELF)
-    tables, layers = run_timed(**raw, config={"history_months": history_months})
+    tables, layers = run_timed(**raw, config={"history_months": history_months}, engine=engine)
     total = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak_gb = usage.ru_maxrss / 1024 / 1024
     print(json.dumps({
-        "case": case, "lines": len(raw["transactions"]), "customers": len(raw["customers"]),
+        "case": case, "engine": engine, "engine_start_s": round(start_s, 3),
+        "lines": len(raw["transactions"]), "customers": len(raw["customers"]),
         "history_rows": len(tables["customer_history"]), "read_s": round(read_s, 3),
         **{f"{k}_s": round(v, 3) for k, v in layers.items()},
         "total_s": round(total, 3), "peak_gb": round(peak_gb, 3),
@@ -72,14 +79,24 @@ def child(case: str) -> None:
     }))
 
 
-def measure(case: str, repeat: int) -> dict:
+def _start_engine(engine: str) -> float:
+    """Seconds to start the engine's session (Spark's JVM), so the run measures the work alone."""
+    started = time.perf_counter()
+    if engine == "spark":
+        from crm_xl.engines.spark_facts import local_session
+
+        local_session()
+    return time.perf_counter() - started
+
+
+def measure(case: str, repeat: int, engine: str = "numpy") -> dict:
     ensure_data(case)
     runs = []
     for _ in range(repeat):
-        out = subprocess.run([sys.executable, __file__, "--child", case], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run([sys.executable, __file__, "--child", case, "--engine", engine], capture_output=True,
+                             text=True, check=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    result = {key: runs[0][key] for key in ("case", "lines", "customers", "history_rows")}
+    result = {key: runs[0][key] for key in ("case", "engine", "lines", "customers", "history_rows")}
     for key in runs[0]:
         if key.endswith("_s") or key == "peak_gb":
             result[key] = statistics.median(r[key] for r in runs)
@@ -93,14 +110,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=[*CASES, "cdnow", "all"], default="all")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--engine", choices=[*ENGINES, "all"], default=DEFAULT_ENGINE,
+                        help=f"where the facts run (default {DEFAULT_ENGINE}; all: each engine in turn)")
     parser.add_argument("--child", choices=list(CASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.engine)
         return
     cases = list(CASES) if args.case == "all" else [args.case] if args.case != "cdnow" else []
     for case in cases:
-        print(json.dumps(measure(case, args.repeat)))
+        for engine in ENGINES if args.engine == "all" else [args.engine]:
+            print(json.dumps(measure(case, args.repeat, engine)))
     if args.case in ("all", "cdnow"):
         sys.path.insert(0, str(HERE))
         from bench_lifetimes import bench_cdnow

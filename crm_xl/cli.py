@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
                      help="a setting, e.g. --set report_month=2024-12, --set 'csv_delimiter=;' or "
                           "--set 'map.transactions.invoice_id=Invoice No' (repeatable; see docs/business_logic.md)")
+    _engine_option(run)
     run.add_argument("--no-bom", action="store_true",
                      help="write the output CSVs without the UTF-8 byte-order mark (Excel needs it for accents)")
     _writer_options(run, force=False)
@@ -140,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("book", type=Path, help="the workbook (.xlsm) to refresh in place")
     refresh.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
+    _engine_option(refresh)
     refresh.add_argument("--allow-files-from", action="append", default=[], metavar="DIR",
                          help="a folder besides the workbook's own from which its Config sheet may name raw files "
                               "(transactions_file, ...; repeatable); a network share (\\\\server\\share) only "
@@ -182,6 +184,15 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (run, sample, template, new, setup, doctor, load, refresh, calibrate, powerbi):
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _engine_option(command: argparse.ArgumentParser) -> None:
+    from crm_xl.engines import DEFAULT_ENGINE, ENGINES
+
+    command.add_argument("--engine", choices=list(ENGINES), default=DEFAULT_ENGINE,
+                         help=f"where the facts are computed (default: {DEFAULT_ENGINE}; duckdb and spark need "
+                              "pip install 'crm-xl[duckdb]' or 'crm-xl[spark]'; the tables are the same, "
+                              "see docs/engines.md)")
 
 
 def _writer_options(command: argparse.ArgumentParser, *, force: bool = True) -> None:
@@ -242,7 +253,7 @@ def _run(args: argparse.Namespace) -> int:
     paths = {name: Path(getattr(args, name) or args.data / f"{name}.csv") for name in RAW_TABLES}
     files = {name: read_raw_file(path, name, options, config.headers(name)) for name, path in paths.items()}
     tables = run(**{name: frame for name, (frame, _) in files.items()}, config=config, today=machine.today(),
-                 memory_limit=machine.memory_limit())
+                 memory_limit=machine.memory_limit(), engine=args.engine)
     notes = [note for _, file_notes in files.values() for note in file_notes]
     tables = {**tables, "data_quality": with_read_notes(tables["data_quality"], notes)}
     csv_tables = [name for name, path in paths.items() if not is_parquet(path)]
@@ -380,7 +391,8 @@ def _refresh(args: argparse.Namespace) -> int:
     if values:
         settings_with(args.book, values)
     result = with_settings(args.book, values, lambda: refresh_workbook(args.book, progress=progress,
-                                                                        allow_files_from=args.allow_files_from))
+                                                                        allow_files_from=args.allow_files_from,
+                                                                        engine=args.engine))
     print(summary_text(result.tables, time.perf_counter() - started))
     if result.history_file is not None:
         print(f"  customer_history: the sheet keeps the latest months; all months in {result.history_file}")

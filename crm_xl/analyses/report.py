@@ -23,6 +23,7 @@ from crm_xl.analyses.movers import movers_view
 from crm_xl.analyses.rfm_grid import rfm_grid_views
 from crm_xl.config import Config
 from crm_xl.core.pipeline import Clock, CoreRun, run_core
+from crm_xl.engines import DEFAULT_ENGINE, facts_function
 
 View = Callable[[CoreRun], dict[str, pd.DataFrame]]
 
@@ -39,7 +40,7 @@ VIEWS: tuple[tuple[str, View], ...] = (
 
 def run(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,
         config: Mapping[str, Any] | Config | None = None, *, today: dt.date | None = None,
-        memory_limit: int | None = None) -> dict[str, pd.DataFrame]:
+        memory_limit: int | None = None, engine: str = DEFAULT_ENGINE) -> dict[str, pd.DataFrame]:
     """Compute every output table from the three raw tables.
 
     Parameters
@@ -59,6 +60,10 @@ def run(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFr
         Bytes the run may use: a history that would not fit (customers x ``history_months``)
         stops with a :class:`ConfigError` naming history_months before anything is computed.
         ``None``: not checked. The CLI and the workbook pass the memory available.
+    engine
+        Where the facts (transaction lines to customer x month) are computed: ``"numpy"`` (in
+        memory, the default), ``"duckdb"`` or ``"spark"`` (``pip install 'crm-xl[duckdb]'`` or
+        ``'crm-xl[spark]'``). Every engine gives the same tables; see ``docs/engines.md``.
 
     Returns
     -------
@@ -68,18 +73,24 @@ def run(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFr
     Raises
     ------
     ConfigError
-        A setting is invalid (the message names it and what is allowed).
+        A setting is invalid (the message names it and what is allowed), or ``engine`` is unknown.
+    CrmXlError
+        The engine's library is not installed (the message gives the pip command).
     InputError
         A table cannot be used at all (a required column missing, no usable transaction).
     """
-    return run_timed(transactions, customers, products, config, today=today, memory_limit=memory_limit)[0]
+    return run_timed(transactions, customers, products, config, today=today, memory_limit=memory_limit,
+                     engine=engine)[0]
 
 
 def run_timed(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,
               config: Mapping[str, Any] | Config | None = None, *, today: dt.date | None = None,
-              memory_limit: int | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+              memory_limit: int | None = None, engine: str = DEFAULT_ENGINE
+              ) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     """:func:`run`, also returning the seconds each layer and view took (for the CLI and the benchmark)."""
-    core = run_core(transactions, customers, products, config, today=today, memory_limit=memory_limit)
+    facts = facts_function(engine)      # an unknown or missing engine stops before any work
+    core = run_core(transactions, customers, products, config, today=today, memory_limit=memory_limit,
+                    facts_function=facts)
     return with_views(core)
 
 

@@ -52,6 +52,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from crm_xl.core import exact
 from crm_xl.core.staging import KIND_CORE, KIND_ENTRY
 
 FACT_COLUMNS = ("customer_key", "month", "core_units", "core_revenue", "core_invoices",
@@ -94,28 +95,49 @@ def customer_month_facts(lines: pd.DataFrame, measure: str = "units") -> Facts:
     at_core, at_entry = np.searchsorted(keys, core_keys), np.searchsorted(keys, entry_keys)
 
     def spread(values: np.ndarray, at: np.ndarray, fill: float) -> np.ndarray:
-        out = np.full(len(keys), fill, dtype=values.dtype if fill == 0 else "float64")
+        out = exact.zeros(len(keys), values.dtype) if fill == 0 else np.full(len(keys), fill)
         out[at] = values
         return out
 
-    months = pd.DataFrame({
-        "customer_key": keys // span,
-        "month": _months(keys % span, base),
-        "core_units": spread(sums["units"], at_core, 0.0),
-        "core_revenue": spread(sums["revenue"], at_core, 0.0),
-        "core_invoices": spread(invoices, at_core, 0),
-        "first_core_date": _days_to_dates(spread(sums["first_day"], at_core, np.nan)),
-        "last_core_date": _days_to_dates(spread(sums["last_day"], at_core, np.nan)),
-        "first_entry_date": _days_to_dates(spread(first_entry, at_entry, np.nan)),
-    }, copy=False)
     link_keys, gaps, counts = links
-    invoice_links = pd.DataFrame({"customer_key": link_keys // span, "month": _months(link_keys % span, base),
-                                  "gap_months": gaps, "links": counts}, copy=False)
+    return fact_tables(
+        customer=keys // span, month=keys % span + base, units=spread(sums["units"], at_core, 0),
+        revenue=spread(sums["revenue"], at_core, 0), invoices=spread(invoices, at_core, 0),
+        first_core_day=spread(sums["first_day"], at_core, np.nan),
+        last_core_day=spread(sums["last_day"], at_core, np.nan), first_entry_day=spread(first_entry, at_entry, np.nan),
+        links=(link_keys // span, link_keys % span + base, gaps, counts))
+
+
+def fact_tables(*, customer: np.ndarray, month: np.ndarray, units: np.ndarray, revenue: np.ndarray,
+                invoices: np.ndarray, first_core_day: np.ndarray, last_core_day: np.ndarray,
+                first_entry_day: np.ndarray, links: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> Facts:
+    """The contract's two frames from their columns, whoever computed them (numpy here, or an engine
+    of ``crm_xl.engines``), so every engine's facts have the same types.
+
+    Months are counted from 1970-01 and days from 1970-01-01 (float, NaN for none); units and
+    revenue are exact micro-units (int64 or Python integers); rows already sorted by customer and
+    month. ``links`` is (customer, month, gap_months, links) for :data:`LINK_COLUMNS`.
+    """
+    link_customer, link_month, gaps, counts = links
+    months = pd.DataFrame({
+        "customer_key": np.asarray(customer, dtype="int64"),
+        "month": _months(np.asarray(month, dtype="int64")),
+        "core_units": units,
+        "core_revenue": revenue,
+        "core_invoices": np.asarray(invoices, dtype="int64"),
+        "first_core_date": _days_to_dates(np.asarray(first_core_day, dtype="float64")),
+        "last_core_date": _days_to_dates(np.asarray(last_core_day, dtype="float64")),
+        "first_entry_date": _days_to_dates(np.asarray(first_entry_day, dtype="float64")),
+    }, copy=False)
+    invoice_links = pd.DataFrame({"customer_key": np.asarray(link_customer, dtype="int64"),
+                                  "month": _months(np.asarray(link_month, dtype="int64")),
+                                  "gap_months": np.asarray(gaps, dtype="int64"),
+                                  "links": np.asarray(counts, dtype="int64")}, copy=False)
     return Facts(months=months, invoice_links=invoice_links)
 
 
-def _months(offsets: np.ndarray, base: int) -> np.ndarray:
-    return (offsets + base).astype("datetime64[M]").astype("datetime64[s]")
+def _months(months: np.ndarray) -> np.ndarray:
+    return months.astype("datetime64[M]").astype("datetime64[s]")
 
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from crm_xl.config import Config
 from crm_xl.core.customer_facts import customer_facts
-from crm_xl.core.facts import customer_month_facts
+from crm_xl.core.facts import Facts, customer_month_facts
 from crm_xl.core.outputs import build_outputs
 from crm_xl.core.rfm import score_rfm
 from crm_xl.core.rules import apply_rules
@@ -44,14 +44,19 @@ class CoreRun:
 
 def run_core(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,
              config: Mapping[str, Any] | Config | None = None, *, today: dt.date | None = None,
-             memory_limit: int | None = None) -> CoreRun:
-    """The core's tables from the three raw tables (parameters and errors as ``crm_xl.run``)."""
+             memory_limit: int | None = None,
+             facts_function: Callable[[pd.DataFrame, str], Facts] = customer_month_facts) -> CoreRun:
+    """The core's tables from the three raw tables (parameters and errors as ``crm_xl.run``).
+
+    ``facts_function`` computes the facts layer (same contract as :func:`customer_month_facts`, the default);
+    ``crm_xl.engines`` has one per engine, the core itself knows none of them.
+    """
     clock = Clock()
     cfg = Config.from_mapping(config)
     staged = clock("staging", stage, transactions, customers, products, cfg,
                    None if today is None else pd.Timestamp(today))
     check_memory(len(staged.customers), cfg, memory_limit)
-    facts = clock("facts", customer_month_facts, staged.lines, cfg.measure)
+    facts = clock("facts", facts_function, staged.lines, cfg.measure)
     per_customer = clock("customer_facts", customer_facts, staged.lines, staged.products["product_id"],
                          len(staged.customers), cfg.measure)
     panel = clock("snapshots", build_panel, facts, staged.entry_dates, staged.report_month, cfg)

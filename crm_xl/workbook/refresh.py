@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from crm_xl import contract
 from crm_xl.analyses.report import run_timed
 from crm_xl.core.quality import RowOf, source_rows
+from crm_xl.engines import DEFAULT_ENGINE
 from crm_xl.errors import ConfigError, InputError
 from crm_xl.io import machine
 from crm_xl.io.csv import file_rows, is_parquet, with_read_notes, write_csv
@@ -54,13 +55,14 @@ class RefreshResult:
 
 def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progress: Progress | None = None,
                      force: bool = False, wait: float = DEFAULT_WAIT,
-                     allow_files_from: Sequence[str | Path] = ()) -> RefreshResult:
+                     allow_files_from: Sequence[str | Path] = (), engine: str = DEFAULT_ENGINE) -> RefreshResult:
     """Refresh ``path`` in place. Raises :class:`~crm_xl.errors.CrmXlError` for bad input or settings.
 
     The workbook's lock is held from the read to the write (``wait``: seconds to wait for another
     writer); ``force`` writes even when Excel or LibreOffice has it open. The sidecar files are
     replaced first and the workbook last, each rolled back if a later one fails.
     ``allow_files_from``: folders besides the workbook's from which its Config may name raw files.
+    ``engine``: where the facts run (``crm_xl.run``'s engine; the tables are the same).
     """
     say = progress or (lambda _message: None)
     with changing(path, force=force, wait=wait, refresh=True) as book:
@@ -73,7 +75,7 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progre
         say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
             f"{len(inputs.raw['customers']):,} customers)")
         stamp = (now or dt.datetime.now()).replace(microsecond=0)
-        tables, seconds = compute(inputs, today=stamp.date())
+        tables, seconds = compute(inputs, today=stamp.date(), engine=engine)
         plan = tables_to_write(tables, inputs, book, stamp, time.perf_counter() - started)
         try:
             say(f"writing {len(plan.tables)} tables")
@@ -119,7 +121,8 @@ def _rewrite(book: Path, out: Path, tables: dict[str, pd.DataFrame]) -> None:
                                      "tables (crm-xl new makes a fresh workbook)") from None
 
 
-def compute(inputs: WorkbookInputs, today: dt.date | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+def compute(inputs: WorkbookInputs, today: dt.date | None = None, engine: str = DEFAULT_ENGINE
+            ) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     """The core's tables for a workbook's inputs and the seconds per layer.
 
     ``data_quality`` example rows become the sheet rows a user can go to; a :class:`ConfigError`
@@ -129,7 +132,7 @@ def compute(inputs: WorkbookInputs, today: dt.date | None = None) -> tuple[dict[
     """
     try:
         tables, seconds = run_timed(**inputs.raw, config=inputs.settings, today=today or machine.today(),
-                                    memory_limit=machine.memory_limit())
+                                    memory_limit=machine.memory_limit(), engine=engine)
     except ConfigError as exc:
         raise at_cell(exc, inputs.setting_cells) from None
     shown = source_rows(tables, _source_row_of(inputs))
