@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="a setting, e.g. --set report_month=2024-12, --set 'csv_delimiter=;' or "
                           "--set 'map.transactions.invoice_id=Invoice No' (repeatable; see docs/business_logic.md)")
     _engine_option(run)
+    run.add_argument("--store", type=Path, metavar="DIR",
+                     help="a history store folder (new, empty, or an earlier run's): the months it holds for the "
+                          "same settings and inputs are reused, the ones computed are written to it as Parquet "
+                          "(docs/history_store.md)")
     run.add_argument("--no-bom", action="store_true",
                      help="write the output CSVs without the UTF-8 byte-order mark (Excel needs it for accents)")
     _writer_options(run, force=False)
@@ -142,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE", help=_SET_HELP)
     refresh.add_argument("--quiet", action="store_true", help="no progress lines")
     _engine_option(refresh)
+    refresh.add_argument("--store", nargs="?", const="", metavar="DIR",
+                         help="keep the history in a store and reuse its months: --store alone uses BOOK_history "
+                              "beside the workbook, --store DIR that folder (docs/history_store.md)")
     refresh.add_argument("--allow-files-from", action="append", default=[], metavar="DIR",
                          help="a folder besides the workbook's own from which its Config sheet may name raw files "
                               "(transactions_file, ...; repeatable); a network share (\\\\server\\share) only "
@@ -246,14 +253,22 @@ def _run(args: argparse.Namespace) -> int:
     from crm_xl.io.csv import file_rows, is_parquet, read_raw_file, with_read_notes, write_tables
     from crm_xl.io.dialect import split_settings
     from crm_xl.io.files import MANIFEST, new_id
+    from crm_xl.store import run_with_store
 
     started = time.perf_counter()
     options, settings = split_settings(parse_settings(args.set))
     config = Config.from_mapping(settings)
     paths = {name: Path(getattr(args, name) or args.data / f"{name}.csv") for name in RAW_TABLES}
     files = {name: read_raw_file(path, name, options, config.headers(name)) for name, path in paths.items()}
-    tables = run(**{name: frame for name, (frame, _) in files.items()}, config=config, today=machine.today(),
-                 memory_limit=machine.memory_limit(), engine=args.engine)
+    raw = {name: frame for name, (frame, _) in files.items()}
+    store_note = ""
+    if args.store is None:
+        tables = run(**raw, config=config, today=machine.today(), memory_limit=machine.memory_limit(),
+                     engine=args.engine)
+    else:
+        result = run_with_store(**raw, config=config, today=machine.today(), memory_limit=machine.memory_limit(),
+                                engine=args.engine, store=args.store, wait=args.wait)
+        tables, store_note = result.tables, f"{result.plan.describe()}; store {args.store}"
     notes = [note for _, file_notes in files.values() for note in file_notes]
     tables = {**tables, "data_quality": with_read_notes(tables["data_quality"], notes)}
     csv_tables = [name for name, path in paths.items() if not is_parquet(path)]
@@ -261,6 +276,8 @@ def _run(args: argparse.Namespace) -> int:
     run_id = new_id()
     written = write_tables(tables, args.out, bom=not args.no_bom, wait=args.wait, run_id=run_id)
     print(summary_text(tables, time.perf_counter() - started))
+    if store_note:
+        print(f"  {store_note}")
     print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())} "
           f"(run {run_id}, listed with their sha256 in {MANIFEST})")
     return 0
@@ -383,17 +400,20 @@ def _load(args: argparse.Namespace) -> int:
 
 def _refresh(args: argparse.Namespace) -> int:
     from crm_xl.workbook.book import settings_with, with_settings
-    from crm_xl.workbook.refresh import refresh_workbook
+    from crm_xl.workbook.refresh import refresh_workbook, store_beside
 
     started = time.perf_counter()
     progress = None if args.quiet else (lambda message: print(f"  {message} ...", file=sys.stderr, flush=True))
     values = parse_settings(args.set)
     if values:
         settings_with(args.book, values)
+    store = None if args.store is None else Path(args.store) if args.store else store_beside(args.book)
     result = with_settings(args.book, values, lambda: refresh_workbook(args.book, progress=progress,
                                                                         allow_files_from=args.allow_files_from,
-                                                                        engine=args.engine))
+                                                                        engine=args.engine, store=store))
     print(summary_text(result.tables, time.perf_counter() - started))
+    if result.store_note:
+        print(f"  {result.store_note}; store {store}")
     if result.history_file is not None:
         print(f"  customer_history: the sheet keeps the latest months; all months in {result.history_file}")
     print(f"Refreshed {args.book} (refresh id {result.refresh_id})")

@@ -469,7 +469,7 @@ def test_unknown_exceptions_are_not_hidden(book: Path, monkeypatch: pytest.Monke
     def bug(*args: object, **kwargs: object) -> None:
         raise KeyError("a bug")
 
-    monkeypatch.setattr(refresh, "compute", bug)
+    monkeypatch.setattr(refresh, "compute_with_store", bug)
     with pytest.raises(KeyError):
         main(["refresh", "--quiet", str(book)])
 

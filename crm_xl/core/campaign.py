@@ -10,6 +10,8 @@ history's first month shows that month as ``state_since``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -23,14 +25,50 @@ _OUT = -2               # not in the base that month (a blank tier is -1)
 PEAK_MONTHS = 12
 
 
-def campaign_fields(panel: Panel, labels: Labels, per_customer: pd.DataFrame, products: pd.DataFrame
+@dataclasses.dataclass(frozen=True)
+class LabelMonths:
+    """Tier and state codes of the report month's customers (``keys``, by customer_key) in every
+    month of the history and the month before it: months x customers grids, ``_OUT`` where a
+    customer was not in the base yet, -1 for a blank label."""
+
+    months: pd.PeriodIndex
+    keys: np.ndarray
+    tiers: np.ndarray
+    states: np.ndarray
+
+
+def label_months(panel: Panel, labels: Labels, customer_ids: pd.Series,
+                 earlier: pd.DataFrame | None = None) -> LabelMonths:
+    """The panel's labels as grids; with ``earlier`` (customer_history rows of the months before the
+    panel's first history month, the panel's own first month included), those months come first."""
+    keys = panel.customer_key[panel.month_rows(len(panel.months) - 1)]
+    tiers, states = _grid(panel, labels.tier, keys), _grid(panel, labels.state, keys)
+    if earlier is None:
+        return LabelMonths(panel.months, keys, tiers, states)
+    months = pd.PeriodIndex(pd.to_datetime(earlier["report_month"]).drop_duplicates().sort_values(), freq="M")
+    if not len(months) or months[-1] != panel.months[0] or len(months) != months[-1].ordinal - months[0].ordinal + 1:
+        raise RuntimeError(f"the earlier months {list(months.astype(str))} do not end where the panel begins "
+                           f"({panel.months[0]})")
+    month_pos = pd.PeriodIndex(pd.to_datetime(earlier["report_month"]), freq="M").asi8 - months[0].ordinal
+    column = _columns_of(keys, len(customer_ids))[pd.Index(customer_ids).get_indexer(earlier["customer_id"])]
+    kept = column >= 0
+
+    def grid(codes: pd.Series) -> np.ndarray:
+        out = np.full((len(months), len(keys)), _OUT, dtype="int8")
+        out[month_pos[kept], column[kept]] = codes.cat.codes.to_numpy()[kept]
+        return out
+
+    # the panel's first month is the last earlier month: the stored one is taken, both are the same
+    return LabelMonths(months.append(panel.months[1:]), keys, np.vstack([grid(earlier["value_tier"]), tiers[1:]]),
+                       np.vstack([grid(earlier["lifecycle_state"]), states[1:]]))
+
+
+def campaign_fields(panel: Panel, months: LabelMonths, per_customer: pd.DataFrame, products: pd.DataFrame
                     ) -> pd.DataFrame:
     """The campaign columns for the report month's customers, indexed by customer_key."""
-    last = len(panel.months) - 1
-    rows = panel.month_rows(last)
-    keys = panel.customer_key[rows]
-    tiers = _grid(panel, labels.tier, keys)
-    states = _grid(panel, labels.state, keys)
+    last = len(months.months) - 1
+    rows = panel.month_rows(len(panel.months) - 1)
+    keys, tiers, states = months.keys, months.tiers, months.states
     since = _run_start(states, first=1)
     facts = per_customer.set_index("customer_key").reindex(keys)
     month_end = panel.month_end_day[rows]
@@ -39,17 +77,23 @@ def campaign_fields(panel: Panel, labels: Labels, per_customer: pd.DataFrame, pr
         "peak_tier_12m": _tier_labels(_best(tiers[max(last - PEAK_MONTHS + 1, 0):])),
         "tier_change": _changes(tiers[last - 1] if last >= 1 else np.full(len(keys), _OUT), tiers[last]),
         "months_in_state": (last - since + 1).astype("int64"),
-        "state_since": panel.months[since].to_timestamp().to_numpy().astype("datetime64[s]"),
+        "state_since": months.months[since].to_timestamp().to_numpy().astype("datetime64[s]"),
         "days_since_last_purchase": _days_since(facts["last_purchase_day"], month_end),
         "expected_next_purchase": _expected_next(panel.last_core_day[rows], facts),
         **_favourite(facts["favourite_product_key"], products),
     }, index=keys)
 
 
+def _columns_of(keys: np.ndarray, n_customers: int) -> np.ndarray:
+    """Per customer_key, its column among ``keys``; -1 for a customer not among them."""
+    column = np.full(n_customers, -1, dtype="int64")
+    column[keys] = np.arange(len(keys))
+    return column
+
+
 def _grid(panel: Panel, codes: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """months x the report month's customers, ``_OUT`` where a customer was not in the base yet."""
-    column = np.full(int(panel.customer_key.max()) + 1 if panel.rows else 0, -1, dtype="int64")
-    column[keys] = np.arange(len(keys))
+    column = _columns_of(keys, int(panel.customer_key.max()) + 1 if panel.rows else 0)
     grid = np.full((len(panel.months), len(keys)), _OUT, dtype="int8")
     at = column[panel.customer_key]
     kept = at >= 0

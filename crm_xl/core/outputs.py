@@ -12,7 +12,7 @@ import pandas as pd
 from crm_xl import contract
 from crm_xl._version import __version__
 from crm_xl.config import EVENTS, STATES, STATUSES, TIERS, Config
-from crm_xl.core.campaign import campaign_fields
+from crm_xl.core.campaign import campaign_fields, label_months
 from crm_xl.core.reasons import segment_reasons, tier_reasons
 from crm_xl.core.rfm import Scores, rfm_code_categories, rfm_code_index
 from crm_xl.core.rules import Labels
@@ -24,11 +24,19 @@ SUMMARY_DIMENSIONS = ("lifecycle_state", "activity_status", "value_tier", "lifec
 
 
 def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, per_customer: pd.DataFrame,
-                  config: Config, counts: dict[str, int]) -> dict[str, pd.DataFrame]:
-    """The core's contract tables, in contract order (``per_customer``: :mod:`crm_xl.core.customer_facts`)."""
+                  config: Config, counts: dict[str, int], earlier: pd.DataFrame | None = None
+                  ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The core's contract tables, in contract order (``per_customer``: :mod:`crm_xl.core.customer_facts`),
+    and customer_history's rows of the panel's month before the history.
+
+    ``earlier``: customer_history rows of the months before the panel's history months (see
+    :func:`crm_xl.core.pipeline.finish_core`), for the campaign fields."""
     full = _history_frame(staged, panel, labels, scores, config)
-    history = full.iloc[panel.month_rows(1).start:].reset_index(drop=True)
-    campaign = campaign_fields(panel, labels, per_customer, staged.products)
+    history_start = panel.month_rows(1).start
+    history = full.iloc[history_start:].reset_index(drop=True)
+    lead = full.iloc[:history_start].reset_index(drop=True)
+    months = label_months(panel, labels, staged.customers["customer_id"], earlier)
+    campaign = campaign_fields(panel, months, per_customer, staged.products)
     snapshot = _snapshot(staged, panel, full, campaign)      # first: it may add a note to the data-quality log
     snapshot["segment_reason"] = segment_reasons(panel, scores, labels, config, with_values=True,
                                                  rows=panel.month_rows(len(panel.months) - 1))
@@ -49,7 +57,7 @@ def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, 
         "rejected_lines": rejected,
         "run_info": _run_info(staged, config, counts, len(history)),
     }
-    return {name: tables[name] for name in contract.TABLE_NAMES if name in tables}
+    return {name: tables[name] for name in contract.TABLE_NAMES if name in tables}, lead
 
 
 def _labels(codes: np.ndarray, names: tuple[str, ...] | list[str]) -> pd.Categorical:

@@ -10,6 +10,7 @@ The analyst views (movers, cohorts, KPIs, CLV, ...) are built on these tables by
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +41,9 @@ class CoreRun:
     staged: Staged
     config: Config
     seconds: dict[str, float]
+    #: customer_history's rows of the month before the history (computed for its transitions): what
+    #: the history store keeps so a later refresh whose history starts a month later can reuse it
+    lead_history: pd.DataFrame | None = None
 
 
 def run_core(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,
@@ -51,6 +55,34 @@ def run_core(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.D
     ``facts_function`` computes the facts layer (same contract as :func:`customer_month_facts`, the default);
     ``crm_xl.engines`` has one per engine, the core itself knows none of them.
     """
+    prepared = prepare_core(transactions, customers, products, config, today=today, memory_limit=memory_limit,
+                            facts_function=facts_function)
+    return finish_core(prepared)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The layers every month shares, computed once from all the lines: the staged inputs, the
+    customer x month facts and the per-customer facts. :func:`finish_core` makes the snapshots and
+    everything after them; an incremental refresh (``crm_xl.store``) looks at the facts in between
+    to decide how many months it has to recompute."""
+
+    staged: Staged
+    facts: Facts
+    per_customer: pd.DataFrame
+    config: Config
+    counts: dict[str, int]
+    seconds: dict[str, float]
+
+
+def prepare_core(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,
+                 config: Mapping[str, Any] | Config | None = None, *, today: dt.date | None = None,
+                 memory_limit: int | None = None,
+                 facts_function: Callable[[pd.DataFrame, str], Facts] = customer_month_facts) -> Prepared:
+    """Staging, facts and per-customer facts (the first half of :func:`run_core`).
+
+    The memory check is made here, before the facts, for the whole history: a run that computes
+    fewer months still holds every month's rows of customer_history."""
     clock = Clock()
     cfg = Config.from_mapping(config)
     staged = clock("staging", stage, transactions, customers, products, cfg,
@@ -59,12 +91,31 @@ def run_core(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.D
     facts = clock("facts", facts_function, staged.lines, cfg.measure)
     per_customer = clock("customer_facts", customer_facts, staged.lines, staged.products["product_id"],
                          len(staged.customers), cfg.measure)
-    panel = clock("snapshots", build_panel, facts, staged.entry_dates, staged.report_month, cfg)
+    counts = {"transactions": len(transactions), "customers": len(customers), "products": len(products)}
+    return Prepared(staged, facts, per_customer, cfg, counts, clock.seconds)
+
+
+def finish_core(prepared: Prepared, *, months: int | None = None,
+                earlier: pd.DataFrame | None = None) -> CoreRun:
+    """Snapshots, rules, RFM and the contract tables (the second half of :func:`run_core`).
+
+    ``months`` computes only the latest report months (default: ``history_months``, every one):
+    each month's figures read the facts of that month and the months before it, never the other
+    history months, so they are the same whichever months are computed with them. The per-month
+    tables then hold those months only (and ``history_rows`` counts them); ``earlier`` gives the
+    customer_history rows (report_month, customer_id, value_tier, lifecycle_state) of every history
+    month before them, and of the month before the history, for the snapshot's campaign fields,
+    which look back over the whole history.
+    """
+    cfg, staged = prepared.config, prepared.staged
+    clock = Clock()
+    panel_config = cfg if months is None else dataclasses.replace(cfg, history_months=months)
+    panel = clock("snapshots", build_panel, prepared.facts, staged.entry_dates, staged.report_month, panel_config)
     labels = clock("rules", apply_rules, panel, cfg)
     scores = clock("rfm", score_rfm, panel, labels, cfg)
-    counts = {"transactions": len(transactions), "customers": len(customers), "products": len(products)}
-    tables = clock("outputs", build_outputs, staged, panel, labels, scores, per_customer, cfg, counts)
-    return CoreRun(tables, staged, cfg, clock.seconds)
+    tables, lead = clock("outputs", build_outputs, staged, panel, labels, scores, prepared.per_customer, cfg,
+                         prepared.counts, earlier)
+    return CoreRun(tables, staged, cfg, {**prepared.seconds, **clock.seconds}, lead)
 
 
 class Clock:

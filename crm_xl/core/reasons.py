@@ -33,6 +33,9 @@ Variant = tuple[np.ndarray, str]   # (rows it applies to, template with {field} 
 # Exact values of some rows, as (numerators, denominators) of whole numbers.
 ExactOf = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | int]]
 
+#: customer_history columns this module writes: categoricals whose categories are the texts in the
+#: order they first appear in the panel's rows (:func:`explain`), not a fixed list.
+TEXT_COLUMNS = ("tier_reason", "segment_reason")
 _SMALL_RANGE = 4096      # whole numbers spanning less than this are coded arithmetically, not hashed
 _HALF_CENT = 0.005       # the most that showing 2 decimals moves a number
 _FLOAT_SLACK = 1e-9      # float figures are this close to the exact value (plus a relative 1e-12)

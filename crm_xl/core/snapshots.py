@@ -274,6 +274,12 @@ def _first_per_customer(facts: pd.DataFrame, n_cust: int, column: str) -> np.nda
     return first
 
 
+def panel_keys(entry_dates: np.ndarray, months: pd.PeriodIndex) -> np.ndarray:
+    """The customer_key of each row of the panel's ``months`` (consecutive), in row order: who is in
+    the base at each month's end, month by month. A month's rows depend only on the entry dates."""
+    return np.nonzero(_presence(entry_dates, _ordinal(months[0]), len(months)))[1]
+
+
 def _presence(entry_dates: np.ndarray, first: int, n_months: int) -> np.ndarray:
     """(months x customers) True where the customer is in the base at that month's end.
 

@@ -31,6 +31,7 @@ from crm_xl.io import machine
 from crm_xl.io.csv import file_rows, is_parquet, with_read_notes, write_csv
 from crm_xl.io.files import commit, discard, new_id, real_path, replacing, write_beside
 from crm_xl.io.locks import DEFAULT_WAIT
+from crm_xl.store import run_with_store
 from crm_xl.workbook import layout
 from crm_xl.workbook.guard import changing, sidecar_paths
 from crm_xl.workbook.package import WorkbookPackageError, find_tables, write_rewritten
@@ -51,11 +52,14 @@ class RefreshResult:
     seconds: dict[str, float]
     history_file: Path | None
     refresh_id: str = ""
+    #: what the history store gave (months reused and computed), empty without a store
+    store_note: str = ""
 
 
 def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progress: Progress | None = None,
                      force: bool = False, wait: float = DEFAULT_WAIT,
-                     allow_files_from: Sequence[str | Path] = (), engine: str = DEFAULT_ENGINE) -> RefreshResult:
+                     allow_files_from: Sequence[str | Path] = (), engine: str = DEFAULT_ENGINE,
+                     store: str | Path | None = None) -> RefreshResult:
     """Refresh ``path`` in place. Raises :class:`~crm_xl.errors.CrmXlError` for bad input or settings.
 
     The workbook's lock is held from the read to the write (``wait``: seconds to wait for another
@@ -63,6 +67,10 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progre
     replaced first and the workbook last, each rolled back if a later one fails.
     ``allow_files_from``: folders besides the workbook's from which its Config may name raw files.
     ``engine``: where the facts run (``crm_xl.run``'s engine; the tables are the same).
+    ``store``: a history store folder (:func:`store_beside` is the usual one): the months it holds
+    are reused, the ones computed are written to it (docs/history_store.md). The store is written
+    as the tables are computed, before the workbook: a refresh that then fails to replace the
+    workbook leaves the store a refresh ahead, which the next refresh simply reuses.
     """
     say = progress or (lambda _message: None)
     with changing(path, force=force, wait=wait, refresh=True) as book:
@@ -75,7 +83,7 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progre
         say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
             f"{len(inputs.raw['customers']):,} customers)")
         stamp = (now or dt.datetime.now()).replace(microsecond=0)
-        tables, seconds = compute(inputs, today=stamp.date(), engine=engine)
+        tables, seconds, note = compute_with_store(inputs, today=stamp.date(), engine=engine, store=store)
         plan = tables_to_write(tables, inputs, book, stamp, time.perf_counter() - started)
         try:
             say(f"writing {len(plan.tables)} tables")
@@ -83,7 +91,14 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progre
         finally:
             plan.discard()
     seconds = {"read": read_s, **seconds, "total": time.perf_counter() - started}
-    return RefreshResult(tables=tables, seconds=seconds, history_file=plan.history_file, refresh_id=plan.refresh_id)
+    return RefreshResult(tables=tables, seconds=seconds, history_file=plan.history_file, refresh_id=plan.refresh_id,
+                         store_note=note)
+
+
+def store_beside(book: str | Path) -> Path:
+    """The history store of a workbook: the folder BOOK_history beside it."""
+    book = real_path(book)
+    return book.with_name(f"{book.stem}_history")
 
 
 def _write(book: Path, plan: PlannedWrite, before: tuple[int, int, int]) -> None:
@@ -130,15 +145,28 @@ def compute(inputs: WorkbookInputs, today: dt.date | None = None, engine: str = 
     available are what the core is given of the machine. Shared by the headless and the live
     (xlwings) refresh.
     """
+    tables, seconds, _ = compute_with_store(inputs, today, engine)
+    return tables, seconds
+
+
+def compute_with_store(inputs: WorkbookInputs, today: dt.date | None = None, engine: str = DEFAULT_ENGINE,
+                       store: str | Path | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float], str]:
+    """:func:`compute` over a history store (None: none), and what the store gave."""
+    note = ""
     try:
-        tables, seconds = run_timed(**inputs.raw, config=inputs.settings, today=today or machine.today(),
-                                    memory_limit=machine.memory_limit(), engine=engine)
+        if store is None:
+            tables, seconds = run_timed(**inputs.raw, config=inputs.settings, today=today or machine.today(),
+                                        memory_limit=machine.memory_limit(), engine=engine)
+        else:
+            result = run_with_store(**inputs.raw, config=inputs.settings, today=today or machine.today(),
+                                    memory_limit=machine.memory_limit(), engine=engine, store=store)
+            tables, seconds, note = result.tables, result.seconds, result.plan.describe()
     except ConfigError as exc:
         raise at_cell(exc, inputs.setting_cells) from None
     shown = source_rows(tables, _source_row_of(inputs))
     # the notes about how the tables were read number their rows as the sheet does already
     notes = [*inputs.read_notes, *long_text_notes(tables)]
-    return {**tables, **shown, "data_quality": with_read_notes(shown["data_quality"], notes)}, seconds
+    return {**tables, **shown, "data_quality": with_read_notes(shown["data_quality"], notes)}, seconds, note
 
 
 def long_text_notes(tables: dict[str, pd.DataFrame]) -> list[dict[str, object]]:
