@@ -180,12 +180,15 @@ def _parser() -> argparse.ArgumentParser:
                          help="WorkbookPath as Power BI will see it, e.g. a OneDrive or share path (default: the "
                               "workbook's full path here)")
     powerbi.add_argument("--history-path", metavar="PATH",
-                         help="HistoryParquetPath (default: BOOK_customer_history.parquet beside the workbook)")
+                         help="HistoryParquetPath (default: BOOK_customer_history.parquet beside the workbook, or "
+                              "BOOK_history/customer_history with --history store)")
     powerbi.add_argument("--web", action="store_true",
                          help="the paths are https addresses of the files in OneDrive or SharePoint (Web.Contents: "
                               "the Power BI service refreshes them without a gateway); give --workbook-path")
-    powerbi.add_argument("--history", choices=("auto", "workbook", "parquet"), default="auto",
-                         help="where customer_history is loaded from: parquet (all months) when the refresh wrote "
+    powerbi.add_argument("--history", choices=("auto", "workbook", "parquet", "store"), default="auto",
+                         help="where customer_history is loaded from: store (every month of the history store a "
+                              "refresh --store keeps beside the workbook) when there is one (auto), else parquet "
+                              "(all months) when the refresh wrote "
                               "the file because the sheet is capped (auto, the default), or as given")
     powerbi.set_defaults(handler=_powerbi)
     for sub in (run, sample, template, new, setup, doctor, load, refresh, calibrate, powerbi):
@@ -470,6 +473,7 @@ def _powerbi(args: argparse.Namespace) -> int:
     from crm_xl.powerbi.project import project_files, write_project
     from crm_xl.workbook.guard import sidecar_paths
     from crm_xl.workbook.reader import read_settings
+    from crm_xl.workbook.refresh import store_beside
 
     book = Path(args.book)
     if args.web and not (args.workbook_path or "").lower().startswith("https://"):
@@ -477,20 +481,39 @@ def _powerbi(args: argparse.Namespace) -> int:
                          "SharePoint: its Details pane, Path, Copy), and --history-path likewise for a capped history")
     if not book.is_file():
         raise CrmXlError(f"powerbi: no workbook at {book}: give the .xlsm file that crm-xl refresh writes")
+    history = _history_source(book, args.history, web=args.web)
     settings, _, _ = read_settings(book)
     # the book's own segment map, read as the refresh reads it (names, cells, and the notes after them)
     segments = tuple(name for name, _ in Config.from_mapping({"segment_map": settings["segment_map"]}).segment_map) \
         if settings.get("segment_map") is not None else None
-    parquet = sidecar_paths(book.resolve())[0]
-    use_parquet = parquet.exists() if args.history == "auto" else args.history == "parquet"
+    parquet = store_beside(book) / "customer_history" if history == "store" else sidecar_paths(book.resolve())[0]
+    use_parquet = history != "workbook"
     model = build_model(args.workbook_path or str(book.resolve()), args.history_path or str(parquet),
                         use_parquet=use_parquet, segments=segments, web=args.web)
     name = args.name or book.stem
     out = write_project(args.out, project_files(name, model))
     print(f"Wrote the Power BI project {out / (name + '.pbip')}: open it in Power BI Desktop and press Refresh")
-    print(f"  WorkbookPath = {args.workbook_path or book.resolve()}; customer_history from "
-          + ("the Parquet file (all months)" if use_parquet else "the workbook"))
+    shown = {"store": "the history store (every month it holds)", "parquet": "the Parquet file (all months)",
+             "workbook": "the workbook"}[history]
+    print(f"  WorkbookPath = {args.workbook_path or book.resolve()}; customer_history from {shown}")
     return 0
+
+
+def _history_source(book: Path, choice: str, *, web: bool) -> str:
+    """Where Power BI reads customer_history: as chosen, or (auto) the richest source beside the book
+    (a store is a folder, which the project reads from a disk or share only, not online)."""
+    from crm_xl.store.history import MANIFEST
+    from crm_xl.workbook.guard import sidecar_paths
+    from crm_xl.workbook.refresh import store_beside
+
+    if choice == "store" and web:
+        raise CrmXlError("powerbi: --history store reads a folder, which a --web project cannot (Power BI reads "
+                         "one file by its address): use --history parquet or workbook with --web")
+    if choice != "auto":
+        return choice
+    if not web and (store_beside(book) / MANIFEST).is_file():
+        return "store"
+    return "parquet" if sidecar_paths(book.resolve())[0].exists() else "workbook"
 
 
 if __name__ == "__main__":

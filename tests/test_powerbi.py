@@ -185,7 +185,8 @@ def test_every_partition_reads_its_workbook_table_with_the_contract_types(read_b
                     "integer": "Int64.Type", "decimal": "type number", "share": "type number"}
         assert typed == [(c, expected[k]) for c, k, _ in contract.TABLES[name][1]]
     history = read_back["tables"][HISTORY_TABLE]["partitions"][0]["source"]
-    assert "if UseHistoryParquet then Parquet.Document(File.Contents(HistoryParquetPath))" in history
+    assert ('if UseHistoryParquet then (if Text.EndsWith(Text.Lower(HistoryParquetPath), ".parquet") then '
+            'Parquet.Document(File.Contents(HistoryParquetPath)) else Table.Combine(') in history
 
 
 def test_every_relationship_joins_existing_columns_one_way(read_back: dict[str, Any], files: dict[str, str]) -> None:
@@ -614,6 +615,32 @@ def test_a_capped_history_switches_to_the_parquet_file(sample_book: Path, tmp_pa
     assert columns == contract.columns(HISTORY_TABLE)
 
 
+@pytest.mark.slow
+def test_a_history_store_beside_the_book_is_what_power_bi_reads(sample_book: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    book = tmp_path / "stored.xlsm"
+    shutil.copy(sample_book, book)
+    assert cli.main(["refresh", str(book), "--quiet", "--store"]) == 0
+    folder = tmp_path / "stored_history" / "customer_history"
+    capsys.readouterr()
+    assert cli.main(["powerbi", str(book), "--out", str(tmp_path / "out")]) == 0
+    assert "from the history store" in capsys.readouterr().out
+    expressions = (tmp_path / "out" / "stored.SemanticModel" / "definition" / "expressions.tmdl").read_text("utf-8")
+    assert f'expression HistoryParquetPath = {m.text(str(folder.resolve()))} meta' in expressions
+    assert "expression UseHistoryParquet = true meta" in expressions
+    # what the folder branch combines: every month's part-0.parquet, each with the columns the partition types
+    parts = sorted(folder.rglob("part-0.parquet"))
+    assert len(parts) >= 25 and all(pd.read_parquet(p).columns.tolist() == contract.columns(HISTORY_TABLE)
+                                    for p in parts)
+
+
+def test_the_history_reads_a_file_or_a_store_folder() -> None:
+    source = build_model("C:\\r\\crm.xlsm", "C:\\r\\crm_history\\customer_history").table(HISTORY_TABLE).source
+    assert pq.to_ast(source) is not None
+    assert 'Text.EndsWith(Text.Lower(HistoryParquetPath), ".parquet")' in source
+    assert 'Folder.Files(HistoryParquetPath), each [Name] = "part-0.parquet")[Content], Parquet.Document)' in source
+
+
 def test_web_paths_read_through_web_contents(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     built = build_model("https://contoso.sharepoint.com/sites/crm/Shared Documents/crm.xlsm",
                         "https://contoso.sharepoint.com/sites/crm/Shared Documents/crm_customer_history.parquet",
@@ -628,6 +655,9 @@ def test_web_paths_read_through_web_contents(tmp_path: Path, capsys: pytest.Capt
     book.write_bytes(b"")
     assert cli.main(["powerbi", str(book), "--out", str(tmp_path / "o"), "--web"]) == 2
     assert "--web needs --workbook-path https://" in capsys.readouterr().err
+    assert cli.main(["powerbi", str(book), "--out", str(tmp_path / "o"), "--web", "--history", "store",
+                     "--workbook-path", "https://contoso.sharepoint.com/crm.xlsm"]) == 2
+    assert "--history store reads a folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -40,7 +40,8 @@ def build_model(workbook_path: str, history_parquet_path: str, *, use_parquet: b
                   "project was made with --web)"),
         Parameter(m.HISTORY_PARQUET_PATH, m.text(history_parquet_path), "Text", "Full path of "
                   "BOOK_customer_history.parquet, the full history a refresh writes beside a workbook whose "
-                  "customer_history sheet is capped (history_rows_in_sheet)"),
+                  "customer_history sheet is capped (history_rows_in_sheet), or of the customer_history folder of "
+                  "a history store (crm-xl refresh --store: every month it holds)"),
         Parameter(m.USE_HISTORY_PARQUET, m.logical(use_parquet), "Logical", "true: load customer_history from "
                   "HistoryParquetPath (all months); false: from the workbook's table (the months the sheet keeps)"),
     )

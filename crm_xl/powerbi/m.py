@@ -40,16 +40,26 @@ def _workbook_steps(table: str, web: bool) -> list[tuple[str, str]]:
 
 
 def output_table(table: str, *, parquet: bool = False, web: bool = False) -> str:
-    """The partition of a contract table; ``parquet``: the history, from the full Parquet file when
-    UseHistoryParquet is on (the sheet keeps only the latest months that fit; M is lazy, so the workbook
-    is then not read for it)."""
+    """The partition of a contract table; ``parquet``: the history, from Parquet when UseHistoryParquet
+    is on (the sheet keeps only the latest months that fit; M is lazy, so the workbook is then not read
+    for it): HistoryParquetPath is the full file a capped refresh writes, or the customer_history
+    folder of a history store (every month it holds, a file each; docs/history_store.md)."""
     steps = _workbook_steps(table, web)
     if parquet:
         workbook_source = steps[-1][1]
-        steps[-1] = ("Source", f"if {USE_HISTORY_PARQUET} then Parquet.Document({contents(HISTORY_PARQUET_PATH, web)}) "
-                               f"else {workbook_source}")
+        steps[-1] = ("Source", f"if {USE_HISTORY_PARQUET} then {_history_parquet(web)} else {workbook_source}")
     steps.append(("Typed", f"Table.TransformColumnTypes(Source, {column_types(table)})"))
     return _steps(steps, "Typed")
+
+
+def _history_parquet(web: bool) -> str:
+    """The Parquet history: one file, or (a local or shared folder) every month file of a store."""
+    one_file = f"Parquet.Document({contents(HISTORY_PARQUET_PATH, web)})"
+    if web:         # a store folder online would need SharePoint.Files and the site's address: one file only
+        return one_file
+    store = (f"Table.Combine(List.Transform(Table.SelectRows(Folder.Files({HISTORY_PARQUET_PATH}), "
+             f'each [Name] = "part-0.parquet")[Content], Parquet.Document))')
+    return f'(if Text.EndsWith(Text.Lower({HISTORY_PARQUET_PATH}), ".parquet") then {one_file} else {store})'
 
 
 def label_table(label: Label) -> str:
