@@ -132,47 +132,58 @@ base AS (
     LEFT JOIN (SELECT ck, min(day) AS first_day, min(month) FILTER (WHERE is_purchase) AS first_core_month
                FROM lines GROUP BY ck) AS f USING (ck)
 ),
--- 7 orders: distinct invoices with a core line inside the window. An invoice's months m_1 < m_2 < ...;
--- month m_i adds it to the k-month windows ending in [max(m_i, m_(i-1) + k), m_i + k - 1], so a +1 and a
--- -1 at those ends, summed down the months, count each invoice once in every window holding one of its
--- core lines
-invoice_months AS (
-    SELECT ck, month, coalesce(lag(month) OVER (PARTITION BY ck, invoice_id ORDER BY month), -99) AS previous
-    FROM (SELECT DISTINCT ck, invoice_id, month FROM core)
-),
--- 7 customer x month cells: the facts (units, latest day) and the order steps, months before the lookback
--- gathered in the bucket
-cells AS (
+-- 7 customer x month facts, months before the lookback gathered in the bucket: units, the latest day, the
+-- distinct invoices
+facts AS (
     SELECT ck, greatest(month, {bucket}) AS month, sum(units) AS units, max(day) AS last_day,
-           sum(o6) AS o6_step, sum(o12) AS o12_step
-    FROM (SELECT ck, month, units, day, 0 AS o6, 0 AS o12 FROM core
-          UNION ALL SELECT ck, greatest(month, previous + 6), NULL, NULL, 1, 0 FROM invoice_months
-          UNION ALL SELECT ck, month + 6, NULL, NULL, -1, 0 FROM invoice_months WHERE month + 6 <= {last}
-          UNION ALL SELECT ck, greatest(month, previous + 12), NULL, NULL, 0, 1 FROM invoice_months
-          UNION ALL SELECT ck, month + 12, NULL, NULL, 0, -1 FROM invoice_months WHERE month + 12 <= {last})
+           count(DISTINCT invoice_id) AS invoices
+    FROM core GROUP BY ALL
+),
+-- 7 orders: distinct invoices with a core line inside the window. Summed over a window, the invoices per
+-- month count an invoice once per month it touches; an invoice whose core lines fall in several months
+-- links each month m to its previous one p, and a k-month window holding both (the windows ending in
+-- m .. p + k - 1) counts one invoice too many. links: those pairs (rare: invoices across a month end)
+links AS (
+    SELECT ck, month, previous
+    FROM (SELECT ck, month, lag(month) OVER (PARTITION BY ck, invoice_id ORDER BY month) AS previous
+          FROM (SELECT DISTINCT ck, invoice_id, month
+                FROM core JOIN (SELECT ck, invoice_id FROM core GROUP BY ALL HAVING min(month) < max(month))
+                     USING (ck, invoice_id)))
+    WHERE previous IS NOT NULL
+),
+-- the links as steps summed down the months: -1 where a link enters the k-month windows, +1 where it leaves
+link_steps AS (
+    SELECT ck, greatest(month, {bucket}) AS month, sum(s6) AS s6, sum(s12) AS s12
+    FROM (SELECT ck, month, -(month - previous < 6)::INT AS s6, -(month - previous < 12)::INT AS s12 FROM links
+          UNION ALL SELECT ck, previous + 6, 1, 0 FROM links WHERE month - previous < 6
+          UNION ALL SELECT ck, previous + 12, 0, 1 FROM links WHERE month - previous < 12)
+    WHERE month <= {last}
     GROUP BY ALL
 ),
 -- 6, 7 the dense grid: every customer every month up to the report month, from the bucket or the month
 -- of entry if later (no line precedes entry, so the months before it would all be 0)
 grid AS (
-    SELECT g.ck, g.entry_month, g.first_core_month, g.month, coalesce(c.units, 0) AS units, c.last_day,
-           coalesce(c.o6_step, 0) AS o6_step, coalesce(c.o12_step, 0) AS o12_step
+    SELECT g.ck, g.entry_month, g.first_core_month, g.month, coalesce(f.units, 0) AS units, f.last_day,
+           coalesce(f.invoices, 0) AS invoices, coalesce(f.invoices, 0) + coalesce(l.s6, 0) AS o6_step,
+           coalesce(f.invoices, 0) + coalesce(l.s12, 0) AS o12_step
     FROM (SELECT ck, entry_month, first_core_month, unnest(range(greatest(entry_month, {bucket}), {last} + 1)) AS month
           FROM base) AS g
-    LEFT JOIN cells AS c USING (ck, month)
+    LEFT JOIN facts AS f USING (ck, month)
+    LEFT JOIN link_steps AS l USING (ck, month)
 ),
 -- 7 running totals down each customer's months (one sort for all); a k-month window is the running
 -- total less the one k rows back (the grid is dense: rows are months)
 running AS (
     SELECT ck, entry_month, first_core_month, month, units AS m1,
-           sum(units) OVER w AS m_total, sum(o6_step) OVER w AS o6, sum(o12_step) OVER w AS o12,
-           max(last_day) OVER w AS last_core_date
+           sum(units) OVER w AS m_total, sum(invoices) OVER w AS invoices_total, sum(o6_step) OVER w AS o6_running,
+           sum(o12_step) OVER w AS o12_running, max(last_day) OVER w AS last_core_date
     FROM grid
     WINDOW w AS (PARTITION BY ck ORDER BY month ROWS UNBOUNDED PRECEDING)
 ),
 windows AS (
     SELECT *, m_total - lag(m_total, 6, 0) OVER w AS m6, m_total - lag(m_total, 12, 0) OVER w AS m12,
-           m_total - lag(m_total, 13, 0) OVER w AS m13
+           m_total - lag(m_total, 13, 0) OVER w AS m13,
+           o6_running - lag(invoices_total, 6, 0) OVER w AS o6, o12_running - lag(invoices_total, 12, 0) OVER w AS o12
     FROM running
     WINDOW w AS (PARTITION BY ck ORDER BY month)
 ),
