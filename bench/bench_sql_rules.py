@@ -16,12 +16,15 @@ activity_status, value_tier, lifecycle_event, lifecycle_state, r/f/m/t scores. c
 rows; crm_xl also ``core_s``, staging through outputs, without the views such as CLV that the SQL
 does not compute), then the ratio ``sql_s / crm_xl_s`` (issue 9's "1.5x"), then the agreement.
 
-Hand-tuning: explicit CSV types (no re-sniffing of types), integer month ordinals, integer customer
-keys for the joins and window partitions, one named window for every running and sliding sum (one
-sort), months before the 13-month lookback gathered in one grid cell (as crm_xl's grid column 0), the
-order counts as +1/-1 deltas summed once down the months (no self-join of invoices per window),
-labels and customer ids as ENUMs so ``.df()`` gives pandas Categoricals (as crm_xl's tables) instead
-of millions of Python strings.
+Hand-tuning: explicit CSV types, integer month ordinals, integer customer keys for the joins and
+window partitions, months before the 13-month lookback gathered in one grid cell (as crm_xl's grid
+column 0), each customer's grid starting at its entry (the months before it are all 0), every window
+as one running total less the same total k rows back (one sort, five running sums and five lags:
+DuckDB's sliding frames cost as much as a running sum each), orders as the invoices per month less
+the links of the rare invoices across a month end (no per-invoice window over all invoices), labels
+and customer ids as ENUMs so ``.df()`` gives pandas Categoricals (as crm_xl's tables) instead of
+millions of Python strings. First draft (one sliding frame per window, order steps for every
+invoice): 15.4 s; this one: 8.6 s on an idle moment of the same machine.
 
 Agreement check (``--check``, the default; run in its own process, not timed): the SQL's rows
 against crm_xl.run's customer_history on the same CSVs (report month 2025-12, 36 months), joined on
