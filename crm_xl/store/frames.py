@@ -241,16 +241,6 @@ def same_texts(snapshot: pd.DataFrame, fresh_history: pd.DataFrame, history: pd.
     return out
 
 
-def for_store(frame: pd.DataFrame) -> pa.Table:
-    """A month's rows as written: each categorical with only the categories it uses (a month's file
-    need not carry every text of the history; the reader maps them back, :func:`like`)."""
-    out = frame.copy(deep=False)
-    for name in out.columns:
-        if isinstance(out[name].dtype, pd.CategoricalDtype):
-            out[name] = out[name].cat.remove_unused_categories()
-    return pa.Table.from_pandas(out, preserve_index=False)
-
-
 def ordered(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     """Rows in the core's order after the stored months and the fresh ones are put one after the
     other: the core builds monthly_summary by dimension, then month; every other per-month table
@@ -262,27 +252,52 @@ def ordered(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[order].reset_index(drop=True)
 
 
-def month_slices(frame: pd.DataFrame, months: Iterable[pd.Period]) -> dict[pd.Period, pd.DataFrame]:
-    """``frame``'s rows of each month (its report_month column), in their order."""
-    month = frame["report_month"].to_numpy().astype("datetime64[M]")
-    return {m: frame[month == np.datetime64(m.strftime("%Y-%m"), "M")].reset_index(drop=True) for m in months}
+def month_tables(frame: pd.DataFrame, months: Iterable[pd.Period]) -> dict[pd.Period, pa.Table]:
+    """``frame``'s rows of each of ``months`` (by its report_month column, in their order) as written
+    to the store: converted to Arrow once, then cut by month."""
+    return _by_month(frame, frame["report_month"], list(months))
 
 
-def fact_partitions(facts: Facts, customer_ids: pd.Series) -> dict[str, dict[pd.Period, pd.DataFrame]]:
+def fact_partitions(facts: Facts, customer_ids: pd.Series) -> dict[str, dict[pd.Period, pa.Table]]:
     """The facts and the invoice links by calendar month, keyed by customer_id (what the store keeps)."""
     ids = customer_ids.to_numpy()
-    out: dict[str, dict[pd.Period, pd.DataFrame]] = {}
+    out: dict[str, dict[pd.Period, pa.Table]] = {}
     for table, frame in (("facts", facts.months), ("invoice_links", facts.invoice_links)):
-        keyed = frame.drop(columns=["customer_key"])
-        keyed.insert(0, "customer_id", pd.array(ids[frame["customer_key"].to_numpy()], dtype="str"))
+        order = np.lexsort((frame["customer_key"].to_numpy(), frame["month"].to_numpy()))
+        keyed = frame.iloc[order].drop(columns=["customer_key"]).reset_index(drop=True)
+        keyed.insert(0, "customer_id", pd.array(ids[frame["customer_key"].to_numpy()[order]], dtype="str"))
         for name in _EXACT_COLUMNS:
             if name in keyed:
                 keyed[name] = pd.arrays.ArrowExtensionArray(micro_decimals(keyed[name].to_numpy()))
-        month = keyed["month"].to_numpy().astype("datetime64[M]")
-        order = np.lexsort((frame["customer_key"].to_numpy(), month))
-        keyed, month = keyed.iloc[order], month[order]
-        out[table] = {pd.Period(m, "M"): keyed[month == m].reset_index(drop=True) for m in np.unique(month)}
+        months = pd.PeriodIndex(pd.to_datetime(keyed["month"]), freq="M").unique()
+        out[table] = _by_month(keyed, keyed["month"], list(months))
     return out
+
+
+def _by_month(frame: pd.DataFrame, month_column: pd.Series, months: list[pd.Period]) -> dict[pd.Period, pa.Table]:
+    """Each month's rows as an Arrow table whose dictionaries hold only the values that month uses (a
+    month's file need not carry every text of the history; the reader maps them back)."""
+    month = month_column.to_numpy().astype("datetime64[M]")
+    wanted = np.isin(month, np.array([m.strftime("%Y-%m") for m in months], dtype="datetime64[M]"))
+    table = pa.Table.from_pandas(frame if wanted.all() else frame[wanted], preserve_index=False)
+    month = month[wanted]
+    out = {}
+    for m in months:
+        rows = np.flatnonzero(month == np.datetime64(m.strftime("%Y-%m"), "M"))
+        contiguous = len(rows) == 0 or rows[-1] - rows[0] + 1 == len(rows)
+        piece = table.slice(int(rows[0]) if len(rows) else 0, len(rows)) if contiguous else table.take(rows)
+        out[m] = _compact(piece)
+    return out
+
+
+def _compact(table: pa.Table) -> pa.Table:
+    columns = []
+    for column in table.columns:
+        if pa.types.is_dictionary(column.type):
+            column = pc.dictionary_encode(column.cast(column.type.value_type))
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=None, names=table.column_names).replace_schema_metadata(
+        table.schema.metadata)
 
 
 def micro_decimals(micro: np.ndarray) -> pa.Array:

@@ -22,10 +22,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from crm_xl._version import __version__
 from crm_xl.analyses.report import with_views
@@ -36,7 +38,7 @@ from crm_xl.engines import DEFAULT_ENGINE, facts_function
 from crm_xl.io.files import new_id
 from crm_xl.io.locks import DEFAULT_WAIT, locked
 from crm_xl.store.digests import SCHEMA_VERSION, InputDigests, input_digests
-from crm_xl.store.frames import fact_partitions, for_store, like, month_slices, same_texts, spliced, with_history_rows
+from crm_xl.store.frames import fact_partitions, like, month_tables, same_texts, spliced, with_history_rows
 from crm_xl.store.history import FACT_TABLES, MONTH_TABLES, HistoryStore, Part
 
 
@@ -179,16 +181,17 @@ def _write_back(history: HistoryStore, prepared: Prepared, core: CoreRun, tables
         part = parts[table].get(month)
         return part is not None and part.settings == digests.settings and part.inputs == digests.chain(month)
 
-    fresh: dict[str, dict[pd.Period, pd.DataFrame]] = {
-        table: month_slices(tables[table], plan.months[plan.reused:]) for table in MONTH_TABLES}
+    fresh: dict[str, dict[pd.Period, pa.Table]] = {
+        table: month_tables(tables[table], plan.months[plan.reused:]) for table in MONTH_TABLES}
     if plan.full and core.lead_history is not None:
-        fresh["customer_history"].update(month_slices(core.lead_history, [plan.months[0] - 1]))
+        fresh["customer_history"].update(month_tables(core.lead_history, [plan.months[0] - 1]))
     fresh.update(fact_partitions(prepared.facts, prepared.staged.customers["customer_id"]))
-    for table, by_month in fresh.items():
-        for month, frame in by_month.items():
-            if not valid(table, month):
-                history.write(table, month, for_store(frame),
-                              settings=digests.settings, inputs=digests.chain(month), run_id=run_id)
+    writes = [(table, month, data) for table, by_month in fresh.items() for month, data in by_month.items()
+              if not valid(table, month)]
+    # Parquet encoding releases the GIL: two files at a time use both cores of a small machine
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda job: history.write(job[0], job[1], job[2], settings=digests.settings,
+                                                inputs=digests.chain(job[1]), run_id=run_id), writes))
     kept: dict[str, dict[str, dict[str, object]]] = {}
     for table in (*MONTH_TABLES, *FACT_TABLES):
         kept[table] = {}
@@ -199,8 +202,8 @@ def _write_back(history: HistoryStore, prepared: Prepared, core: CoreRun, tables
                 history.remove(table, month)
             else:
                 kept[table][str(month)] = {"rows": part.rows, "run_id": part.run_id, "inputs": part.inputs}
-        for month, frame in fresh.get(table, {}).items():
-            kept[table][str(month)] = {"rows": len(frame), "run_id": run_id if not valid(table, month)
+        for month, data in fresh.get(table, {}).items():
+            kept[table][str(month)] = {"rows": data.num_rows, "run_id": run_id if not valid(table, month)
                                        else parts[table][month].run_id, "inputs": digests.chain(month)}
         kept[table] = dict(sorted(kept[table].items()))
     history.write_manifest({
