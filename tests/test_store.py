@@ -58,6 +58,16 @@ def refresh(raw: dict[str, pd.DataFrame], config: dict[str, object], store: Path
     return run_with_store(**raw, config=config, store=store)
 
 
+def recomputed_from(raw: dict[str, pd.DataFrame], changed: dict[str, pd.DataFrame], tmp_path: Path) -> pd.Period:
+    """Fill a store from ``raw``, refresh it with ``changed``: the first month the refresh computed
+    (after checking its tables are a full rebuild's)."""
+    store = tmp_path / "store"
+    refresh(raw, CONFIG, store)
+    result = refresh(changed, CONFIG, store)
+    assert_same_as_full(changed, CONFIG, result.tables, tmp_path)
+    return result.plan.months[result.plan.reused]
+
+
 def test_appended_months_reuse_the_stored_ones(raw: dict[str, pd.DataFrame], tmp_path: Path) -> None:
     store = tmp_path / "store"
     first = refresh(until(raw, "2024-10-31"), CONFIG, store)
@@ -97,20 +107,13 @@ def test_a_late_line_recomputes_from_its_month(raw: dict[str, pd.DataFrame], tmp
 
 
 def test_a_corrected_line_recomputes_from_its_month(raw: dict[str, pd.DataFrame], tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    refresh(raw, CONFIG, store)
     lines = raw["transactions"].copy()
     at = lines.index[(lines["invoice_date"] >= "2024-03-01") & (lines["invoice_date"] < "2024-04-01")][0]
     lines.loc[at, "quantity"] = lines.loc[at, "quantity"] * 40       # a typo fixed in the source system
-    changed = {**raw, "transactions": lines}
-    result = refresh(changed, CONFIG, store)
-    assert result.plan.months[result.plan.reused] == pd.Period("2024-03", "M")
-    assert_same_as_full(changed, CONFIG, result.tables, tmp_path)
+    assert recomputed_from(raw, {**raw, "transactions": lines}, tmp_path) == pd.Period("2024-03", "M")
 
 
 def test_a_new_customer_recomputes_from_the_month_they_enter(raw: dict[str, pd.DataFrame], tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    refresh(raw, CONFIG, store)
     customers = raw["customers"]
     # sorts before every other id, so every later customer's position (customer_key) moves
     newcomer = customers.iloc[[5]].copy()
@@ -120,9 +123,7 @@ def test_a_new_customer_recomputes_from_the_month_they_enter(raw: dict[str, pd.D
     line["customer_id"], line["invoice_id"], line["invoice_date"] = "A000001", "NEW-1", pd.Timestamp("2024-09-02")
     changed = {**raw, "customers": pd.concat([customers, newcomer], ignore_index=True),
                "transactions": pd.concat([raw["transactions"], line], ignore_index=True)}
-    result = refresh(changed, CONFIG, store)
-    assert result.plan.months[result.plan.reused] == pd.Period("2024-08", "M")
-    assert_same_as_full(changed, CONFIG, result.tables, tmp_path)
+    assert recomputed_from(raw, changed, tmp_path) == pd.Period("2024-08", "M")
 
 
 def test_a_customer_without_created_date_changes_every_month(raw: dict[str, pd.DataFrame], tmp_path: Path) -> None:
