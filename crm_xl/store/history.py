@@ -115,12 +115,6 @@ class HistoryStore:
         text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
         replace_atomically(self.manifest_path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
-    def manifest(self) -> dict[str, object] | None:
-        try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-
     def _check_is_store(self) -> None:
         """Refuse a folder that holds something else: a store is a new folder, an empty one or a store."""
         if not self.folder.exists():
@@ -140,7 +134,7 @@ class StoredRows:
 
     def __init__(self, paths: list[Path]) -> None:
         self.paths = paths
-        self.num_rows = sum(_footer(path).num_rows for path in paths)
+        self.num_rows = sum(pq.read_metadata(path).num_rows for path in paths)
 
     def tables(self, columns: list[str]) -> Iterator[pa.Table]:
         """The months' rows, one month at a time."""
@@ -149,10 +143,6 @@ class StoredRows:
             # here; and the file is closed at once (Windows cannot replace a file still open)
             with pq.ParquetFile(path, pre_buffer=False) as file:
                 yield file.read(columns=columns)
-
-
-def _footer(path: Path) -> pq.FileMetaData:
-    return pq.read_metadata(path)
 
 
 def _read_part_info(path: Path, table: str, month: pd.Period) -> Part | None:

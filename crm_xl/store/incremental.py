@@ -112,8 +112,7 @@ def plan_refresh(report_month: pd.Period, history_months: int, digests: InputDig
     months = pd.period_range(end=report_month, periods=history_months, freq="M")
 
     def valid(table: str, month: pd.Period) -> bool:
-        part = parts.get(table, {}).get(month)
-        return part is not None and part.settings == digests.settings and part.inputs == digests.chain(month)
+        return _vouched(parts, table, month, digests)
 
     reused = 0
     if valid("customer_history", months[0] - 1):
@@ -121,6 +120,13 @@ def plan_refresh(report_month: pd.Period, history_months: int, digests: InputDig
             reused += 1
     first_needed = months[reused] if reused else months[0] - 1
     return RefreshPlan(months, reused, _reason(first_needed, report_month, digests, parts.get("customer_history", {})))
+
+
+def _vouched(parts: Mapping[str, Mapping[pd.Period, Part]], table: str, month: pd.Period,
+             digests: InputDigests) -> bool:
+    """Whether the stored file of ``table`` and ``month`` was computed from this run's settings and inputs."""
+    part = parts.get(table, {}).get(month)
+    return part is not None and part.settings == digests.settings and part.inputs == digests.chain(month)
 
 
 def _reason(first_needed: pd.Period, report: pd.Period, digests: InputDigests,
@@ -178,8 +184,7 @@ def _write_back(history: HistoryStore, prepared: Prepared, core: CoreRun, tables
     report = plan.months[-1]
 
     def valid(table: str, month: pd.Period) -> bool:
-        part = parts[table].get(month)
-        return part is not None and part.settings == digests.settings and part.inputs == digests.chain(month)
+        return _vouched(parts, table, month, digests)
 
     fresh: dict[str, dict[pd.Period, pa.Table]] = {
         table: month_tables(tables[table], plan.months[plan.reused:]) for table in MONTH_TABLES}
