@@ -8,7 +8,7 @@ DECIMAL(38, 6) (the units and revenue themselves, no float on the way).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -258,11 +258,15 @@ def month_tables(frame: pd.DataFrame, months: Iterable[pd.Period]) -> dict[pd.Pe
     return _by_month(frame, frame["report_month"], list(months))
 
 
-def fact_partitions(facts: Facts, customer_ids: pd.Series) -> dict[str, dict[pd.Period, pa.Table]]:
-    """The facts and the invoice links by calendar month, keyed by customer_id (what the store keeps)."""
+def fact_partitions(facts: Facts, customer_ids: pd.Series,
+                    wanted: Callable[[str, pd.Period], bool]) -> dict[str, dict[pd.Period, pa.Table]]:
+    """The facts and the invoice links by calendar month, keyed by customer_id (what the store keeps),
+    for the (table, month) pairs ``wanted`` (the ones the store lacks: the others are not converted)."""
     ids = customer_ids.to_numpy()
     out: dict[str, dict[pd.Period, pa.Table]] = {}
     for table, frame in (("facts", facts.months), ("invoice_links", facts.invoice_links)):
+        periods = pd.PeriodIndex(pd.to_datetime(frame["month"]), freq="M")
+        frame = frame[periods.isin([month for month in periods.unique() if wanted(table, month)])]
         order = np.lexsort((frame["customer_key"].to_numpy(), frame["month"].to_numpy()))
         keyed = frame.iloc[order].drop(columns=["customer_key"]).reset_index(drop=True)
         keyed.insert(0, "customer_id", pd.array(ids[frame["customer_key"].to_numpy()[order]], dtype="str"))

@@ -190,7 +190,8 @@ def _write_back(history: HistoryStore, prepared: Prepared, core: CoreRun, tables
         table: month_tables(tables[table], plan.months[plan.reused:]) for table in MONTH_TABLES}
     if plan.full and core.lead_history is not None:
         fresh["customer_history"].update(month_tables(core.lead_history, [plan.months[0] - 1]))
-    fresh.update(fact_partitions(prepared.facts, prepared.staged.customers["customer_id"]))
+    fresh.update(fact_partitions(prepared.facts, prepared.staged.customers["customer_id"],
+                                 lambda table, month: not valid(table, month)))
     writes = [(table, month, data) for table, by_month in fresh.items() for month, data in by_month.items()
               if not valid(table, month)]
     # Parquet encoding releases the GIL: two files at a time use both cores of a small machine
