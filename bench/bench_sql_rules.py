@@ -303,12 +303,14 @@ def child_sql(case: str) -> None:
 
 def child_crm(case: str) -> None:
     from crm_xl.analyses.report import VIEWS, run_timed
+    from crm_xl.engines.pages import small_pages
     from crm_xl.io.csv import read_raw_folder
 
     started = time.perf_counter()
-    raw = read_raw_folder(ensure_data(case))
-    read_s = time.perf_counter() - started
-    tables, layers = run_timed(**raw, config={"history_months": CASES[case][2]})
+    with small_pages():   # as `crm-xl run` reads and runs (crm_xl.engines.pages)
+        raw = read_raw_folder(ensure_data(case))
+        read_s = time.perf_counter() - started
+        tables, layers = run_timed(**raw, config={"history_months": CASES[case][2]})
     seconds = time.perf_counter() - started
     views = {name for name, _ in VIEWS}
     core_s = sum(v for k, v in layers.items() if k not in views)

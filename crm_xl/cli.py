@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from crm_xl._version import __version__
+from crm_xl.engines.pages import small_pages
 from crm_xl.errors import CrmXlError, InputError
 from crm_xl.io.locks import DEFAULT_WAIT
 
@@ -33,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        with small_pages():   # the whole command, reading the inputs included: see crm_xl.engines.pages
+            return int(args.handler(args) or 0)
     except (CrmXlError, OSError) as exc:
         if args.debug:
             raise

@@ -24,6 +24,7 @@ from crm_xl.analyses.rfm_grid import rfm_grid_views
 from crm_xl.config import Config
 from crm_xl.core.pipeline import Clock, CoreRun, run_core
 from crm_xl.engines import DEFAULT_ENGINE, facts_function
+from crm_xl.engines.pages import small_pages
 
 View = Callable[[CoreRun], dict[str, pd.DataFrame]]
 
@@ -89,9 +90,10 @@ def run_timed(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.
               ) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     """:func:`run`, also returning the seconds each layer and view took (for the CLI and the benchmark)."""
     facts = facts_function(engine)      # an unknown or missing engine stops before any work
-    core = run_core(transactions, customers, products, config, today=today, memory_limit=memory_limit,
-                    facts_function=facts)
-    return with_views(core)
+    with small_pages():
+        core = run_core(transactions, customers, products, config, today=today, memory_limit=memory_limit,
+                        facts_function=facts)
+        return with_views(core)
 
 
 def with_views(core: CoreRun) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:

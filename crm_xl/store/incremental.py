@@ -35,6 +35,7 @@ from crm_xl.config import STATES, TIERS, Config
 from crm_xl.core.pipeline import Clock, CoreRun, Prepared, finish_core, prepare_core
 from crm_xl.core.snapshots import panel_keys
 from crm_xl.engines import DEFAULT_ENGINE, facts_function
+from crm_xl.engines.pages import small_pages
 from crm_xl.io.files import new_id
 from crm_xl.io.locks import DEFAULT_WAIT, locked
 from crm_xl.store.digests import SCHEMA_VERSION, InputDigests, input_digests
@@ -87,20 +88,21 @@ def run_with_store(transactions: pd.DataFrame, customers: pd.DataFrame, products
     refresh writing the same store, ``run_id`` what the written files are stamped with.
     """
     facts = facts_function(engine)
-    prepared = prepare_core(transactions, customers, products, config, today=today, memory_limit=memory_limit,
-                            facts_function=facts)
-    clock = Clock()
-    digests = clock("digests", input_digests, prepared)
-    history = HistoryStore(store)
-    history.folder.mkdir(parents=True, exist_ok=True)
-    with locked(history.folder, wait=wait):
-        parts = {table: history.parts(table) for table in (*MONTH_TABLES, *FACT_TABLES)}
-        plan = plan_refresh(prepared.staged.report_month, prepared.config.history_months, digests, parts)
-        core = clock("store_read", _core_tables, prepared, history, plan)
-        tables, seconds = with_views(core)
-        clock("store_write", _write_back, history, prepared, core, tables, plan, digests, parts,
-              run_id or new_id())
-    return StoreRun(tables, {**seconds, **clock.seconds}, plan)
+    with small_pages():
+        prepared = prepare_core(transactions, customers, products, config, today=today, memory_limit=memory_limit,
+                                facts_function=facts)
+        clock = Clock()
+        digests = clock("digests", input_digests, prepared)
+        history = HistoryStore(store)
+        history.folder.mkdir(parents=True, exist_ok=True)
+        with locked(history.folder, wait=wait):
+            parts = {table: history.parts(table) for table in (*MONTH_TABLES, *FACT_TABLES)}
+            plan = plan_refresh(prepared.staged.report_month, prepared.config.history_months, digests, parts)
+            core = clock("store_read", _core_tables, prepared, history, plan)
+            tables, seconds = with_views(core)
+            clock("store_write", _write_back, history, prepared, core, tables, plan, digests, parts,
+                  run_id or new_id())
+        return StoreRun(tables, {**seconds, **clock.seconds}, plan)
 
 
 def plan_refresh(report_month: pd.Period, history_months: int, digests: InputDigests,
