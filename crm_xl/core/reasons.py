@@ -45,7 +45,8 @@ _NO_CENTS = 1e15             # floats this large have no cents to show: written 
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """A number column as the texts it shows: a code per row (0 .. size - 1), and each code's text."""
+    """A number column as the texts it shows: a code per row, 1 .. size - 1 where the row shows it
+    and 0 where it does not (its outcome's text has no such number), and each code's text (from 1)."""
 
     codes: np.ndarray
     size: int
@@ -183,9 +184,9 @@ def _cuts_by_month(scores: Scores, panel: Panel) -> dict[str, dict[int, tuple[fl
 def _ranges(month_pos: np.ndarray, score: np.ndarray, cuts: dict[int, tuple[float, ...]], field: str) -> FieldOf:
     """The range of each row's score in its month, one code per (month, score): no hashing."""
     def field_of(used: np.ndarray) -> Field:
-        codes = np.where(used, month_pos.astype("int64") * 6 + score, 0)
+        codes = np.where(used, month_pos.astype("int64") * 6 + score + 1, 0)
         return Field(codes, int(codes.max(initial=0)) + 1,
-                     lambda code: score_range(cuts.get(code // 6), code % 6, field))
+                     lambda code: score_range(cuts.get((code - 1) // 6), (code - 1) % 6, field))
     return field_of
 
 
@@ -238,33 +239,39 @@ def number_field(values: np.ndarray, used: np.ndarray | None = None) -> Field:
     """Numbers shown with at most 2 decimals; whole numbers as they are. With ``used``, only those
     rows get codes (the others 0): a field is usually shown in a few of the outcomes, and hashing
     only those rows is most of the saving on a big history."""
-    if used is not None and not used.all():
-        rows = np.flatnonzero(used)
-        part = number_field(values[rows])
-        codes = np.zeros(len(values), dtype=part.codes.dtype)
-        codes[rows] = part.codes
-        return Field(codes, part.size, part.text)
+    if used is None or used.all():
+        codes, size, text = _shown_codes(values)
+        return Field(codes, size, text)
+    rows = np.flatnonzero(used)
+    part, size, text = _shown_codes(values[rows])
+    codes = np.zeros(len(values), dtype=part.dtype)
+    codes[rows] = part
+    return Field(codes, size, text)
+
+
+def _shown_codes(values: np.ndarray) -> tuple[np.ndarray, int, Callable[[int], str]]:
+    """(codes 1 .. size - 1, size, the text of a code) for every value."""
     if values.dtype.kind in "iub":
         codes, size, whole = _whole_codes(values.astype("int64"))
-        return Field(codes, size, lambda code: str(whole(code)))
+        return codes, size, lambda code: str(whole(code))
     with np.errstate(invalid="ignore"):
         in_cents = np.abs(values) < _ROUNDABLE
     if in_cents.all():   # the usual case: whole cents hash faster than floats
         codes, size, cents = _whole_codes(np.rint(values * 100).astype("int64"))
-        return Field(codes, size, lambda code: _show(cents(code) / 100))
+        return codes, size, lambda code: _show(cents(code) / 100)
     rounded = values.copy()   # blanks and huge values as they are: rounding would move the huge
     rounded[in_cents] = np.round(values[in_cents], 2)
     codes, uniques = pd.factorize(rounded, use_na_sentinel=False)
-    return Field(codes, len(uniques), lambda code: _show(float(uniques[code])))
+    return codes + 1, len(uniques) + 1, lambda code: _show(float(uniques[code - 1]))
 
 
 def _whole_codes(values: np.ndarray) -> tuple[np.ndarray, int, Callable[[int], int]]:
-    """(codes 0 .. size - 1, size, the value of a code) for whole numbers."""
+    """(codes 1 .. size - 1, size, the value of a code) for whole numbers."""
     low, high = int(values.min(initial=0)), int(values.max(initial=0))
     if high - low < _SMALL_RANGE:   # scores, counts: no hashing needed
-        return values - low, high - low + 1, lambda code: code + low
+        return values - (low - 1), high - low + 2, lambda code: code + low - 1
     codes, uniques = pd.factorize(values)
-    return codes, len(uniques), lambda code: int(uniques[code])
+    return codes + 1, len(uniques) + 1, lambda code: int(uniques[code - 1])
 
 
 def numbers(values: np.ndarray) -> FieldOf:
@@ -331,25 +338,26 @@ def explain(n: int, variants: list[Variant], fields_of_rows: dict[str, FieldOf])
     """
     if n == 0:
         return pd.Categorical([], categories=pd.Index([], dtype="str"))
-    choice = np.full(n, -1, dtype="int64")
-    for index, (mask, _) in enumerate(variants):
-        choice[(choice < 0) & mask] = index
+    # 1 + the first variant whose mask holds, 0 for none: the later variants written first, so
+    # each row keeps the earliest
+    key = np.zeros(n, dtype="int64")
+    for index in range(len(variants) - 1, -1, -1):
+        key[variants[index][0]] = index + 1
+    choice = key - 1
     fields_of = [_fields(template) for _, template in variants]
     uses = np.zeros((len(variants) + 1, len(fields_of_rows)), dtype=bool)   # row 0: no variant
     for index, names in enumerate(fields_of):
         uses[index + 1] = [name in names for name in fields_of_rows]
-    key, bound = choice + 1, len(variants) + 1
+    bound = len(variants) + 1
     fields: dict[str, Field] = {}
     for column, (name, field_of) in enumerate(fields_of_rows.items()):
         if not uses[:, column].any():
             continue
-        used = uses[choice + 1, column]
-        field = fields[name] = field_of(used)
-        code, size = np.where(used, field.codes + 1, 0), field.size + 1
-        if bound * size >= 2**62:    # keep the combined key inside int64
+        field = fields[name] = field_of(uses[:, column][choice + 1])   # 0 where the row's text lacks it
+        if bound * field.size >= 2**62:    # keep the combined key inside int64
             key, _ = pd.factorize(key)
             bound = int(key.max()) + 1
-        key, bound = key * size + code, bound * size
+        key, bound = key * field.size + field.codes, bound * field.size
     group, _ = pd.factorize(key)
     first = np.flatnonzero(group > np.maximum.accumulate(np.concatenate(([-1], group[:-1]))))
     cache: dict[tuple[str, int], str] = {}
