@@ -340,24 +340,27 @@ def explain(n: int, variants: list[Variant], fields_of_rows: dict[str, FieldOf])
         return pd.Categorical([], categories=pd.Index([], dtype="str"))
     # 1 + the first variant whose mask holds, 0 for none: the later variants written first, so
     # each row keeps the earliest
-    key = np.zeros(n, dtype="int64")
+    variant = np.zeros(n, dtype="int64")
     for index in range(len(variants) - 1, -1, -1):
-        key[variants[index][0]] = index + 1
-    choice = key - 1
+        variant[variants[index][0]] = index + 1
     fields_of = [_fields(template) for _, template in variants]
     uses = np.zeros((len(variants) + 1, len(fields_of_rows)), dtype=bool)   # row 0: no variant
     for index, names in enumerate(fields_of):
         uses[index + 1] = [name in names for name in fields_of_rows]
-    bound = len(variants) + 1
+    # the key is updated in place: a fresh array per field would cost more in page faults than the sums
+    key, bound = variant.copy(), len(variants) + 1
     fields: dict[str, Field] = {}
     for column, (name, field_of) in enumerate(fields_of_rows.items()):
         if not uses[:, column].any():
             continue
-        field = fields[name] = field_of(uses[:, column][choice + 1])   # 0 where the row's text lacks it
+        field = fields[name] = field_of(uses[:, column][variant])   # code 0 where the row's text lacks it
         if bound * field.size >= 2**62:    # keep the combined key inside int64
             key, _ = pd.factorize(key)
-            bound = int(key.max()) + 1
-        key, bound = key * field.size + field.codes, bound * field.size
+            key, bound = key.astype("int64", copy=False), int(key.max()) + 1
+        key *= field.size
+        key += field.codes
+        bound *= field.size
+    choice = variant - 1
     group, _ = pd.factorize(key)
     first = np.flatnonzero(group > np.maximum.accumulate(np.concatenate(([-1], group[:-1]))))
     cache: dict[tuple[str, int], str] = {}
