@@ -71,7 +71,9 @@ def _dates(days: np.ndarray) -> np.ndarray:
 
 
 def _blank_int(values: np.ndarray, blank: np.ndarray) -> pd.arrays.IntegerArray:
-    return pd.arrays.IntegerArray(np.where(blank, 0, values).astype("int64"), blank)
+    data = values.astype("int64")   # always a copy, which the column owns: the blanks zeroed in place
+    data[blank] = 0
+    return pd.arrays.IntegerArray(data, blank)
 
 
 def _history_frame(staged: Staged, panel: Panel, labels: Labels, scores: Scores,

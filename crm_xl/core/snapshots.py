@@ -122,16 +122,23 @@ def build_panel(all_facts: Facts, entry_dates: np.ndarray, report_month: pd.Peri
     mask = None if everyone else present.ravel()
     first_col = first - base + 1
 
-    def rows(matrix: np.ndarray, dtype: str = "float64") -> np.ndarray:   # (months x customers) -> rows
+    def picked(matrix: np.ndarray, buffer: np.ndarray | None = None) -> np.ndarray:
+        """The history rows' cells of a (months x customers) matrix: a view of it when every cell is
+        a row, else into ``buffer`` (one per grid: fresh memory for each window costs more in page
+        faults than the copy)."""
+        if mask is None:
+            return matrix.ravel()
+        return np.compress(mask, matrix.ravel(), out=buffer)
+
+    def rows(matrix: np.ndarray, dtype: str = "float64", buffer: np.ndarray | None = None) -> np.ndarray:
         """One value per history row, always a fresh array (the grid it comes from is reused)."""
-        flat_values = matrix.ravel()
-        picked = flat_values if mask is None else flat_values[mask]
-        return picked.astype(dtype, copy=mask is None)
+        return picked(matrix, buffer).astype(dtype)
 
     def windows(weights: np.ndarray, lengths: set[int], dtype: str = "float64") -> dict[int, np.ndarray]:
         """Window sums of one count as row arrays; each grid is dropped as soon as it is summed."""
         grid = np.bincount(flat, weights=weights, minlength=size).reshape(n_cols, n_cust)
-        return {k: rows(v, dtype) for k, v in _window_sums(grid, first_col, n_months, lengths)}
+        buffer = None if mask is None else np.empty(len(month_pos), dtype=grid.dtype)
+        return {k: rows(v, dtype, buffer) for k, v in _window_sums(grid, first_col, n_months, lengths)}
 
     def exact_windows(micro: np.ndarray, lengths: set[int],
                       keep: int | None = None) -> tuple[dict[int, np.ndarray], np.ndarray | None]:
@@ -142,11 +149,12 @@ def build_panel(all_facts: Facts, entry_dates: np.ndarray, report_month: pd.Peri
         grid[flat[late]] = micro[late]
         np.add.at(grid, flat[~late], micro[~late])
         shown, kept = {}, None
+        buffer = None if mask is None else np.empty(len(month_pos), dtype=grid.dtype)
         for k, sums in _window_sums(grid.reshape(n_cols, n_cust), first_col, n_months, lengths):
-            picked = sums.ravel() if mask is None else sums.ravel()[mask]
-            shown[k] = exact.to_float(picked)
+            cells = picked(sums, buffer)
+            shown[k] = exact.to_float(cells)
             if k == keep:
-                kept = picked.copy()
+                kept = cells.copy()
         return shown, kept
 
     measure_col = "core_units" if config.measure == "units" else "core_revenue"
