@@ -39,11 +39,12 @@ def score_rfm(panel: Panel, labels: Labels, config: Config) -> Scores:
     (the seed system's RFMT, cut points from them alone), or everyone with a core purchase so far."""
     buyers = labels.has_core    # the values are facts of every buyer, shown even when not scored
     scored = labels.active if config.rfm_population == "active" else buyers
+    # np.where with NaN already gives fresh float64 arrays: no further copy
     values = {
-        "recency": np.where(buyers, panel.month_end_day - panel.last_core_day, np.nan).astype("float64"),
-        "frequency": np.where(buyers, panel.invoices[config.rfm_window_months], np.nan).astype("float64"),
+        "recency": np.where(buyers, panel.month_end_day - panel.last_core_day, np.nan).astype("float64", copy=False),
+        "frequency": np.where(buyers, panel.invoices[config.rfm_window_months], np.nan).astype("float64", copy=False),
         "monetary": np.where(buyers, panel.rfm_monetary, np.nan),
-        "tenure": np.where(buyers, labels.tenure_months, np.nan).astype("float64"),
+        "tenure": np.where(buyers, labels.tenure_months, np.nan).astype("float64", copy=False),
     }
     scores = {field: np.zeros(panel.rows, dtype="int8") for field in SCORE_FIELDS}
     bounds = np.searchsorted(panel.month_pos, np.arange(len(panel.months) + 1))

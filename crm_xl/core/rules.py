@@ -68,7 +68,10 @@ def _shown_ratio(measure: np.ndarray, divisor: int | np.ndarray) -> np.ndarray:
 
 
 def _month_ordinal(days: np.ndarray) -> np.ndarray:
-    return days.astype("datetime64[D]").astype("datetime64[M]").astype("int64") + 1970 * 12
+    # day numbers viewed as dates, not copied: one fresh array, then in place
+    months = days.astype("int64", copy=False).view("datetime64[D]").astype("datetime64[M]").view("int64")
+    months += 1970 * 12
+    return months
 
 
 def _thresholds_met(tier_measure: np.ndarray, orders: np.ndarray, cfg: Config) -> dict[str, np.ndarray]:
