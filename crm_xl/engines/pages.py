@@ -5,7 +5,7 @@ hugepages (``madvise(MADV_HUGEPAGE)``). Where the kernel's defrag setting is ``m
 default of Debian, Ubuntu and most distributions), each such page fault may first compact memory
 to find a free 2 MB block, synchronously, in the faulting process. A refresh allocates a few GB of
 short-lived arrays, one layer after another, so it pays that compaction on most of them: on the
-1M-line benchmark 3.8-4.3 s of kernel time out of a 10 s run, against 1.2-1.4 s with ordinary
+1M-line benchmark 3.8-4.3 s of kernel time out of a 10 s run, against 1.2-1.6 s with ordinary
 4 kB pages, for the same tables (``bench/bench_pipeline.py``; docs/engines.md#figures).
 
 :func:`small_pages` turns the advice off for the duration of a run and back to what it was after,
