@@ -132,7 +132,8 @@ def build_panel(all_facts: Facts, entry_dates: np.ndarray, report_month: pd.Peri
 
     def rows(matrix: np.ndarray, dtype: str = "float64", buffer: np.ndarray | None = None) -> np.ndarray:
         """One value per history row, always a fresh array (the grid it comes from is reused)."""
-        return picked(matrix, buffer).astype(dtype)
+        # only a view of the grid or the shared buffer needs copying; np.compress without one is fresh
+        return picked(matrix, buffer).astype(dtype, copy=mask is None or buffer is not None)
 
     def windows(weights: np.ndarray, lengths: set[int], dtype: str = "float64") -> dict[int, np.ndarray]:
         """Window sums of one count as row arrays; each grid is dropped as soon as it is summed."""
