@@ -4,6 +4,7 @@
     python bench/bench_pipeline.py --case 1m       # one case
     python bench/bench_pipeline.py --repeat 3      # median of three runs per case
     python bench/bench_pipeline.py --case 1m --engine all      # the facts on numpy, duckdb and spark
+    python bench/bench_pipeline.py --case 1m --partitions 4    # snapshots onwards in 4 customer partitions
 
 Each measured run is a fresh Python process (so peak memory is that run's alone): it reads the
 three CSVs with crm_xl's CSV adapter, runs ``crm_xl.run`` and reports seconds per layer and the
@@ -51,7 +52,7 @@ def ensure_data(case: str) -> Path:
     return folder
 
 
-def child(case: str, engine: str) -> None:
+def child(case: str, engine: str, partitions: int | None = None) -> None:
     """One measured run; prints a JSON line."""
     from crm_xl.analyses.report import run_timed
     from crm_xl.engines.pages import small_pages
@@ -64,12 +65,13 @@ def child(case: str, engine: str) -> None:
         raw = read_raw_folder(DATA / case)
         read_s = time.perf_counter() - started
         before = resource.getrusage(resource.RUSAGE_SELF)
-        tables, layers = run_timed(**raw, config={"history_months": history_months}, engine=engine)
+        tables, layers = run_timed(**raw, config={"history_months": history_months}, engine=engine,
+                                   partitions=partitions)
     total = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak_gb = usage.ru_maxrss / 1024 / 1024
     print(json.dumps({
-        "case": case, "engine": engine, "engine_start_s": round(start_s, 3),
+        "case": case, "engine": engine, "partitions": partitions or 1, "engine_start_s": round(start_s, 3),
         "lines": len(raw["transactions"]), "customers": len(raw["customers"]),
         "history_rows": len(tables["customer_history"]), "read_s": round(read_s, 3),
         **{f"{k}_s": round(v, 3) for k, v in layers.items()},
@@ -91,14 +93,15 @@ def _start_engine(engine: str) -> float:
     return time.perf_counter() - started
 
 
-def measure(case: str, repeat: int, engine: str = "numpy") -> dict:
+def measure(case: str, repeat: int, engine: str = "numpy", partitions: int | None = None) -> dict:
     ensure_data(case)
     runs = []
     for _ in range(repeat):
-        out = subprocess.run([sys.executable, __file__, "--child", case, "--engine", engine], capture_output=True,
+        out = subprocess.run([sys.executable, __file__, "--child", case, "--engine", engine,
+                              *(["--partitions", str(partitions)] if partitions else [])], capture_output=True,
                              text=True, check=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    result = {key: runs[0][key] for key in ("case", "engine", "lines", "customers", "history_rows")}
+    result = {key: runs[0][key] for key in ("case", "engine", "partitions", "lines", "customers", "history_rows")}
     for key in runs[0]:
         if key.endswith("_s") or key == "peak_gb":
             result[key] = statistics.median(r[key] for r in runs)
@@ -114,15 +117,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--engine", choices=[*ENGINES, "all"], default=DEFAULT_ENGINE,
                         help=f"where the facts run (default {DEFAULT_ENGINE}; all: each engine in turn)")
+    parser.add_argument("--partitions", type=int, default=None,
+                        help="customer partitions for the snapshots and after (docs/engines.md; default: one)")
     parser.add_argument("--child", choices=list(CASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.engine)
+        child(args.child, args.engine, args.partitions)
         return
     cases = list(CASES) if args.case == "all" else [args.case] if args.case != "cdnow" else []
     for case in cases:
         for engine in ENGINES if args.engine == "all" else [args.engine]:
-            print(json.dumps(measure(case, args.repeat, engine)))
+            print(json.dumps(measure(case, args.repeat, engine, args.partitions)))
     if args.case in ("all", "cdnow"):
         sys.path.insert(0, str(HERE))
         from bench_lifetimes import bench_cdnow

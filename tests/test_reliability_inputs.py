@@ -474,9 +474,11 @@ def test_a_history_too_big_for_the_memory_stops_the_cli_naming_history_months(tm
                                                                               monkeypatch) -> None:
     monkeypatch.setenv(machine.MEMORY_LIMIT_VARIABLE, "1MB")
     assert main(["run", "--data", str(GOLDEN), "--out", str(tmp_path / "out"), "--set", "history_months=600"]) == 2
-    # 19 customers x 601 months x 768 bytes = 8,769,792 bytes; 1 MB = 1,048,576 bytes hold 19 x 71 months
-    one_error_line(capsys, "history_months", "600 months of 19 customers need about 8.4 MB", "1.0 MB is available",
-                   "set history_months to 70 or less")
+    # 19 customers x 601 months x 768 bytes = 8,769,792 bytes; in partitions of one customer each,
+    # 19 x 601 x 512 bytes held + 601 x 768 for one partition's grids = 6,308,096 bytes; 1 MB =
+    # 1,048,576 bytes hold 1,048,576 // (19 x 512 + 768) = 99 months, so history_months = 98
+    one_error_line(capsys, "history_months", "600 months of 19 customers need about 8.4 MB",
+                   "(6.0 MB in customer partitions)", "1.0 MB is available", "set history_months to 98 or less")
     assert not (tmp_path / "out").exists()
 
 

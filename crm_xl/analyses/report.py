@@ -41,7 +41,8 @@ VIEWS: tuple[tuple[str, View], ...] = (
 
 def run(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,
         config: Mapping[str, Any] | Config | None = None, *, today: dt.date | None = None,
-        memory_limit: int | None = None, engine: str = DEFAULT_ENGINE) -> dict[str, pd.DataFrame]:
+        memory_limit: int | None = None, engine: str = DEFAULT_ENGINE,
+        partitions: int | None = None) -> dict[str, pd.DataFrame]:
     """Compute every output table from the three raw tables.
 
     Parameters
@@ -58,13 +59,19 @@ def run(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFr
         default, so the same inputs always give the same tables): every line is plausible. The
         CLI and the workbook pass the computer's date.
     memory_limit
-        Bytes the run may use: a history that would not fit (customers x ``history_months``)
-        stops with a :class:`ConfigError` naming history_months before anything is computed.
-        ``None``: not checked. The CLI and the workbook pass the memory available.
+        Bytes the run may use. When the customers x months grids would not fit, the snapshots,
+        rules and outputs are computed for one range of customers at a time (same tables, a
+        little slower); a history whose rows alone would not fit stops with a
+        :class:`ConfigError` naming history_months before anything is computed. ``None``: not
+        checked. The CLI and the workbook pass the memory available.
     engine
         Where the facts (transaction lines to customer x month) are computed: ``"numpy"`` (in
         memory, the default), ``"duckdb"`` or ``"spark"`` (``pip install 'crm-xl[duckdb]'`` or
         ``'crm-xl[spark]'``). Every engine gives the same tables; see ``docs/engines.md``.
+    partitions
+        Compute the snapshots, rules and outputs in this many ranges of customers, one after the
+        other (``None``, the default: as ``memory_limit`` needs, one when everything fits). The
+        tables are the same whatever the number; see "Customer partitions" in ``docs/engines.md``.
 
     Returns
     -------
@@ -81,18 +88,18 @@ def run(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFr
         A table cannot be used at all (a required column missing, no usable transaction).
     """
     return run_timed(transactions, customers, products, config, today=today, memory_limit=memory_limit,
-                     engine=engine)[0]
+                     engine=engine, partitions=partitions)[0]
 
 
 def run_timed(transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame,
               config: Mapping[str, Any] | Config | None = None, *, today: dt.date | None = None,
-              memory_limit: int | None = None, engine: str = DEFAULT_ENGINE
+              memory_limit: int | None = None, engine: str = DEFAULT_ENGINE, partitions: int | None = None
               ) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     """:func:`run`, also returning the seconds each layer and view took (for the CLI and the benchmark)."""
     facts = facts_function(engine)      # an unknown or missing engine stops before any work
     with small_pages():
         core = run_core(transactions, customers, products, config, today=today, memory_limit=memory_limit,
-                        facts_function=facts)
+                        facts_function=facts, partitions=partitions)
         return with_views(core)
 
 

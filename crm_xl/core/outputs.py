@@ -6,6 +6,8 @@ first history month its "previous" tier and state.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -31,15 +33,42 @@ def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, 
 
     ``earlier``: customer_history rows of the months before the panel's history months (see
     :func:`crm_xl.core.pipeline.finish_core`), for the campaign fields."""
+    renames = renamed_extras(staged)
+    part = partition_outputs(staged, panel, labels, scores, per_customer, config, earlier, renames)
+    return assemble(staged, part, scores.cut_points, scores.segment_names, panel.months, config, counts)
+
+
+@dataclasses.dataclass
+class PartOutputs:
+    """What one customer partition's panel gives the contract tables: its customer_history rows
+    (the month before the history included) with their panel month positions, its snapshot rows
+    and its tier-transition counts. The cross-customer tables are made from them by :func:`assemble`."""
+
+    full: pd.DataFrame
+    month_pos: np.ndarray
+    snapshot: pd.DataFrame
+    transitions: np.ndarray
+
+
+def partition_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, per_customer: pd.DataFrame,
+                      config: Config, earlier: pd.DataFrame | None, renames: dict[str, str]) -> PartOutputs:
+    """The per-customer outputs of one panel (every customer, or one partition of them)."""
     full = _history_frame(staged, panel, labels, scores, config)
-    history_start = panel.month_rows(1).start
-    history = full.iloc[history_start:].reset_index(drop=True)
-    lead = full.iloc[:history_start].reset_index(drop=True)
     months = label_months(panel, labels, staged.customers["customer_id"], earlier)
     campaign = campaign_fields(panel, months, per_customer, staged.products)
-    snapshot = _snapshot(staged, panel, full, campaign)      # first: it may add a note to the data-quality log
+    snapshot = _snapshot(staged, panel, full, campaign, renames)
     snapshot["segment_reason"] = segment_reasons(panel, scores, labels, config, with_values=True,
                                                  rows=panel.month_rows(len(panel.months) - 1))
+    return PartOutputs(full, panel.month_pos, snapshot, transition_counts(panel, labels))
+
+
+def assemble(staged: Staged, part: PartOutputs, cut_points: pd.DataFrame, segment_names: tuple[str, ...],
+             months: pd.PeriodIndex, config: Config, counts: dict[str, int]
+             ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The contract tables from every customer's outputs (one :class:`PartOutputs`, merged if partitioned)."""
+    history_start = int(np.searchsorted(part.month_pos, 1))
+    history = part.full.iloc[history_start:].reset_index(drop=True)
+    lead = part.full.iloc[:history_start].reset_index(drop=True)
     rejected = staged.quality.rejected_frame()
     if len(rejected):
         staged.quality.add_note("(all)", "(any)", "rejected_lines", "info", len(rejected),
@@ -47,11 +76,11 @@ def build_outputs(staged: Staged, panel: Panel, labels: Labels, scores: Scores, 
                                 "rows left out of the analysis, each listed with its raw values in rejected_lines "
                                 "(rejected_lines.csv in a CSV run, BOOK_rejected_lines.csv beside a workbook)")
     tables = {
-        "customer_snapshot": snapshot,
+        "customer_snapshot": part.snapshot,
         "customer_history": history,
-        "monthly_summary": _monthly_summary(history, scores, panel),
-        "tier_transitions": _tier_transitions(panel, labels),
-        "rfm_cut_points": _cut_points(scores, panel),
+        "monthly_summary": _monthly_summary(history, segment_names, months, part.month_pos[history_start:] - 1),
+        "tier_transitions": _tier_transitions(part.transitions, months),
+        "rfm_cut_points": _cut_points(cut_points, months),
         "segment_map": _segment_map(config),
         "data_quality": staged.quality.to_frame(),
         "rejected_lines": rejected,
@@ -113,18 +142,22 @@ def _history_frame(staged: Staged, panel: Panel, labels: Labels, scores: Scores,
     return pd.DataFrame(columns, copy=False)
 
 
-def _snapshot(staged: Staged, panel: Panel, full: pd.DataFrame, campaign: pd.DataFrame) -> pd.DataFrame:
+def _snapshot(staged: Staged, panel: Panel, full: pd.DataFrame, campaign: pd.DataFrame,
+              renames: dict[str, str]) -> pd.DataFrame:
     last = len(panel.months) - 1
     latest_rows, previous_rows = panel.month_rows(last), panel.month_rows(last - 1)
     latest = full.iloc[latest_rows].set_index(panel.customer_key[latest_rows])
     previous = full.iloc[previous_rows].set_index(panel.customer_key[previous_rows])
     master = staged.customers.loc[latest.index]
-    master = master.rename(columns=_renamed_extras(master.columns, staged))
+    master = master.rename(columns=renames)
     for name, kind, _ in contract._MASTER:
         if name not in master:
             master[name] = pd.Series(pd.NaT if kind == "date" else pd.NA, index=master.index,
                                      dtype={"date": "datetime64[s]", "integer": "Int8"}.get(kind, "str"))
     figures = latest.drop(columns=["customer_id"])
+    # the month's texts only, numbered as one month's rows first use them (not as the history's)
+    figures["tier_reason"] = first_use_order(figures["tier_reason"].cat.codes.to_numpy(),
+                                             figures["tier_reason"].cat.categories)
     snapshot = pd.concat([master, figures, campaign], axis=1)
     snapshot["previous_value_tier"] = previous["value_tier"].reindex(latest.index)
     snapshot["previous_lifecycle_state"] = previous["lifecycle_state"].reindex(latest.index)
@@ -133,11 +166,21 @@ def _snapshot(staged: Staged, panel: Panel, full: pd.DataFrame, campaign: pd.Dat
     return snapshot[ordered + extras].reset_index(drop=True)
 
 
-def _renamed_extras(columns: pd.Index, staged: Staged) -> dict[str, str]:
+def first_use_order(codes: np.ndarray, categories: pd.Index) -> pd.Categorical:
+    """The categories the rows use, in the order they first use them (code -1: blank), as the reason
+    texts are numbered: rows merged from customer partitions get the categories of one run."""
+    used = codes >= 0
+    in_order = pd.unique(codes[used])     # in the order of appearance
+    renumber = np.full(len(categories), -1, dtype="int64")
+    renumber[in_order] = np.arange(len(in_order))
+    return pd.Categorical.from_codes(np.where(used, renumber[codes], -1), categories=categories[in_order])
+
+
+def renamed_extras(staged: Staged) -> dict[str, str]:
     """Extra master columns named like an output column (say, from an earlier export) get a prefix,
-    so the computed value is the one under the contract's name."""
+    so the computed value is the one under the contract's name (noted once on the data-quality log)."""
     ours = set(contract.columns("customer_snapshot")) - {name for name, _, _ in contract._MASTER}
-    clashes = [c for c in columns if c in ours]
+    clashes = [c for c in staged.customers.columns if c in ours]
     if clashes:
         staged.quality.add_note("customers", ", ".join(clashes), "master_column_renamed", "warning", len(clashes),
                                 ", ".join(clashes), "extra master columns named like output columns: "
@@ -145,12 +188,13 @@ def _renamed_extras(columns: pd.Index, staged: Staged) -> dict[str, str]:
     return {c: f"master_{c}" for c in clashes}
 
 
-def _monthly_summary(history: pd.DataFrame, scores: Scores, panel: Panel) -> pd.DataFrame:
-    month_values = panel.months[1:].to_timestamp().to_numpy().astype("datetime64[s]")
-    month_codes = panel.month_pos[panel.month_rows(1).start:] - 1
+def _monthly_summary(history: pd.DataFrame, segment_names: tuple[str, ...], months: pd.PeriodIndex,
+                     month_codes: np.ndarray) -> pd.DataFrame:
+    """Counts and sums per history month (``month_codes``: each history row's, 0 = the first) and label."""
+    month_values = months[1:].to_timestamp().to_numpy().astype("datetime64[s]")
     base = np.bincount(month_codes, minlength=len(month_values))
     categories = {"lifecycle_state": STATES, "activity_status": STATUSES, "value_tier": TIERS,
-                  "lifecycle_event": EVENTS, "rfm_segment": scores.segment_names}
+                  "lifecycle_event": EVENTS, "rfm_segment": segment_names}
     m1, revenue_m1 = history["m1"].to_numpy(), history["revenue_m1"].to_numpy()
     frames = []
     for dimension in SUMMARY_DIMENSIONS:
@@ -177,22 +221,30 @@ def _monthly_summary(history: pd.DataFrame, scores: Scores, panel: Panel) -> pd.
     return summary
 
 
-def _tier_transitions(panel: Panel, labels: Labels) -> pd.DataFrame:
-    names = list(contract.TRANSITION_TIERS)
+def transition_counts(panel: Panel, labels: Labels) -> np.ndarray:
+    """Customers per (panel month, tier the month before, tier this month), flat: exact integers, so a
+    partitioned run adds its partitions' counts."""
+    names = contract.TRANSITION_TIERS
+    size = len(names) * len(names)
     label = np.where(labels.tier >= 0, labels.tier,
                      np.where(labels.has_core, len(TIERS), len(TIERS) + 1)).astype("int64")
-    n_cust = int(panel.customer_key.max()) + 1 if panel.rows else 0
-    grid = np.full((len(panel.months), n_cust), len(TIERS) + 2, dtype="int64")
-    grid[panel.month_pos, panel.customer_key] = label
-    came_from = grid[:-1][panel.month_pos[panel.month_pos >= 1] - 1, panel.customer_key[panel.month_pos >= 1]] \
+    # a partition's keys are a range of the whole base's: the grid spans that range only
+    key = panel.customer_key - (int(panel.customer_key.min()) if panel.rows else 0)
+    grid = np.full((len(panel.months), int(key.max(initial=-1)) + 1), len(TIERS) + 2, dtype="int64")
+    grid[panel.month_pos, key] = label
+    came_from = grid[:-1][panel.month_pos[panel.month_pos >= 1] - 1, key[panel.month_pos >= 1]] \
         if panel.rows else np.array([], dtype="int64")
     now = label[panel.month_pos >= 1]
     month = panel.month_pos[panel.month_pos >= 1]
-    size = len(names) * len(names)
     cell = month * size + came_from * len(names) + now
-    counts = np.bincount(cell, minlength=len(panel.months) * size)
+    return np.bincount(cell, minlength=len(panel.months) * size)
+
+
+def _tier_transitions(counts: np.ndarray, months: pd.PeriodIndex) -> pd.DataFrame:
+    names = list(contract.TRANSITION_TIERS)
+    size = len(names) * len(names)
     nonzero = np.flatnonzero(counts)
-    month_start = panel.months.to_timestamp().to_numpy().astype("datetime64[s]")
+    month_start = months.to_timestamp().to_numpy().astype("datetime64[s]")
     names_arr = np.asarray(names, dtype=object)
     frame = pd.DataFrame({
         "report_month": month_start[nonzero // size],
@@ -205,9 +257,8 @@ def _tier_transitions(panel: Panel, labels: Labels) -> pd.DataFrame:
     return frame
 
 
-def _cut_points(scores: Scores, panel: Panel) -> pd.DataFrame:
-    cuts = scores.cut_points
-    first_history = panel.months[1].to_timestamp()
+def _cut_points(cuts: pd.DataFrame, months: pd.PeriodIndex) -> pd.DataFrame:
+    first_history = months[1].to_timestamp()
     frame = cuts[cuts["report_month"] >= first_history].reset_index(drop=True)
     frame["report_month"] = frame["report_month"].astype("datetime64[s]")
     for column in ("field", "method"):

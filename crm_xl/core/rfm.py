@@ -34,9 +34,46 @@ class Scores:
     cut_points: pd.DataFrame
 
 
-def score_rfm(panel: Panel, labels: Labels, config: Config) -> Scores:
+#: Four cut points per (panel month position, field); a month without one is not scored on it.
+Cuts = dict[tuple[int, str], np.ndarray]
+
+
+def score_rfm(panel: Panel, labels: Labels, config: Config, cuts: Cuts | None = None) -> Scores:
     """Score, month by month, the customers of ``rfm_population``: those Active at the month's end
-    (the seed system's RFMT, cut points from them alone), or everyone with a core purchase so far."""
+    (the seed system's RFMT, cut points from them alone), or everyone with a core purchase so far.
+
+    ``cuts`` gives the cut points (:func:`cut_points` of every customer's :func:`scored_values`)
+    when the panel holds one customer partition: quintiles are the only figures that read across
+    customers, so a partitioned run computes them once, centrally, from every partition."""
+    scored, values = rfm_values(panel, labels, config)
+    scores = {field: np.zeros(panel.rows, dtype="int8") for field in SCORE_FIELDS}
+    bounds = np.searchsorted(panel.month_pos, np.arange(len(panel.months) + 1))
+    cut_rows = []
+    for m, month in enumerate(panel.months):
+        rows = slice(bounds[m], bounds[m + 1])
+        in_month = scored[rows]
+        for field in SCORE_FIELDS:
+            month_values = values[field][rows][in_month]
+            month_cuts = _cut_points(month_values, field, config) if cuts is None else cuts.get((m, field))
+            if month_cuts is None:
+                continue
+            below = np.searchsorted(month_cuts, month_values, side="left")   # cut points strictly below
+            field_scores = np.empty(len(month_values), dtype="int8")
+            field_scores[:] = 5 - below if field == "recency" else 1 + below
+            target = scores[field][rows]
+            target[in_month] = field_scores
+            cut_rows.append((month.to_timestamp(), field, config.rfm_method, *month_cuts, len(month_values)))
+    fm = np.where(scored, np.ceil((scores["frequency"] + scores["monetary"]) / 2), 0).astype("int8")
+    segment_names, grid = _segment_grid(config)
+    segment = np.where(scored, grid[scores["recency"], fm], -1).astype("int8")
+    cut_frame = pd.DataFrame(cut_rows, columns=["report_month", "field", "method", "cut_1", "cut_2",
+                                                "cut_3", "cut_4", "customers_scored"])
+    return Scores(scored=scored, values=values, scores=scores, fm=fm, segment=segment, segment_names=segment_names,
+                  cut_points=cut_frame)
+
+
+def rfm_values(panel: Panel, labels: Labels, config: Config) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Who is scored, and the four values of every row (NaN before the first core purchase)."""
     buyers = labels.has_core    # the values are facts of every buyer, shown even when not scored
     scored = labels.active if config.rfm_population == "active" else buyers
     # np.where with NaN already gives fresh float64 arrays: no further copy
@@ -46,30 +83,30 @@ def score_rfm(panel: Panel, labels: Labels, config: Config) -> Scores:
         "monetary": np.where(buyers, panel.rfm_monetary, np.nan),
         "tenure": np.where(buyers, labels.tenure_months, np.nan).astype("float64", copy=False),
     }
-    scores = {field: np.zeros(panel.rows, dtype="int8") for field in SCORE_FIELDS}
+    return scored, values
+
+
+def scored_values(panel: Panel, scored: np.ndarray, values: dict[str, np.ndarray]) -> dict[tuple[int, str], np.ndarray]:
+    """The scored rows' values, per (panel month position, field): all the cut points read."""
     bounds = np.searchsorted(panel.month_pos, np.arange(len(panel.months) + 1))
-    cut_rows = []
-    for m, month in enumerate(panel.months):
+    out = {}
+    for m in range(len(panel.months)):
         rows = slice(bounds[m], bounds[m + 1])
         in_month = scored[rows]
         for field in SCORE_FIELDS:
-            month_values = values[field][rows][in_month]
-            cuts = _cut_points(month_values, field, config)
-            if cuts is None:
-                continue
-            below = np.searchsorted(cuts, month_values, side="left")   # cut points strictly below
-            field_scores = np.empty(len(month_values), dtype="int8")
-            field_scores[:] = 5 - below if field == "recency" else 1 + below
-            target = scores[field][rows]
-            target[in_month] = field_scores
-            cut_rows.append((month.to_timestamp(), field, config.rfm_method, *cuts, len(month_values)))
-    fm = np.where(scored, np.ceil((scores["frequency"] + scores["monetary"]) / 2), 0).astype("int8")
-    segment_names, grid = _segment_grid(config)
-    segment = np.where(scored, grid[scores["recency"], fm], -1).astype("int8")
-    cut_points = pd.DataFrame(cut_rows, columns=["report_month", "field", "method", "cut_1", "cut_2",
-                                                 "cut_3", "cut_4", "customers_scored"])
-    return Scores(scored=scored, values=values, scores=scores, fm=fm, segment=segment, segment_names=segment_names,
-                  cut_points=cut_points)
+            out[(m, field)] = values[field][rows][in_month]
+    return out
+
+
+def cut_points(month_values: dict[tuple[int, str], np.ndarray], config: Config, n_months: int) -> Cuts:
+    """The cut points of every (month, field) from its scored values (in any order: quantiles sort)."""
+    out: Cuts = {}
+    for m in range(n_months):
+        for field in SCORE_FIELDS:
+            cuts = _cut_points(month_values.get((m, field), np.empty(0)), field, config)
+            if cuts is not None:
+                out[(m, field)] = cuts
+    return out
 
 
 def _cut_points(values: np.ndarray, field: str, config: Config) -> np.ndarray | None:

@@ -23,7 +23,6 @@ import pandas as pd
 from crm_xl.config import Config
 from crm_xl.core import exact
 from crm_xl.core.facts import Facts
-from crm_xl.errors import ConfigError
 
 _BLANK = np.iinfo(np.int64).min  # "no date" in day-number arrays
 OUTPUT_WINDOWS = (1, 6, 12, 13, 24, 25)
@@ -39,21 +38,7 @@ def memory_needed(n_customers: int, config: Config) -> int:
     return n_customers * (config.history_months + 1) * BYTES_PER_CUSTOMER_MONTH
 
 
-def check_memory(n_customers: int, config: Config, available: int | None) -> None:
-    """:class:`ConfigError` naming history_months when the grids would not fit ``available`` bytes
-    (the adapter measures it; ``None``: not known, not checked). Refusing before computing gives a
-    message instead of a MemoryError, or a machine swapping for an hour."""
-    need = memory_needed(n_customers, config)
-    if available is None or need <= available:
-        return
-    fits = available // max(n_customers * BYTES_PER_CUSTOMER_MONTH, 1) - 1
-    advice = (f"set history_months to {fits} or less" if fits >= 1 else
-              "even history_months = 1 does not fit: close other programs or analyse fewer customers")
-    raise ConfigError("history_months", f"{config.history_months} months of {n_customers:,} customers need about "
-                                        f"{_size(need)} of memory and {_size(available)} is available: {advice}")
-
-
-def _size(n_bytes: int) -> str:
+def size_text(n_bytes: int) -> str:
     for unit, size in (("GB", 2**30), ("MB", 2**20)):
         if n_bytes >= size:
             return f"{n_bytes / size:,.1f} {unit}"

@@ -1,0 +1,195 @@
+"""Customer partitions: a run's snapshots, rules and outputs computed for one slice of its customers
+at a time, when the whole base's customers x months grids would not fit in memory.
+
+Every rule reads one customer's months, so a slice of the customers gives exactly the rows the
+whole base gives for them. Only two things read across customers:
+
+* RFM's quintile cut points of each month: a first pass over the partitions collects the scored
+  customers' values, the cut points are computed once from all of them (quantiles sort, so the
+  order they come in does not matter), and the second pass scores every partition with them;
+* the summaries: tier_transitions adds the partitions' integer counts, and monthly_summary is
+  summed over the merged customer_history, in the same row order as an unpartitioned run.
+
+Partitions are contiguous ranges of customer_key, which is customer_id order, so merging is a
+stable sort by month and the tables come out as one run's, byte for byte. The first pass is the
+price of exact quintiles: with ``rfm_method = fixed`` the cut points are known and it is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crm_xl.config import Config
+from crm_xl.core.facts import Facts
+from crm_xl.core.outputs import PartOutputs, first_use_order, partition_outputs, renamed_extras
+from crm_xl.core.rfm import Cuts, cut_points, rfm_values, score_rfm, scored_values
+from crm_xl.core.rules import Labels, apply_rules
+from crm_xl.core.snapshots import BYTES_PER_CUSTOMER_MONTH, Panel, build_panel, memory_needed, size_text
+from crm_xl.core.staging import Staged
+from crm_xl.errors import ConfigError
+
+#: Memory one customer-month takes for the whole of a partitioned run: its customer_history row
+#: (measured at 230-240 bytes on pandas 3), its RFM values between the two passes and what the
+#: merge leaves behind (the partitions' freed columns are not all given back to the system: a
+#: 1M-line run's peak rose by 0.47 GB in the merge), taken as 64 values of 8 bytes.
+HELD_BYTES_PER_CUSTOMER_MONTH = 64 * 8
+#: Each partition costs a few Python loops over its months: beyond this many, the run would take
+#: hours, and it is better to say what fits.
+MAX_PARTITIONS = 10_000
+
+Step = Callable[..., Any]
+
+
+def plan_partitions(n_customers: int, config: Config, available: int | None) -> int:
+    """How many customer partitions a run needs to fit ``available`` bytes (``None``: not known, one).
+
+    One when the whole base's grids fit; else the fewest (up to :data:`MAX_PARTITIONS`) whose
+    grids, one partition at a time, fit beside every customer's held rows. :class:`ConfigError`
+    naming history_months, with the largest value that fits, when even that is too much."""
+    whole = memory_needed(n_customers, config)
+    if available is None or whole <= available or n_customers == 0:
+        return 1
+    months = config.history_months + 1
+    most = min(MAX_PARTITIONS, n_customers)
+    held = n_customers * months * HELD_BYTES_PER_CUSTOMER_MONTH
+    grids = -(-n_customers // most) * months * BYTES_PER_CUSTOMER_MONTH     # the biggest partition's
+    if held + grids <= available:
+        return min(-(-whole // (available - held)), most)
+    fits = available // (n_customers * HELD_BYTES_PER_CUSTOMER_MONTH + -(-n_customers // most)
+                         * BYTES_PER_CUSTOMER_MONTH) - 1
+    advice = (f"set history_months to {fits} or less" if fits >= 1 else
+              "even history_months = 1 does not fit: close other programs or analyse fewer customers")
+    least = f" ({size_text(held + grids)} in customer partitions)" if held + grids < whole else ""
+    raise ConfigError("history_months", f"{config.history_months} months of {n_customers:,} customers need about "
+                                        f"{size_text(whole)} of memory{least} and {size_text(available)} is "
+                                        f"available: {advice}")
+
+
+def bounds(n_customers: int, parts: int) -> list[tuple[int, int]]:
+    """The customer_key ranges [lo, hi) of ``parts`` partitions of nearly equal size, none empty."""
+    edges = np.linspace(0, n_customers, min(max(parts, 1), max(n_customers, 1)) + 1).astype("int64")
+    return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges) if hi > lo]
+
+
+@dataclasses.dataclass(frozen=True)
+class Partitioned:
+    """What :func:`run_partitions` gives :func:`crm_xl.core.outputs.assemble`."""
+
+    part: PartOutputs
+    cut_points: pd.DataFrame
+    segment_names: tuple[str, ...]
+    months: pd.PeriodIndex
+
+
+def run_partitions(staged: Staged, facts: Facts, per_customer: pd.DataFrame, config: Config,
+                   panel_config: Config, parts: int, earlier: pd.DataFrame | None, clock: Step) -> Partitioned:
+    """The per-customer outputs of every partition, merged, and the cut points they were scored with.
+
+    ``config`` holds the rules' settings and ``panel_config`` the months the panel computes (see
+    :func:`crm_xl.core.pipeline.finish_core`); ``clock(name, step, *args)`` runs and times a step."""
+    ranges = bounds(len(staged.customers), parts)
+    n_months = panel_config.history_months + 1
+
+    def labelled(lo: int, hi: int) -> tuple[Panel, Labels]:
+        panel = clock("snapshots", _panel, staged, facts, panel_config, lo, hi)
+        return panel, clock("rules", apply_rules, panel, config)
+
+    if config.rfm_method == "quantile":
+        scored: dict[tuple[int, str], list[np.ndarray]] = {}
+        for lo, hi in ranges:
+            clock("rfm", _collect, *labelled(lo, hi), config, scored)
+        cuts = clock("rfm", _central_cuts, scored, config, n_months)
+    else:
+        cuts = cut_points({}, config, n_months)
+    renames = renamed_extras(staged)
+    outputs, counts, scores, months = [], [], None, None
+    for lo, hi in ranges:
+        panel, labels = labelled(lo, hi)
+        months = panel.months
+        scores = clock("rfm", score_rfm, panel, labels, config, cuts)
+        counts.append(scores.cut_points["customers_scored"].to_numpy())
+        outputs.append(clock("outputs", partition_outputs, staged, panel, labels, scores,
+                             per_customer.iloc[lo:hi], config, earlier, renames))
+    assert scores is not None   # bounds() gives at least one partition
+    # every partition was scored on the same cut points, so their cut rows line up one for one
+    cut_frame = scores.cut_points.assign(customers_scored=np.sum(counts, axis=0, dtype="int64"))
+    return Partitioned(clock("outputs", merge, outputs), cut_frame, scores.segment_names, months)
+
+
+def _panel(staged: Staged, facts: Facts, config: Config, lo: int, hi: int) -> Panel:
+    """The snapshots of customers lo .. hi - 1, their rows keyed by customer_key as in the whole base."""
+    part = Facts(_customer_rows(facts.months, lo, hi), _customer_rows(facts.invoice_links, lo, hi))
+    panel = build_panel(part, staged.entry_dates[lo:hi], staged.report_month, config)
+    return dataclasses.replace(panel, customer_key=panel.customer_key + lo)
+
+
+def _customer_rows(frame: pd.DataFrame, lo: int, hi: int) -> pd.DataFrame:
+    """The rows of customers lo .. hi - 1 of a table sorted by customer_key, keys counted from lo."""
+    start, stop = np.searchsorted(frame["customer_key"].to_numpy(), [lo, hi])
+    rows = frame.iloc[int(start):int(stop)]
+    return rows.assign(customer_key=rows["customer_key"].to_numpy() - lo)
+
+
+def _collect(panel: Panel, labels: Labels, config: Config, scored: dict[tuple[int, str], list[np.ndarray]]) -> None:
+    for key, values in scored_values(panel, *rfm_values(panel, labels, config)).items():
+        scored.setdefault(key, []).append(values)
+
+
+def _central_cuts(scored: dict[tuple[int, str], list[np.ndarray]], config: Config, n_months: int) -> Cuts:
+    return cut_points({key: np.concatenate(parts) for key, parts in scored.items()}, config, n_months)
+
+
+def merge(parts: list[PartOutputs]) -> PartOutputs:
+    """One :class:`PartOutputs` from the partitions', in one run's row order: customer_history month
+    by month (a stable sort by month of partitions in key order), the snapshot in key order. Each
+    column is dropped from the partitions as soon as it is merged, so the merge holds one column twice
+    at most, not the history."""
+    month_pos = np.concatenate([part.month_pos for part in parts])
+    order = np.argsort(month_pos, kind="stable")
+    # the snapshots first: their rows are views of their histories' last month, which would keep every
+    # partition's history alive through the merge
+    snapshot = _merged_frame([part.snapshot for part in parts], None)
+    return PartOutputs(full=_merged_frame([part.full for part in parts], order), month_pos=month_pos[order],
+                       snapshot=snapshot, transitions=np.sum([part.transitions for part in parts], axis=0))
+
+
+def _merged_frame(frames: list[pd.DataFrame], order: np.ndarray | None) -> pd.DataFrame:
+    columns = {}
+    for name in list(frames[0].columns):
+        columns[name] = merged_column([frame.pop(name) for frame in frames], order)
+    return pd.DataFrame(columns, copy=False)
+
+
+def merged_column(pieces: list[pd.Series], order: np.ndarray | None) -> pd.Series:
+    """The pieces one after the other, rows taken in ``order`` (``None``: as they come).
+
+    Labels share their categories and merge by their codes. Texts such as the reasons are
+    categories of their own in each partition (each text made once): the merged categories are
+    every partition's, in the order the merged rows first use them, which is what one run gives."""
+    if all(isinstance(piece.dtype, pd.CategoricalDtype) for piece in pieces):
+        return _merged_categorical(pieces, order)
+    if all(isinstance(piece.dtype, np.dtype) for piece in pieces):
+        values = np.concatenate([piece.to_numpy() for piece in pieces])
+        return pd.Series(values if order is None else values[order], copy=False)
+    arrays = [piece.array for piece in pieces]   # nullable integers, strings: the same extension type
+    merged = type(arrays[0])._concat_same_type(arrays)
+    return pd.Series(merged if order is None else merged.take(order), copy=False)
+
+
+def _merged_categorical(pieces: list[pd.Series], order: np.ndarray | None) -> pd.Series:
+    dtype = pieces[0].dtype
+    if all(piece.dtype == dtype for piece in pieces):
+        codes = np.concatenate([piece.cat.codes.to_numpy() for piece in pieces])
+        codes = codes if order is None else codes[order]
+        return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype))
+    union = pd.Index(pd.concat([pd.Series(piece.cat.categories) for piece in pieces], ignore_index=True)).unique()
+    codes = np.concatenate([np.where(c >= 0, union.get_indexer(piece.cat.categories)[c], -1)
+                            for piece in pieces for c in [piece.cat.codes.to_numpy()]])
+    codes = codes if order is None else codes[order]
+    return pd.Series(first_use_order(codes, union))
