@@ -148,8 +148,9 @@ def _central_cuts(scored: dict[tuple[int, str], list[np.ndarray]], config: Confi
 def merge(parts: list[PartOutputs]) -> PartOutputs:
     """One :class:`PartOutputs` from the partitions', in one run's row order: customer_history month
     by month (a stable sort by month of partitions in key order), the snapshot in key order. Each
-    column is dropped from the partitions as soon as it is merged, so the merge holds one column twice
-    at most, not the history."""
+    column is dropped from the partitions as soon as it is merged, so no second copy of the whole
+    history is ever referenced; the freed columns are not all given back to the system, though
+    (HELD_BYTES_PER_CUSTOMER_MONTH allows for it)."""
     month_pos = np.concatenate([part.month_pos for part in parts])
     order = np.argsort(month_pos, kind="stable")
     # the snapshots first: their rows are views of their histories' last month, which would keep every
