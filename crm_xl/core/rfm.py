@@ -9,6 +9,7 @@ recent purchases, more orders, more volume and longer tenure score 5.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -47,22 +48,17 @@ def score_rfm(panel: Panel, labels: Labels, config: Config, cuts: Cuts | None = 
     customers, so a partitioned run computes them once, centrally, from every partition."""
     scored, values = rfm_values(panel, labels, config)
     scores = {field: np.zeros(panel.rows, dtype="int8") for field in SCORE_FIELDS}
-    bounds = np.searchsorted(panel.month_pos, np.arange(len(panel.months) + 1))
     cut_rows = []
-    for m, month in enumerate(panel.months):
-        rows = slice(bounds[m], bounds[m + 1])
-        in_month = scored[rows]
-        for field in SCORE_FIELDS:
-            month_values = values[field][rows][in_month]
-            month_cuts = _cut_points(month_values, field, config) if cuts is None else cuts.get((m, field))
-            if month_cuts is None:
-                continue
-            below = np.searchsorted(month_cuts, month_values, side="left")   # cut points strictly below
-            field_scores = np.empty(len(month_values), dtype="int8")
-            field_scores[:] = 5 - below if field == "recency" else 1 + below
-            target = scores[field][rows]
-            target[in_month] = field_scores
-            cut_rows.append((month.to_timestamp(), field, config.rfm_method, *month_cuts, len(month_values)))
+    for m, field, rows, in_month, month_values in _month_fields(panel, scored, values):
+        month_cuts = _cut_points(month_values, field, config) if cuts is None else cuts.get((m, field))
+        if month_cuts is None:
+            continue
+        below = np.searchsorted(month_cuts, month_values, side="left")   # cut points strictly below
+        field_scores = np.empty(len(month_values), dtype="int8")
+        field_scores[:] = 5 - below if field == "recency" else 1 + below
+        target = scores[field][rows]
+        target[in_month] = field_scores
+        cut_rows.append((panel.months[m].to_timestamp(), field, config.rfm_method, *month_cuts, len(month_values)))
     fm = np.where(scored, np.ceil((scores["frequency"] + scores["monetary"]) / 2), 0).astype("int8")
     segment_names, grid = _segment_grid(config)
     segment = np.where(scored, grid[scores["recency"], fm], -1).astype("int8")
@@ -88,14 +84,18 @@ def rfm_values(panel: Panel, labels: Labels, config: Config) -> tuple[np.ndarray
 
 def scored_values(panel: Panel, scored: np.ndarray, values: dict[str, np.ndarray]) -> dict[tuple[int, str], np.ndarray]:
     """The scored rows' values, per (panel month position, field): all the cut points read."""
+    return {(m, field): month_values for m, field, _, _, month_values in _month_fields(panel, scored, values)}
+
+
+def _month_fields(panel: Panel, scored: np.ndarray, values: dict[str, np.ndarray]
+                  ) -> Iterator[tuple[int, str, slice, np.ndarray, np.ndarray]]:
+    """Per (month position, field): the month's rows, which of them are scored, and their values."""
     bounds = np.searchsorted(panel.month_pos, np.arange(len(panel.months) + 1))
-    out = {}
     for m in range(len(panel.months)):
         rows = slice(bounds[m], bounds[m + 1])
         in_month = scored[rows]
         for field in SCORE_FIELDS:
-            out[(m, field)] = values[field][rows][in_month]
-    return out
+            yield m, field, rows, in_month, values[field][rows][in_month]
 
 
 def cut_points(month_values: dict[tuple[int, str], np.ndarray], config: Config, n_months: int) -> Cuts:
