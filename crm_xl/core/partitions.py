@@ -10,8 +10,10 @@ whole base gives for them. Only two things read across customers:
 * the summaries: tier_transitions adds the partitions' integer counts, and monthly_summary is
   summed over the merged customer_history, in the same row order as an unpartitioned run.
 
-Partitions are contiguous ranges of customer_key, which is customer_id order, so merging is a
-stable sort by month and the tables come out as one run's, byte for byte. The first pass is the
+Partitions are contiguous ranges of customer_key, which is customer_id order, so one run's row
+order is month by month, the partitions in key order; the rows each month holds are known from the
+entry dates before any panel is built, so each partition's rows are written straight to their
+places (:mod:`crm_xl.core.merged_columns`) and the tables come out as one run's, byte for byte. The first pass is the
 price of exact quintiles: with ``rfm_method = fixed`` the cut points are known and it is skipped.
 """
 
@@ -27,17 +29,17 @@ import pandas as pd
 
 from crm_xl.config import Config
 from crm_xl.core.facts import Facts
-from crm_xl.core.outputs import PartOutputs, first_use_order, partition_outputs, renamed_extras
+from crm_xl.core.merged_columns import MergedFrame, block_starts, places_of
+from crm_xl.core.outputs import PartOutputs, partition_outputs, renamed_extras
 from crm_xl.core.rfm import Cuts, cut_points, rfm_values, score_rfm, scored_values
 from crm_xl.core.rules import Labels, apply_rules
-from crm_xl.core.snapshots import BYTES_PER_CUSTOMER_MONTH, Panel, build_panel, memory_needed, size_text
+from crm_xl.core.snapshots import BYTES_PER_CUSTOMER_MONTH, Panel, build_panel, memory_needed, rows_per_month, size_text
 from crm_xl.core.staging import Staged
 from crm_xl.errors import ConfigError
 
 #: Memory one customer-month takes for the whole of a partitioned run: its customer_history row
-#: (measured at 230-240 bytes on pandas 3), its RFM values between the two passes and what the
-#: merge leaves behind (the partitions' freed columns are not all given back to the system: a
-#: 1M-line run's peak rose by 0.47 GB in the merge), taken as 64 values of 8 bytes.
+#: (measured at 230-240 bytes on pandas 3), its RFM values between the two passes and the
+#: partition's own rows while they are written into place, taken as 64 values of 8 bytes.
 HELD_BYTES_PER_CUSTOMER_MONTH = 64 * 8
 #: Each partition costs a few Python loops over its months: beyond this many, the run would take
 #: hours, and it is better to say what fits.
@@ -108,18 +110,38 @@ def run_partitions(staged: Staged, facts: Facts, per_customer: pd.DataFrame, con
     else:
         cuts = cut_points({}, config, n_months)
     renames = renamed_extras(staged)
-    outputs, counts, scores, months = [], [], None, None
-    for lo, hi in ranges:
+    sizes = rows_per_month(staged.entry_dates, staged.report_month, n_months, ranges)
+    starts = block_starts(sizes)
+    history, snapshot = MergedFrame(int(sizes.sum())), MergedFrame(int(sizes[:, -1].sum()))
+    transitions, counts, scores, months = 0, [], None, None
+    for index, (lo, hi) in enumerate(ranges):
         panel, labels = labelled(lo, hi)
         months = panel.months
         scores = clock("rfm", score_rfm, panel, labels, config, cuts)
         counts.append(scores.cut_points["customers_scored"].to_numpy())
-        outputs.append(clock("outputs", partition_outputs, staged, panel, labels, scores,
-                             per_customer.iloc[lo:hi], config, earlier, renames))
+        out = clock("outputs", partition_outputs, staged, panel, labels, scores, per_customer.iloc[lo:hi], config,
+                    earlier, renames)
+        del panel, labels      # the partition's grids go before its rows are written
+        clock("outputs", _write, out, sizes, starts, index, history, snapshot)
+        transitions = transitions + out.transitions
     assert scores is not None   # bounds() gives at least one partition
     # every partition was scored on the same cut points, so their cut rows line up one for one
     cut_frame = scores.cut_points.assign(customers_scored=np.sum(counts, axis=0, dtype="int64"))
-    return Partitioned(clock("outputs", merge, outputs), cut_frame, scores.segment_names, months)
+    merged = PartOutputs(full=clock("outputs", history.frame), snapshot=clock("outputs", snapshot.frame),
+                         month_pos=np.repeat(np.arange(n_months), sizes.sum(axis=0)), transitions=transitions)
+    return Partitioned(merged, cut_frame, scores.segment_names, months)
+
+
+def _write(out: PartOutputs, sizes: np.ndarray, starts: np.ndarray, index: int, history: MergedFrame,
+           snapshot: MergedFrame) -> None:
+    """One partition's rows to their places in the whole run's tables (its frames are emptied)."""
+    if not np.array_equal(np.bincount(out.month_pos, minlength=sizes.shape[1]), sizes[index]):
+        raise AssertionError("a customer partition's rows differ from the layout of its entry dates")
+    # the snapshot first: its rows are views of the history's last month. They are that month's
+    # block, counted from the month's first row
+    first = int(starts[index, -1] - starts[0, -1])
+    snapshot.put(out.snapshot, np.arange(first, first + len(out.snapshot), dtype="int64"))
+    history.put(out.full, places_of(starts[index], sizes[index]))
 
 
 def _panel(staged: Staged, facts: Facts, config: Config, lo: int, hi: int) -> Panel:
@@ -143,54 +165,3 @@ def _collect(panel: Panel, labels: Labels, config: Config, scored: dict[tuple[in
 
 def _central_cuts(scored: dict[tuple[int, str], list[np.ndarray]], config: Config, n_months: int) -> Cuts:
     return cut_points({key: np.concatenate(parts) for key, parts in scored.items()}, config, n_months)
-
-
-def merge(parts: list[PartOutputs]) -> PartOutputs:
-    """One :class:`PartOutputs` from the partitions', in one run's row order: customer_history month
-    by month (a stable sort by month of partitions in key order), the snapshot in key order. Each
-    column is dropped from the partitions as soon as it is merged, so no second copy of the whole
-    history is ever referenced; the freed columns are not all given back to the system, though
-    (HELD_BYTES_PER_CUSTOMER_MONTH allows for it)."""
-    month_pos = np.concatenate([part.month_pos for part in parts])
-    order = np.argsort(month_pos, kind="stable")
-    # the snapshots first: their rows are views of their histories' last month, which would keep every
-    # partition's history alive through the merge
-    snapshot = _merged_frame([part.snapshot for part in parts], None)
-    return PartOutputs(full=_merged_frame([part.full for part in parts], order), month_pos=month_pos[order],
-                       snapshot=snapshot, transitions=np.sum([part.transitions for part in parts], axis=0))
-
-
-def _merged_frame(frames: list[pd.DataFrame], order: np.ndarray | None) -> pd.DataFrame:
-    columns = {}
-    for name in list(frames[0].columns):
-        columns[name] = merged_column([frame.pop(name) for frame in frames], order)
-    return pd.DataFrame(columns, copy=False)
-
-
-def merged_column(pieces: list[pd.Series], order: np.ndarray | None) -> pd.Series:
-    """The pieces one after the other, rows taken in ``order`` (``None``: as they come).
-
-    Labels share their categories and merge by their codes. Texts such as the reasons are
-    categories of their own in each partition (each text made once): the merged categories are
-    every partition's, in the order the merged rows first use them, which is what one run gives."""
-    if all(isinstance(piece.dtype, pd.CategoricalDtype) for piece in pieces):
-        return _merged_categorical(pieces, order)
-    if all(isinstance(piece.dtype, np.dtype) for piece in pieces):
-        values = np.concatenate([piece.to_numpy() for piece in pieces])
-        return pd.Series(values if order is None else values[order], copy=False)
-    arrays = [piece.array for piece in pieces]   # nullable integers, strings: the same extension type
-    merged = type(arrays[0])._concat_same_type(arrays)
-    return pd.Series(merged if order is None else merged.take(order), copy=False)
-
-
-def _merged_categorical(pieces: list[pd.Series], order: np.ndarray | None) -> pd.Series:
-    dtype = pieces[0].dtype
-    if all(piece.dtype == dtype for piece in pieces):
-        codes = np.concatenate([piece.cat.codes.to_numpy() for piece in pieces])
-        codes = codes if order is None else codes[order]
-        return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype))
-    union = pd.Index(pd.concat([pd.Series(piece.cat.categories) for piece in pieces], ignore_index=True)).unique()
-    codes = np.concatenate([np.where(c >= 0, union.get_indexer(piece.cat.categories)[c], -1)
-                            for piece in pieces for c in [piece.cat.codes.to_numpy()]])
-    codes = codes if order is None else codes[order]
-    return pd.Series(first_use_order(codes, union))

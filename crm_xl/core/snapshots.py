@@ -274,15 +274,28 @@ def panel_keys(entry_dates: np.ndarray, months: pd.PeriodIndex) -> np.ndarray:
     return np.nonzero(_presence(entry_dates, _ordinal(months[0]), len(months)))[1]
 
 
-def _presence(entry_dates: np.ndarray, first: int, n_months: int) -> np.ndarray:
-    """(months x customers) True where the customer is in the base at that month's end.
+def rows_per_month(entry_dates: np.ndarray, report_month: pd.Period, n_months: int,
+                   ranges: list[tuple[int, int]]) -> np.ndarray:
+    """(ranges x months) how many of customers lo .. hi - 1 are rows of each of the ``n_months``
+    report months ending at ``report_month``: the row layout of customer partitions' panels, known
+    from the entry dates before any panel is built."""
+    first = _ordinal(report_month) - n_months + 1
+    # the panel position of each customer's first month in the base (n_months: never)
+    joins = np.minimum(np.maximum(_entry_months(entry_dates), first) - first, n_months)
+    return np.array([np.cumsum(np.bincount(joins[lo:hi], minlength=n_months + 1))[:n_months]
+                     for lo, hi in ranges], dtype="int64").reshape(len(ranges), n_months)
 
-    Staging decided each customer's entry date (blank = in the base from the start).
-    """
-    entry = _day_numbers(pd.Series(entry_dates))
-    entry_month = np.where(entry == _BLANK, np.iinfo(np.int64).min, _month_of_day(np.where(entry == _BLANK, 0, entry)))
+
+def _presence(entry_dates: np.ndarray, first: int, n_months: int) -> np.ndarray:
+    """(months x customers) True where the customer is in the base at that month's end."""
     month_ord = np.arange(first, first + n_months)
-    return entry_month[None, :] <= month_ord[:, None]
+    return _entry_months(entry_dates)[None, :] <= month_ord[:, None]
+
+
+def _entry_months(entry_dates: np.ndarray) -> np.ndarray:
+    """Each customer's base-entry month ordinal, as staging decided it (blank: in the base from the start)."""
+    entry = _day_numbers(pd.Series(entry_dates))
+    return np.where(entry == _BLANK, np.iinfo(np.int64).min, _month_of_day(np.where(entry == _BLANK, 0, entry)))
 
 
 def _month_of_day(days: np.ndarray) -> np.ndarray:
