@@ -253,6 +253,7 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
 def _run(args: argparse.Namespace) -> int:
     from crm_xl.analyses.report import run
     from crm_xl.config import Config
+    from crm_xl.core.partitions import plan_note
     from crm_xl.core.quality import source_rows
     from crm_xl.io import machine
     from crm_xl.io.csv import file_rows, is_parquet, read_raw_file, with_read_notes, write_tables
@@ -266,12 +267,11 @@ def _run(args: argparse.Namespace) -> int:
     paths = {name: Path(getattr(args, name) or args.data / f"{name}.csv") for name in RAW_TABLES}
     files = {name: read_raw_file(path, name, options, config.headers(name)) for name, path in paths.items()}
     raw = {name: frame for name, (frame, _) in files.items()}
-    store_note = ""
+    store_note, limit = "", machine.memory_limit()       # measured once: the plan it gave is then told
     if args.store is None:
-        tables = run(**raw, config=config, today=machine.today(), memory_limit=machine.memory_limit(),
-                     engine=args.engine)
+        tables = run(**raw, config=config, today=machine.today(), memory_limit=limit, engine=args.engine)
     else:
-        result = run_with_store(**raw, config=config, today=machine.today(), memory_limit=machine.memory_limit(),
+        result = run_with_store(**raw, config=config, today=machine.today(), memory_limit=limit,
                                 engine=args.engine, store=args.store, wait=args.wait)
         tables, store_note = result.tables, f"{result.plan.describe()}; store {args.store}"
     notes = [note for _, file_notes in files.values() for note in file_notes]
@@ -281,8 +281,9 @@ def _run(args: argparse.Namespace) -> int:
     run_id = new_id()
     written = write_tables(tables, args.out, bom=not args.no_bom, wait=args.wait, run_id=run_id)
     print(summary_text(tables, time.perf_counter() - started))
-    if store_note:
-        print(f"  {store_note}")
+    for note in (plan_note(tables, config, limit), store_note):
+        if note:
+            print(f"  {note}")
     print(f"Wrote {len(written)} tables to {args.out}/: {', '.join(p.name for p in written.values())} "
           f"(run {run_id}, listed with their sha256 in {MANIFEST})")
     return 0
@@ -417,6 +418,8 @@ def _refresh(args: argparse.Namespace) -> int:
                                                                         allow_files_from=args.allow_files_from,
                                                                         engine=args.engine, store=store))
     print(summary_text(result.tables, time.perf_counter() - started))
+    if result.memory_note:
+        print(f"  {result.memory_note}")
     if result.store_note:
         print(f"  {result.store_note}; store {store}")
     if result.history_file is not None:

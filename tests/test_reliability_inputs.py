@@ -482,6 +482,31 @@ def test_a_history_too_big_for_the_memory_stops_the_cli_naming_history_months(tm
     assert not (tmp_path / "out").exists()
 
 
+def test_a_run_fitted_in_customer_partitions_says_so(tmp_path: Path, capsys, monkeypatch) -> None:
+    """It takes longer than one piece, and the user is told why; the same tables are written."""
+    args = ["run", "--data", str(GOLDEN), "--set", "history_months=600"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    assert "customer partitions" not in capsys.readouterr().out
+    # 8.4 MB in one piece, 6.0 MB in partitions of one customer (the test above): 7 MB needs partitions
+    monkeypatch.setenv(machine.MEMORY_LIMIT_VARIABLE, "7MB")
+    assert main([*args, "--out", str(tmp_path / "parts")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"computed in \d+ customer partitions, one after the other: all 19 customers' 601 months "
+                     r"need about 8.4 MB of memory at once and 7.0 MB was available", out), out
+    for name in ("customer_history", "customer_snapshot", "monthly_summary"):
+        assert (tmp_path / "parts" / f"{name}.csv").read_bytes() == (tmp_path / "whole" / f"{name}.csv").read_bytes()
+
+
+def test_a_workbook_refresh_fitted_in_customer_partitions_says_so(book: Path, monkeypatch) -> None:
+    whole = refresh_workbook(book, now=NOW)
+    assert whole.memory_note == ""
+    # 19 customers x 25 months: 356 KB in one piece; 243 KB held + 19 KB for one customer's grids
+    monkeypatch.setenv(machine.MEMORY_LIMIT_VARIABLE, "300KB")
+    parts = refresh_workbook(book, now=NOW)
+    assert "customer partitions" in parts.memory_note and "300 KB was available" in parts.memory_note
+    pd.testing.assert_frame_equal(parts.tables["customer_history"], whole.tables["customer_history"])
+
+
 def test_the_workbook_names_the_history_months_cell(book: Path, monkeypatch) -> None:
     monkeypatch.setenv(machine.MEMORY_LIMIT_VARIABLE, "200KB")     # 19 customers x 25 months need 356 KB
     with pytest.raises(ConfigError, match=rf"history_months.*{config_cell('history_months')}.*or less"):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,20 @@ def plan_partitions(n_customers: int, config: Config, available: int | None) -> 
     raise ConfigError("history_months", f"{config.history_months} months of {n_customers:,} customers need about "
                                         f"{size_text(whole)} of memory{least} and {size_text(available)} is "
                                         f"available: {advice}")
+
+
+def plan_note(tables: Mapping[str, pd.DataFrame], config: Mapping[str, Any] | Config | None,
+              available: int | None) -> str:
+    """What the memory plan of a run made of ``tables`` did, in words for its summary ('' in one piece):
+    a run in partitions takes longer than one piece, and the user should know why."""
+    info = tables["run_info"].set_index("item")["value"]
+    n_customers, cfg = int(info["customers_analysed"]), Config.from_mapping(config)
+    parts = plan_partitions(n_customers, cfg, available)
+    if parts == 1 or available is None:
+        return ""
+    return (f"computed in {parts:,} customer partitions, one after the other: all {n_customers:,} customers' "
+            f"{cfg.history_months + 1} months need about {size_text(memory_needed(n_customers, cfg))} of memory "
+            f"at once and {size_text(available)} was available (the tables are the same; more memory is faster)")
 
 
 def bounds(n_customers: int, parts: int) -> list[tuple[int, int]]:

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from crm_xl import contract
 from crm_xl.analyses.report import run_timed
+from crm_xl.core.partitions import plan_note
 from crm_xl.core.quality import RowOf, source_rows
 from crm_xl.engines import DEFAULT_ENGINE
 from crm_xl.errors import ConfigError, InputError
@@ -54,6 +55,8 @@ class RefreshResult:
     refresh_id: str = ""
     #: what the history store gave (months reused and computed), empty without a store
     store_note: str = ""
+    #: how the run was fitted in the memory available, when it was ('' in one piece)
+    memory_note: str = ""
 
 
 def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progress: Progress | None = None,
@@ -83,7 +86,9 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progre
         say(f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
             f"{len(inputs.raw['customers']):,} customers)")
         stamp = (now or dt.datetime.now()).replace(microsecond=0)
-        tables, seconds, note = compute_with_store(inputs, today=stamp.date(), engine=engine, store=store)
+        limit = machine.memory_limit()     # measured once: the plan it gave is then told
+        tables, seconds, note = compute_with_store(inputs, today=stamp.date(), engine=engine, store=store,
+                                                   memory_limit=limit)
         plan = tables_to_write(tables, inputs, book, stamp, time.perf_counter() - started)
         try:
             say(f"writing {len(plan.tables)} tables")
@@ -92,7 +97,7 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progre
             plan.discard()
     seconds = {"read": read_s, **seconds, "total": time.perf_counter() - started}
     return RefreshResult(tables=tables, seconds=seconds, history_file=plan.history_file, refresh_id=plan.refresh_id,
-                         store_note=note)
+                         store_note=note, memory_note=plan_note(tables, inputs.settings, limit))
 
 
 def store_beside(book: str | Path) -> Path:
@@ -150,16 +155,19 @@ def compute(inputs: WorkbookInputs, today: dt.date | None = None, engine: str = 
 
 
 def compute_with_store(inputs: WorkbookInputs, today: dt.date | None = None, engine: str = DEFAULT_ENGINE,
-                       store: str | Path | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float], str]:
-    """:func:`compute` over a history store (None: none), and what the store gave."""
+                       store: str | Path | None = None, memory_limit: int | None = None
+                       ) -> tuple[dict[str, pd.DataFrame], dict[str, float], str]:
+    """:func:`compute` over a history store (None: none), and what the store gave. ``memory_limit``:
+    bytes the run may use (default: as the machine says now)."""
     note = ""
+    memory_limit = machine.memory_limit() if memory_limit is None else memory_limit
     try:
         if store is None:
             tables, seconds = run_timed(**inputs.raw, config=inputs.settings, today=today or machine.today(),
-                                        memory_limit=machine.memory_limit(), engine=engine)
+                                        memory_limit=memory_limit, engine=engine)
         else:
             result = run_with_store(**inputs.raw, config=inputs.settings, today=today or machine.today(),
-                                    memory_limit=machine.memory_limit(), engine=engine, store=store)
+                                    memory_limit=memory_limit, engine=engine, store=store)
             tables, seconds, note = result.tables, result.seconds, result.plan.describe()
     except ConfigError as exc:
         raise at_cell(exc, inputs.setting_cells) from None
