@@ -35,6 +35,7 @@ from python_calamine import CalamineWorkbook
 
 from crm_xl import contract
 from crm_xl.errors import InputError
+from crm_xl.io import machine
 from crm_xl.io.csv import read_csv
 from crm_xl.workbook import layout
 from crm_xl.workbook.book import load_raw, new_workbook, set_settings
@@ -477,6 +478,19 @@ def test_unexpected_error_short_alert_and_traceback_in_log(xw, golden_payload, t
     assert any(m.startswith("traceback for support:") and "Traceback" in m and "boom" in m for m in messages)
     outputs = _sheet_positions(golden_payload, WRITTEN)
     assert not [a for a in actions if a["sheet_position"] in outputs]
+
+
+def test_a_refresh_fitted_in_customer_partitions_says_so_in_the_log(xw, golden_payload, tmp_path,
+                                                                    monkeypatch) -> None:
+    # the golden 19 customers x 25 months x 768 bytes: 364,800 in one piece; 300 KB = 307,200 less the
+    # 243,200 held (x 512) leaves 64,000 for the grids of one partition: 364,800 / 64,000 -> 6 partitions
+    monkeypatch.setenv(machine.MEMORY_LIMIT_VARIABLE, "300KB")
+    actions = _run(xw, golden_payload, tmp_path)
+    assert not _funcs(actions, "alert")
+    messages = [row[2] for row in _rows(Replay(golden_payload, actions).table(layout.LOG_TABLE.name)[1])]
+    assert [m for m in messages if m.startswith("computed in ")] == [
+        "computed in 6 customer partitions, one after the other: all 19 customers' 25 months need about 356 KB "
+        "of memory at once and 300 KB was available (the tables are the same; more memory is faster)"]
 
 
 def test_status_bar_unsupported_engine_does_not_fail(golden_run) -> None:

@@ -504,6 +504,8 @@ def test_a_workbook_refresh_fitted_in_customer_partitions_says_so(book: Path, mo
     monkeypatch.setenv(machine.MEMORY_LIMIT_VARIABLE, "300KB")
     parts = refresh_workbook(book, now=NOW)
     assert "customer partitions" in parts.memory_note and "300 KB was available" in parts.memory_note
+    log = CalamineWorkbook.from_path(str(book)).get_sheet_by_name(layout.LOG_TABLE.sheet).to_python()
+    assert sum(parts.memory_note in row for row in log) == 1      # the analyst in Excel reads it in the Log
     pd.testing.assert_frame_equal(parts.tables["customer_history"], whole.tables["customer_history"])
 
 

@@ -40,6 +40,7 @@ import xlwings as xw
 
 from crm_xl.config import Config
 from crm_xl.errors import CrmXlError, InputError
+from crm_xl.io import machine
 from crm_xl.io.files import real_path, remove_stale_temps
 from crm_xl.io.locks import locked
 from crm_xl.workbook import layout
@@ -52,7 +53,7 @@ from crm_xl.workbook.reader import (
     raw_frame,
     read_log,
 )
-from crm_xl.workbook.refresh import LOG_ROWS_KEPT, PlannedWrite, compute, tables_to_write
+from crm_xl.workbook.refresh import LOG_ROWS_KEPT, PlannedWrite, compute, memory_notes, tables_to_write
 from crm_xl.workbook.sheetxml import excel_serials, fit_cells
 
 TITLE = "CRM refresh"
@@ -104,9 +105,10 @@ def _refresh(book: xw.Book, stamp: dt.datetime, started: float, mark_writing: Ca
         excel.check_targets()
         _status_bar(app, f"computing ({len(inputs.raw['transactions']):,} transaction lines, "
                          f"{len(inputs.raw['customers']):,} customers)...")
-        tables, _seconds = compute(inputs, today=stamp.date())
+        limit = machine.memory_limit()     # measured once: the plan it gave is then told in the Log
+        tables, _seconds = compute(inputs, today=stamp.date(), memory_limit=limit)
         plan = tables_to_write(tables, inputs, _book_path(book) if folder else None, stamp,
-                               time.perf_counter() - started)
+                               time.perf_counter() - started, notes=memory_notes(tables, inputs, limit))
         try:
             mark_writing()
             with plan.committing(), _quiet(app):     # the files beside the book first, put back if Excel fails

@@ -89,7 +89,8 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progre
         limit = machine.memory_limit()     # measured once: the plan it gave is then told
         tables, seconds, note = compute_with_store(inputs, today=stamp.date(), engine=engine, store=store,
                                                    memory_limit=limit)
-        plan = tables_to_write(tables, inputs, book, stamp, time.perf_counter() - started)
+        notes = memory_notes(tables, inputs, limit)
+        plan = tables_to_write(tables, inputs, book, stamp, time.perf_counter() - started, notes=notes)
         try:
             say(f"writing {len(plan.tables)} tables")
             _write(book, plan, before)
@@ -97,7 +98,7 @@ def refresh_workbook(path: str | Path, *, now: dt.datetime | None = None, progre
             plan.discard()
     seconds = {"read": read_s, **seconds, "total": time.perf_counter() - started}
     return RefreshResult(tables=tables, seconds=seconds, history_file=plan.history_file, refresh_id=plan.refresh_id,
-                         store_note=note, memory_note=plan_note(tables, inputs.settings, limit))
+                         store_note=note, memory_note="; ".join(notes))
 
 
 def store_beside(book: str | Path) -> Path:
@@ -141,17 +142,24 @@ def _rewrite(book: Path, out: Path, tables: dict[str, pd.DataFrame]) -> None:
                                      "tables (crm-xl new makes a fresh workbook)") from None
 
 
-def compute(inputs: WorkbookInputs, today: dt.date | None = None, engine: str = DEFAULT_ENGINE
-            ) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+def compute(inputs: WorkbookInputs, today: dt.date | None = None, engine: str = DEFAULT_ENGINE,
+            memory_limit: int | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     """The core's tables for a workbook's inputs and the seconds per layer.
 
     ``data_quality`` example rows become the sheet rows a user can go to; a :class:`ConfigError`
     names the Config cell of the setting. ``today`` (default: the computer's date) and the memory
     available are what the core is given of the machine. Shared by the headless and the live
-    (xlwings) refresh.
+    (xlwings) refresh. ``memory_limit``: bytes the run may use (default: as the machine says now).
     """
-    tables, seconds, _ = compute_with_store(inputs, today, engine)
+    tables, seconds, _ = compute_with_store(inputs, today, engine, memory_limit=memory_limit)
     return tables, seconds
+
+
+def memory_notes(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, memory_limit: int | None
+                 ) -> tuple[str, ...]:
+    """The Log's line on how a refresh given ``memory_limit`` was fitted in it, when it had to be."""
+    note = plan_note(tables, inputs.settings, memory_limit)
+    return (note,) if note else ()
 
 
 def compute_with_store(inputs: WorkbookInputs, today: dt.date | None = None, engine: str = DEFAULT_ENGINE,
@@ -222,13 +230,14 @@ class PlannedWrite:
 
 
 def tables_to_write(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, book: Path | None, stamp: dt.datetime,
-                    seconds: float) -> PlannedWrite:
+                    seconds: float, notes: tuple[str, ...] = ()) -> PlannedWrite:
     """Every table a refresh writes, from :func:`compute`'s tables; shared by the headless and live refresh.
 
     ``book`` is the workbook's path (the full history and the rejected lines go beside it), or None
     for a workbook without a folder (xlwings Lite): the sheet then keeps the latest months that fit
     and the status says older months were left out; the rejected lines are counted on Data Quality.
-    ``stamp`` is the refresh time shown on Start and in the Log, ``seconds`` the time taken so far.
+    ``stamp`` is the refresh time shown on Start and in the Log, ``seconds`` the time taken so far,
+    ``notes`` more info lines for the Log (how the run was fitted in memory, say).
     """
     book, refresh_id = (None if book is None else real_path(book)), new_id(stamp)
     sidecars: list[tuple[Path, Path]] = []
@@ -241,7 +250,7 @@ def tables_to_write(tables: dict[str, pd.DataFrame], inputs: WorkbookInputs, boo
         written = {**{n: f for n, f in sheet_tables.items() if n not in contract.FILE_TABLES},
                    **layout.chart_tables(tables),
                    layout.STATUS_TABLE.name: _status(tables, inputs, stamp, history_file, refresh_id, months_left_out),
-                   layout.LOG_TABLE.name: _log(inputs, tables, stamp, seconds),
+                   layout.LOG_TABLE.name: _log(inputs, tables, stamp, seconds, notes),
                    layout.GLOSSARY_TABLE.name: layout.glossary_frame()}
     except BaseException:
         PlannedWrite({}, None, tuple(sidecars)).discard()
@@ -354,13 +363,15 @@ def _kpi_status(kpis: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _log(inputs: WorkbookInputs, tables: dict[str, pd.DataFrame], stamp: dt.datetime, seconds: float) -> pd.DataFrame:
+def _log(inputs: WorkbookInputs, tables: dict[str, pd.DataFrame], stamp: dt.datetime, seconds: float,
+         notes: tuple[str, ...] = ()) -> pd.DataFrame:
     """The refresh log: earlier entries (newest kept) plus this refresh's lines."""
     quality = tables["data_quality"]
     lines = [("info", "refresh: " + ", ".join(f"{n} {len(f):,} rows" for n, f in inputs.raw.items()) + " read")]
     lines += [("warning", f"{r.table}.{r.column}: {r.rule} x{r.rows:,}"
                           + (f" (rows {r.example_rows})" if r.example_rows else "") + f": {r.message}")
               for r in quality.itertuples() if r.severity == "warning"]
+    lines += [("info", note) for note in notes]
     lines.append(("info", f"refresh done in {seconds:.1f} s: {len(tables['customer_snapshot']):,} customers"))
     new = pd.DataFrame({"time": [pd.Timestamp(stamp)] * len(lines), "level": [lvl for lvl, _ in lines],
                         "message": [msg for _, msg in lines]})
